@@ -1,0 +1,86 @@
+"""The Storage contract: what the runtime asks of every backend.
+
+A Storage is owned by exactly one StorageActor and is called from that
+actor's thread only, so backends need no locking of their own. Every backend
+runs the one contract suite in tests/contract/.
+
+Claims: ``pop`` hands due jobs to a *runner* (one per arbiter process). The
+runner must ``heartbeat`` them; a held job whose last heartbeat is older than
+5 x its heartbeat interval may be popped by another runner. ``complete`` and
+``release`` settle held jobs; a runner that does not hold a job cannot settle
+it (Disposition.NOT_HELD), so a claim taken over by another runner is not
+settled twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from storage.model import Disposition, JobInfo, JobResult, NewJob, QueueStats, Status
+
+STALE_HEARTBEATS = 5  # a claim goes stale after this many missed heartbeat intervals
+
+
+class Storage(Protocol):
+    def push(self, job: NewJob) -> uuid.UUID:
+        """Store one job; returns its id."""
+        ...
+
+    def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        """Store many jobs, in order; returns their ids in the same order."""
+        ...
+
+    def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
+        """Claim up to ``limit`` due jobs of ``queue`` for ``runner``.
+
+        Stale claims come first, oldest expiry first; then pending jobs in
+        (run_at, id) order. Returns [] when nothing is due.
+        """
+        ...
+
+    def heartbeat(self, runner: str, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        """Refresh the claims of ``runner``; returns the ids it no longer holds."""
+        ...
+
+    def complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> Disposition:
+        """Settle one held job with the result of its attempt."""
+        ...
+
+    def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
+        """Settle every job ``runner`` holds with the same result (a dead runner)."""
+        ...
+
+    def info(self, job_id: uuid.UUID) -> JobInfo | None: ...
+
+    def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: Status | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[JobInfo]:
+        """Jobs in a stable order: by queue, then pending, running, dead."""
+        ...
+
+    def requeue(self, job_id: uuid.UUID) -> bool:
+        """Make a dead job pending again, due now, with a fresh retry count."""
+        ...
+
+    def purge_dead(self, older_than: float | None = None) -> int:
+        """Forget dead jobs that died more than ``older_than`` seconds ago (all if None)."""
+        ...
+
+    def stats(self) -> dict[str, QueueStats]:
+        """Counts per queue, for every queue that holds a job."""
+        ...
+
+    def next_due(self, queue: str) -> float | None:
+        """Epoch seconds at which ``queue`` next has something to pop, if ever."""
+        ...
+
+    def now(self) -> float:
+        """The storage's clock."""
+        ...

@@ -1,0 +1,100 @@
+"""The Job base class: a dataclass whose fields are the job's arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, Self
+
+from storage.codec import ENCODE_ERRORS, decode, encode
+from storage.model import NewJob
+from storage.policy import Backoff, MaxRetries, Policy
+
+
+class Job:
+    """Subclass this, decorate the subclass with ``@dataclass``, write ``run``.
+
+    The class attributes below are defaults that a subclass may override.
+    ``NAME`` identifies the job in storage and must be unique among registered
+    jobs; it defaults to ``module.qualname`` so renaming the class renames it.
+    """
+
+    NAME: ClassVar[str]
+    QUEUE: ClassVar[str] = "default"
+    MAX_RETRIES: ClassVar[MaxRetries] = MaxRetries.count(5)
+    BACKOFF: ClassVar[Backoff] = Backoff.exponential(2)
+    HEARTBEAT_INTERVAL: ClassVar[float] = 5.0
+    TIMEOUT: ClassVar[float | None] = None
+
+    _fields: ClassVar[tuple[str, ...] | None] = None
+    _policy: ClassVar[Policy | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "NAME" not in cls.__dict__:
+            cls.NAME = f"{cls.__module__}.{cls.__qualname__}"
+        # Caches belong to one class, never inherited from a parent.
+        cls._fields = None
+        cls._policy = None
+
+    def run(self, state: Any) -> None:
+        """Do the work. Raise to fail the attempt; the job is then retried."""
+        raise NotImplementedError(f"{type(self).NAME} does not define run()")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        if cls._fields is None:
+            if not dataclasses.is_dataclass(cls):
+                raise TypeError(f"job {cls.NAME}: decorate the class with @dataclass")
+            cls._fields = tuple(f.name for f in dataclasses.fields(cls))
+        return cls._fields
+
+    @classmethod
+    def policy(cls) -> Policy:
+        if cls._policy is None:
+            cls._policy = Policy(
+                max_retries=cls.MAX_RETRIES,
+                backoff=cls.BACKOFF,
+                heartbeat_interval=float(cls.HEARTBEAT_INTERVAL),
+                timeout=None if cls.TIMEOUT is None else float(cls.TIMEOUT),
+            )
+        return cls._policy
+
+    def encode_args(self) -> bytes:
+        """The fields as msgpack bytes; a TypeError names the field that cannot go."""
+        names = self.field_names()
+        args = {name: getattr(self, name) for name in names}
+        try:
+            return encode(args)
+        except ENCODE_ERRORS:
+            for name, value in args.items():
+                try:
+                    encode(value)
+                except ENCODE_ERRORS as exc:
+                    raise TypeError(
+                        f"job {self.NAME}: field {name!r} "
+                        f"({type(value).__qualname__}) cannot be encoded: {exc}"
+                    ) from exc
+            raise
+
+    @classmethod
+    def decode_args(cls, data: bytes) -> Self:
+        return cls(**decode(data))
+
+    def to_new(
+        self,
+        *,
+        queue: str | None = None,
+        run_at: float | None = None,
+        timeout: float | None = None,
+    ) -> NewJob:
+        """What storage needs to keep this job; encodes the arguments now."""
+        policy = self.policy()
+        if timeout is not None:
+            policy = dataclasses.replace(policy, timeout=float(timeout))
+        return NewJob(
+            name=self.NAME,
+            queue=queue or self.QUEUE,
+            args=self.encode_args(),
+            policy=policy,
+            run_at=run_at,
+        )

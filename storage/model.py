@@ -1,0 +1,97 @@
+"""The values storage takes and gives: new jobs, job records, results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from dataclasses import dataclass
+
+from storage.policy import Backoff, MaxRetries, Policy
+
+
+class Status(enum.Enum):
+    PENDING = "pending"  # waiting for its run_at, or due and not yet taken
+    RUNNING = "running"  # held by a runner
+    DEAD = "dead"  # out of retries; kept until requeued or purged
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job about to be stored. ``run_at=None`` means now."""
+
+    name: str
+    queue: str
+    args: bytes
+    policy: Policy
+    run_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A stored job as it stands. Times are aware UTC datetimes."""
+
+    id: uuid.UUID
+    name: str
+    queue: str
+    args: bytes
+    retry_count: int
+    max_retries: MaxRetries
+    backoff: Backoff
+    run_at: dt.datetime
+    heartbeat_interval: float
+    timeout: float | None
+    status: Status
+    last_error: str | None
+    runner: str | None
+    enqueued_at: dt.datetime
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"  # an attempt that counts against MAX_RETRIES
+    UNEXECUTED = "unexecuted"  # never started (shutdown): put back unchanged
+    UNREGISTERED = "unregistered"  # no runner knows the name: put back later
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    outcome: Outcome
+    error: str | None = None
+
+    @classmethod
+    def success(cls) -> JobResult:
+        return _SUCCESS
+
+    @classmethod
+    def failure(cls, error: str) -> JobResult:
+        return cls(Outcome.FAILURE, error)
+
+    @classmethod
+    def unexecuted(cls) -> JobResult:
+        return _UNEXECUTED
+
+    @classmethod
+    def unregistered(cls, error: str) -> JobResult:
+        return cls(Outcome.UNREGISTERED, error)
+
+
+_SUCCESS = JobResult(Outcome.SUCCESS)
+_UNEXECUTED = JobResult(Outcome.UNEXECUTED)
+
+
+class Disposition(enum.Enum):
+    """What became of a job that was completed or released."""
+
+    FINISHED = "finished"  # succeeded and removed
+    RETRYING = "retrying"  # failed, pending again after its backoff
+    DEAD = "dead"  # failed with no retries left
+    REQUEUED = "requeued"  # unexecuted or unregistered, pending again
+    NOT_HELD = "not_held"  # that runner does not hold that job: nothing changed
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    pending: int
+    running: int
+    dead: int
