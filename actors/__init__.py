@@ -1,0 +1,1 @@
+"""The pykka actors and the wire between processes."""

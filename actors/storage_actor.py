@@ -1,0 +1,352 @@
+"""StorageActor: the only owner of a Storage.
+
+Every read and write of jobs goes through this actor's mailbox, so a backend
+is only ever called from one thread. Pops that find nothing due are parked per
+queue and answered when a push arrives or the earliest due time passes; a
+single timer thread ("the waker") sleeps until that time, so nothing polls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.ops import (
+    Batch,
+    Complete,
+    Drain,
+    Heartbeat,
+    Info,
+    ListJobs,
+    Pop,
+    PurgeDead,
+    Push,
+    Release,
+    Reply,
+    Requeue,
+    Retire,
+    Stats,
+    StorageError,
+    Tick,
+    Unpark,
+    WhenIdle,
+)
+from storage import Disposition, JobInfo, JobResult, Storage
+
+log = structlog.get_logger("jobarbiter.storage")
+
+
+class _Waker:
+    """One thread that tells the actor to Tick at the earliest asked-for time."""
+
+    def __init__(self, ref: pykka.ActorRef[Any], clock: Callable[[], float]) -> None:
+        self._ref = ref
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._at: float | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="jobarbiter-waker", daemon=True)
+        self._thread.start()
+
+    def wake_at(self, at: float | None) -> None:
+        with self._cond:
+            if at != self._at:
+                self._at = at
+                self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if self._at is None:
+                    self._cond.wait()
+                    continue
+                delay = self._at - self._clock()
+                if delay > 0:
+                    # Capped, so a clock that is moved by hand is noticed too.
+                    self._cond.wait(min(delay, 1.0))
+                    continue
+                self._at = None
+                self._ref.tell(Tick())
+
+
+class StorageActor(pykka.ThreadingActor):
+    """Serialises all access to one Storage; see actors/ops.py for the messages."""
+
+    use_daemon_thread = True
+
+    def __init__(self, storage: Storage) -> None:
+        super().__init__()
+        self._storage = storage
+        self._parked: dict[str, deque[Pop]] = {}
+        self._draining: set[str] = set()
+        self._idle_waiters: list[Callable[[bool], None]] = []
+        self._touched: set[Reply] = set()
+        self._waker: _Waker | None = None
+        self.done_by_runner: dict[str, int] = {}
+
+    def on_start(self) -> None:
+        self._waker = _Waker(self.actor_ref, self._storage.now)
+
+    def on_stop(self) -> None:
+        if self._waker is not None:
+            self._waker.stop()
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            if isinstance(message, Batch):
+                answers = [self._run_safely(op) for op in message.ops]
+                if message.answer is not None:
+                    message.answer(answers)
+                    return None
+                return answers
+            return self._run(message)
+        finally:
+            self._after_message()
+
+    # -- dispatch -------------------------------------------------------------
+
+    def _run_safely(self, op: object) -> Any:
+        try:
+            return self._run(op)
+        except StorageError as exc:
+            return exc
+        except Exception as exc:
+            return self._failed(op, exc)
+
+    def _failed(self, op: object, exc: Exception) -> StorageError:
+        log.error("storage operation failed", op=type(op).__name__, exc_info=exc)
+        return StorageError(op, exc)
+
+    def _run(self, op: object) -> Any:
+        try:
+            return self._dispatch(op)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._failed(op, exc) from exc
+
+    def _dispatch(self, op: object) -> Any:
+        storage = self._storage
+        match op:
+            case Pop():
+                return self._pop(op)
+            case Complete(job_id, runner, result):
+                disposition = storage.complete(job_id, runner, result)
+                self._settled(job_id, runner, result, disposition)
+                return disposition
+            case Push(jobs):
+                ids = storage.push_many(jobs)
+                for queue in {job.queue for job in jobs}:
+                    self._serve(queue)
+                return ids
+            case Heartbeat(runner, job_ids):
+                return storage.heartbeat(runner, job_ids)
+            case Release(runner, result):
+                return self._release(runner, result)
+            case Drain(runner):
+                self._drain(runner)
+                return None
+            case Retire(runner, result):
+                self._drain(runner)
+                return self._release(runner, result)
+            case Info(job_id):
+                return storage.info(job_id)
+            case ListJobs(queue, status, offset, limit):
+                return storage.list(queue=queue, status=status, offset=offset, limit=limit)
+            case Requeue(job_id):
+                requeued = storage.requeue(job_id)
+                if requeued:
+                    self._serve_all()
+                return requeued
+            case PurgeDead(older_than):
+                return storage.purge_dead(older_than)
+            case Stats():
+                return storage.stats()
+            case WhenIdle(done):
+                self._idle_waiters.append(done)
+                return None
+            case Unpark(reply):
+                self._unpark(lambda op: op.reply is reply)
+                return None
+            case Tick():
+                self._serve_all()
+                return None
+        raise TypeError(f"StorageActor does not understand {op!r}")
+
+    # -- pops -------------------------------------------------------------------
+
+    def _pop(self, op: Pop) -> list[JobInfo] | None:
+        if op.runner in self._draining:
+            return [] if op.reply is None else None
+        jobs = self._storage.pop(op.queue, op.runner, op.limit)
+        if op.reply is None:
+            return jobs
+        if jobs:
+            self._deliver(op, jobs)
+        else:
+            self._parked.setdefault(op.queue, deque()).append(op)
+        return None
+
+    def _deliver(self, op: Pop, jobs: list[JobInfo]) -> None:
+        assert op.reply is not None
+        for job in jobs:
+            log.debug(
+                "job started", job_id=str(job.id), name=job.name, queue=job.queue, runner=op.runner
+            )
+        op.reply.deliver(op.token, jobs)
+        self._touched.add(op.reply)
+
+    def _serve(self, queue: str) -> None:
+        parked = self._parked.get(queue)
+        while parked:
+            op = parked[0]
+            jobs = self._storage.pop(queue, op.runner, op.limit)
+            if not jobs:
+                return
+            parked.popleft()
+            self._deliver(op, jobs)
+
+    def _serve_all(self) -> None:
+        for queue in list(self._parked):
+            self._serve(queue)
+
+    def _drain(self, runner: str) -> None:
+        self._draining.add(runner)
+        self._unpark(lambda op: op.runner == runner)
+
+    def _unpark(self, doomed: Callable[[Pop], bool]) -> None:
+        for parked in self._parked.values():
+            kept = [op for op in parked if not doomed(op)]
+            parked.clear()
+            parked.extend(kept)
+
+    # -- settling -----------------------------------------------------------------
+
+    def _release(self, runner: str, result: JobResult) -> list[Any]:
+        settled = self._storage.release(runner, result)
+        for job_id, disposition in settled:
+            self._settled(job_id, runner, result, disposition)
+        if settled:
+            self._serve_all()
+        return settled
+
+    def _settled(
+        self, job_id: Any, runner: str, result: JobResult, disposition: Disposition
+    ) -> None:
+        if disposition is Disposition.FINISHED:
+            self.done_by_runner[runner] = self.done_by_runner.get(runner, 0) + 1
+            log.debug("job succeeded", job_id=str(job_id), runner=runner)
+            return
+        if disposition is Disposition.NOT_HELD:
+            log.info(
+                "completion from a runner that no longer holds the job",
+                job_id=str(job_id),
+                runner=runner,
+                outcome=result.outcome.value,
+            )
+            return
+        info = self._storage.info(job_id)
+        fields: dict[str, Any] = {"job_id": str(job_id), "runner": runner}
+        if info is not None:
+            fields.update(name=info.name, queue=info.queue, retry_count=info.retry_count)
+            # A retry or a put-back may be due at once: wake its parked pops.
+            self._serve(info.queue)
+        if disposition is Disposition.RETRYING:
+            log.warning("job failed, will retry", error=_first_line(result.error), **fields)
+        elif disposition is Disposition.DEAD:
+            log.error("job dead, out of retries", error=_first_line(result.error), **fields)
+        else:
+            log.info("job put back", outcome=result.outcome.value, **fields)
+
+    # -- after each message -----------------------------------------------------
+
+    def _after_message(self) -> None:
+        touched, self._touched = self._touched, set()
+        for reply in touched:
+            try:
+                reply.flush()
+            except Exception as exc:
+                # A dead destination is the Manager's to deal with (it sees the
+                # process die); the jobs it held are released then.
+                log.info("could not deliver to a runner", error=str(exc))
+        self._arm_waker()
+        if self._idle_waiters and self._is_idle():
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for done in waiters:
+                done(True)
+
+    def _arm_waker(self) -> None:
+        if self._waker is None:
+            return
+        due = [self._storage.next_due(q) for q, parked in self._parked.items() if parked]
+        times = [t for t in due if t is not None]
+        self._waker.wake_at(min(times) if times else None)
+
+    def _is_idle(self) -> bool:
+        return all(s.pending == 0 and s.running == 0 for s in self._storage.stats().values())
+
+
+def _first_line(text: str | None) -> str | None:
+    return None if text is None else text.strip().splitlines()[-1] if text.strip() else text
+
+
+def wait_for(
+    ref: pykka.ActorRef[Any],
+    make_op: Callable[[Callable[[Any], None]], object],
+    timeout: float | None,
+) -> Any:
+    """Send an op that answers through a callback, and block for that answer."""
+    future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    ref.tell(make_op(future.set))
+    return future.get(timeout=timeout)
+
+
+class FutureReply:
+    """A Reply for in-process callers: the first delivery resolves a future."""
+
+    def __init__(self) -> None:
+        self.future: pykka.ThreadingFuture[list[JobInfo]] = pykka.ThreadingFuture()
+
+    def deliver(self, token: Any, jobs: list[JobInfo]) -> None:
+        self.future.set(jobs)
+
+    def flush(self) -> None:
+        pass
+
+
+def pop_wait(
+    ref: pykka.ActorRef[Any],
+    queue: str,
+    runner: str,
+    *,
+    limit: int = 1,
+    timeout: float | None = None,
+) -> list[JobInfo]:
+    """Pop, waiting up to ``timeout`` seconds for a job to fall due.
+
+    On timeout the parked pop is withdrawn, so a job that arrives later is not
+    claimed for a caller that has gone; a job delivered just before the
+    withdrawal is still returned.
+    """
+    reply = FutureReply()
+    ref.tell(Pop(queue, runner, limit, reply))
+    try:
+        jobs: list[JobInfo] = reply.future.get(timeout=timeout)
+        return jobs
+    except pykka.Timeout:
+        ref.ask(Unpark(reply))
+        try:
+            late: list[JobInfo] = reply.future.get(timeout=0)
+            return late
+        except pykka.Timeout:
+            raise TimeoutError(f"no job on queue {queue!r} within {timeout} s") from None
