@@ -116,6 +116,11 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class DoneCounts:
+    """How many jobs each runner has finished successfully."""
+
+
+@dataclass(frozen=True, slots=True)
 class WhenIdle:
     """Answer ``done(True)`` once no job is pending or running."""
 

@@ -19,6 +19,7 @@ import structlog
 from actors.ops import (
     Batch,
     Complete,
+    DoneCounts,
     Drain,
     Heartbeat,
     Info,
@@ -172,6 +173,8 @@ class StorageActor(pykka.ThreadingActor):
                 return storage.purge_dead(older_than)
             case Stats():
                 return storage.stats()
+            case DoneCounts():
+                return dict(self.done_by_runner)
             case WhenIdle(done):
                 self._idle_waiters.append(done)
                 return None

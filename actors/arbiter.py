@@ -1,0 +1,165 @@
+"""Arbiter: the actor that runs inside each arbiter process.
+
+Contract: it starts ``count`` Worker actors for every configured queue,
+heartbeats all of the process's in-flight jobs in one message per interval,
+and on Stop lets every worker finish its job, says "bye" and ends the
+process. If a worker cannot build its state, it reports "fatal" to the host
+and ends the process with exit code 3; the host's Manager restarts it.
+
+``arbiter_main`` is the process's entry point; its main thread reads frames
+from the host and hands each message to its actor.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
+from actors.worker import InFlight, StopWorker, Worker, WorkerFailed, WorkerStopped
+from storage import Job, NewJob
+
+EXIT_FATAL = 3
+REQUEST_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ArbiterSpec:
+    """Everything an arbiter process needs; pickled by the spawn start method,
+    so the job classes and factories travel by their importable names."""
+
+    index: int
+    runner: str
+    jobs: tuple[type[Job], ...]
+    queues: tuple[tuple[str, int], ...]
+    state_factory: Callable[[Any], Any]
+    handle_factory: Callable[[Any], Any]  # builds the QueueHandle from a transport
+    heartbeat_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopArbiter:
+    pass
+
+
+class LinkTransport:
+    """Pushes jobs to the host over the link: a QueueHandle's transport inside an arbiter."""
+
+    def __init__(self, link: FrameWriter) -> None:
+        self._link = link
+        self._ids = itertools.count()
+        self._waiting: dict[int, pykka.ThreadingFuture[tuple[bool, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def push(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        future: pykka.ThreadingFuture[tuple[bool, Any]] = pykka.ThreadingFuture()
+        with self._lock:
+            request = next(self._ids)
+            self._waiting[request] = future
+        self._link.send(["req", request, "push", [pack_new_job(job) for job in jobs]])
+        ok, payload = future.get(timeout=REQUEST_TIMEOUT)
+        if not ok:
+            raise RuntimeError(f"the host refused the jobs: {payload}")
+        return [uuid.UUID(bytes=raw) for raw in payload]
+
+    def answer(self, request: int, ok: bool, payload: Any) -> None:
+        with self._lock:
+            future = self._waiting.pop(request, None)
+        if future is not None:
+            future.set((ok, payload))
+
+
+class Arbiter(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(
+        self, spec: ArbiterSpec, link: FrameWriter, sock: socket.socket, transport: LinkTransport
+    ) -> None:
+        super().__init__()
+        self._spec = spec
+        self._link = link
+        self._sock = sock
+        self._transport = transport
+        self._in_flight = InFlight()
+        self._stopped_workers: set[int] = set()
+        self._quit = threading.Event()
+        self.workers: list[pykka.ActorRef[Any]] = []
+
+    def on_start(self) -> None:
+        spec = self._spec
+        handle = spec.handle_factory(self._transport)
+        jobs = {job.NAME: job for job in spec.jobs}
+        index = itertools.count()
+        for queue, count in spec.queues:
+            for _ in range(count):
+                self.workers.append(
+                    Worker.start(
+                        index=next(index),
+                        queue=queue,
+                        jobs=jobs,
+                        state_factory=spec.state_factory,
+                        handle=handle,
+                        link=self._link,
+                        in_flight=self._in_flight,
+                        arbiter=self.actor_ref,
+                    )
+                )
+        threading.Thread(target=self._heartbeat, name="jobarbiter-heartbeat", daemon=True).start()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case StopArbiter():
+                for worker in self.workers:
+                    worker.tell(StopWorker())
+            case WorkerStopped(index):
+                self._stopped_workers.add(index)
+                if len(self._stopped_workers) == len(self.workers):
+                    self._leave()
+            case WorkerFailed(_, error):
+                self._link.send(["fatal", error])
+                os._exit(EXIT_FATAL)
+        return None
+
+    def _leave(self) -> None:
+        self._quit.set()
+        self._link.send(["bye"])
+        # Ends the main thread's read loop, and with it the process.
+        self._sock.shutdown(socket.SHUT_RD)
+
+    def _heartbeat(self) -> None:
+        while not self._quit.wait(self._spec.heartbeat_interval):
+            held = self._in_flight.snapshot()
+            if held:
+                self._link.send(["hb", held])
+
+
+def arbiter_main(spec: ArbiterSpec, sock: socket.socket) -> None:
+    # Ctrl-C reaches the whole process group; the host decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    link = FrameWriter(sock)
+    transport = LinkTransport(link)
+    arbiter = Arbiter.start(spec, link, sock, transport)
+    workers: list[pykka.ActorRef[Any]] = arbiter.proxy().workers.get()
+    try:
+        for messages in read_frames(sock):
+            for message in messages:
+                kind = message[0]
+                if kind == "job":
+                    workers[message[1]].tell(message)
+                elif kind == "ans":
+                    transport.answer(message[1], message[2], message[3])
+                elif kind == "stop":
+                    arbiter.tell(StopArbiter())
+    except (OSError, FrameError):
+        # The host is gone or spoke garbage: nothing here can be trusted to
+        # reach it, so the process ends and the host (if alive) restarts it.
+        os._exit(EXIT_FATAL)

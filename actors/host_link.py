@@ -1,0 +1,137 @@
+"""HostLink: the host's end of one arbiter's link.
+
+Its reader thread turns each frame from the arbiter into one Batch for the
+StorageActor (told, never asked, so a slow storage never blocks the socket),
+and it is the Reply through which the StorageActor hands jobs back: deliveries
+are buffered and leave as one frame when the actor flushes.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+import structlog
+
+from actors.ops import Batch, Complete, Heartbeat, Pop, Push
+from actors.wire import FrameError, FrameWriter, read_frames, unpack_completion, unpack_new_job
+from storage import JobInfo
+
+log = structlog.get_logger("jobarbiter.link")
+
+# What a link tells its owner: ("fatal", error) when the arbiter could not
+# start, ("bye", None) when it drained and is leaving, ("bad_frame", reason)
+# when it broke the protocol.
+LinkEvent = Callable[[str, str | None], None]
+
+
+def _ignore(answers: list[Any]) -> None:
+    pass
+
+
+class HostLink:
+    def __init__(
+        self,
+        sock: socket.socket,
+        runner: str,
+        storage: pykka.ActorRef[Any],
+        on_event: LinkEvent,
+    ) -> None:
+        self.runner = runner
+        self._sock = sock
+        self._storage = storage
+        self._on_event = on_event
+        self._writer = FrameWriter(sock)
+        self._thread = threading.Thread(
+            target=self._read, name=f"jobarbiter-link-{runner[:8]}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- Reply, called from the StorageActor's thread ---------------------------
+
+    def deliver(self, token: Any, jobs: list[JobInfo]) -> None:
+        for job in jobs:
+            self._writer.buffer(
+                ["job", token, job.id.bytes, job.name, job.args, job.retry_count, job.timeout]
+            )
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    # -- control ------------------------------------------------------------------
+
+    def stop_arbiter(self) -> None:
+        """Ask the arbiter to finish its jobs and leave."""
+        try:
+            self._writer.send(["stop"])
+        except OSError:
+            pass  # already gone: its death is reported by its sentinel
+
+    def close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+
+    # -- reading ------------------------------------------------------------------
+
+    def _read(self) -> None:
+        try:
+            for messages in read_frames(self._sock):
+                self._handle(messages)
+        except FrameError as exc:
+            self._on_event("bad_frame", str(exc))
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            self._on_event("bad_frame", f"malformed message: {type(exc).__name__}: {exc}")
+        except OSError:
+            pass  # closed under us: the process ended, its sentinel says so
+
+    def _handle(self, messages: list[Any]) -> None:
+        runner = self.runner
+        ops: list[object] = []
+        requests: list[tuple[int, int]] = []  # (index in ops, request id)
+        for message in messages:
+            kind = message[0]
+            if kind == "next":
+                _, worker, queue, completion = message
+                if completion is not None:
+                    job_id, result = unpack_completion(completion)
+                    ops.append(Complete(job_id, runner, result))
+                ops.append(Pop(queue, runner, 1, self, worker))
+            elif kind == "done":
+                job_id, result = unpack_completion(message[1])
+                ops.append(Complete(job_id, runner, result))
+            elif kind == "hb":
+                ops.append(Heartbeat(runner, tuple(uuid.UUID(bytes=raw) for raw in message[1])))
+            elif kind == "req" and message[2] == "push":
+                requests.append((len(ops), message[1]))
+                ops.append(Push(tuple(unpack_new_job(raw) for raw in message[3])))
+            elif kind in ("fatal", "bye"):
+                self._on_event(kind, message[1] if len(message) > 1 else None)
+            else:
+                raise FrameError(f"unknown message {kind!r}")
+        if ops:
+            answer = self._answerer(requests) if requests else _ignore
+            self._storage.tell(Batch(tuple(ops), answer))
+
+    def _answerer(self, requests: list[tuple[int, int]]) -> Callable[[list[Any]], None]:
+        def answer(answers: list[Any]) -> None:
+            for index, request in requests:
+                result = answers[index]
+                if isinstance(result, Exception):
+                    self._writer.buffer(["ans", request, False, str(result)])
+                else:
+                    self._writer.buffer(["ans", request, True, [i.bytes for i in result]])
+            try:
+                self._writer.flush()
+            except OSError:
+                pass
+
+        return answer

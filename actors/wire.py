@@ -1,0 +1,151 @@
+"""The wire between the host and an arbiter: length-prefixed msgpack frames.
+
+A frame is a 4-byte big-endian length and a msgpack array of messages; each
+message is an array whose first item names it. Job arguments ride inside as
+msgpack bin, never decoded on the way.
+
+    arbiter -> host                          host -> arbiter
+    ["ready"]                                ["job", worker, id, name, args, retry_count, timeout]
+    ["next", worker, queue, completion|nil]  ["ans", request, ok, payload]
+    ["done", completion]                     ["stop"]
+    ["hb", [id, ...]]
+    ["req", request, "push", [new_job, ...]]
+    ["fatal", error]
+    ["bye"]
+
+``completion`` is ``[id, outcome, error|nil]``: "complete the last job" and
+"give me the next" travel as one "next" message.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import msgpack
+
+from storage import Backoff, JobResult, MaxRetries, NewJob, Outcome, Policy
+
+MAX_FRAME = 64 * 1024 * 1024
+_HEADER = 4
+_CHUNK = 256 * 1024
+
+
+class FrameError(Exception):
+    """A frame that breaks the protocol: too large, or not msgpack."""
+
+
+def pack_frame(messages: Sequence[Any]) -> bytes:
+    body: bytes = msgpack.packb(messages, use_bin_type=True)
+    if len(body) > MAX_FRAME:
+        raise FrameError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME} byte limit")
+    return len(body).to_bytes(_HEADER, "big") + body
+
+
+class FrameWriter:
+    """Sends messages from any thread, many to a write.
+
+    The first sender to find the writer idle becomes the flusher and keeps
+    writing until the buffer is empty; senders that arrive meanwhile only
+    append. Under load that batches naturally, and an idle link pays no
+    thread hand-off.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._pending: list[Any] = []
+        self._flushing = False
+
+    def send(self, message: Any) -> None:
+        self.buffer(message)
+        self.flush()
+
+    def buffer(self, message: Any) -> None:
+        with self._lock:
+            self._pending.append(message)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._flushing or not self._pending:
+                return
+            self._flushing = True
+        try:
+            while True:
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                    if not batch:
+                        self._flushing = False
+                        return
+                self._sock.sendall(pack_frame(batch))
+        except BaseException:
+            with self._lock:
+                self._flushing = False
+            raise
+
+
+def read_frames(sock: socket.socket, max_frame: int = MAX_FRAME) -> Iterator[list[Any]]:
+    """Yield each frame's messages until the peer closes; FrameError on garbage."""
+    buf = bytearray()
+    start = 0
+    while True:
+        chunk = sock.recv(_CHUNK)
+        if not chunk:
+            if len(buf) > start:
+                raise FrameError(f"connection closed inside a frame ({len(buf) - start} bytes)")
+            return
+        buf += chunk
+        while len(buf) - start >= _HEADER:
+            size = int.from_bytes(buf[start : start + _HEADER], "big")
+            if size > max_frame:
+                raise FrameError(f"frame of {size} bytes exceeds the {max_frame} byte limit")
+            end = start + _HEADER + size
+            if len(buf) < end:
+                break
+            try:
+                messages = msgpack.unpackb(buf[start + _HEADER : end], raw=False)
+            except Exception as exc:
+                raise FrameError(f"frame is not msgpack: {exc}") from exc
+            if not isinstance(messages, list):
+                raise FrameError(f"frame holds {type(messages).__name__}, not a list")
+            start = end
+            yield messages
+        if start:
+            del buf[:start]
+            start = 0
+
+
+# -- values on the wire ----------------------------------------------------------
+
+
+def pack_completion(job_id: uuid.UUID, result: JobResult) -> list[Any]:
+    return [job_id.bytes, result.outcome.value, result.error]
+
+
+def unpack_completion(raw: list[Any]) -> tuple[uuid.UUID, JobResult]:
+    job_id, outcome, error = raw
+    return uuid.UUID(bytes=job_id), JobResult(Outcome(outcome), error)
+
+
+def pack_new_job(job: NewJob) -> list[Any]:
+    p = job.policy
+    return [
+        job.name,
+        job.queue,
+        job.args,
+        p.max_retries.limit,
+        p.backoff.kind,
+        p.backoff.value,
+        p.heartbeat_interval,
+        p.timeout,
+        job.run_at,
+    ]
+
+
+def unpack_new_job(raw: list[Any]) -> NewJob:
+    name, queue, args, limit, kind, value, heartbeat, timeout, run_at = raw
+    policy = Policy(MaxRetries(limit), Backoff(kind, value), heartbeat, timeout)
+    return NewJob(name=name, queue=queue, args=args, policy=policy, run_at=run_at)
