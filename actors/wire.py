@@ -88,16 +88,21 @@ class FrameWriter:
 
 
 def read_frames(sock: socket.socket, max_frame: int = MAX_FRAME) -> Iterator[list[Any]]:
-    """Yield each frame's messages until the peer closes; FrameError on garbage."""
+    """Yield messages until the peer closes; FrameError on garbage.
+
+    Each yield carries the messages of every complete frame that one ``recv``
+    brought in, so a reader that fell behind catches up in one batch.
+    """
     buf = bytearray()
-    start = 0
     while True:
         chunk = sock.recv(_CHUNK)
         if not chunk:
-            if len(buf) > start:
-                raise FrameError(f"connection closed inside a frame ({len(buf) - start} bytes)")
+            if buf:
+                raise FrameError(f"connection closed inside a frame ({len(buf)} bytes)")
             return
         buf += chunk
+        messages: list[Any] = []
+        start = 0
         while len(buf) - start >= _HEADER:
             size = int.from_bytes(buf[start : start + _HEADER], "big")
             if size > max_frame:
@@ -106,16 +111,17 @@ def read_frames(sock: socket.socket, max_frame: int = MAX_FRAME) -> Iterator[lis
             if len(buf) < end:
                 break
             try:
-                messages = msgpack.unpackb(buf[start + _HEADER : end], raw=False)
+                frame = msgpack.unpackb(buf[start + _HEADER : end], raw=False)
             except Exception as exc:
                 raise FrameError(f"frame is not msgpack: {exc}") from exc
-            if not isinstance(messages, list):
-                raise FrameError(f"frame holds {type(messages).__name__}, not a list")
+            if not isinstance(frame, list):
+                raise FrameError(f"frame holds {type(frame).__name__}, not a list")
+            messages += frame
             start = end
-            yield messages
         if start:
             del buf[:start]
-            start = 0
+        if messages:
+            yield messages
 
 
 # -- values on the wire ----------------------------------------------------------
