@@ -272,7 +272,7 @@ class ManagerActor(pykka.ThreadingActor):
         assert self._watcher is not None
         self._watcher.watch(process, lambda code: me.tell(_Exited(index, runner, code)))
         log.info(
-            "arbiter started", arbiter=index, pid=process.pid, runner=runner, restarts=slot.restarts
+            "arbiter restarted" if slot.restarts else "arbiter started", arbiter=index, pid=process.pid, runner=runner, restarts=slot.restarts
         )
 
     def _exited(self, slot: _Slot, runner: str, code: int | None) -> None:

@@ -1,0 +1,22 @@
+"""Helpers for the real-process tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from supervisor import Manager
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+def all_running(manager: Manager, processes: int) -> bool:
+    arbiters = manager.stats().arbiters
+    return sum(a.alive and a.state == "running" for a in arbiters) == processes
