@@ -17,19 +17,29 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import pykka
 
 from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
-from actors.worker import InFlight, StopWorker, Worker, WorkerFailed, WorkerStopped
+from actors.worker import (
+    InFlight,
+    Recycle,
+    StopWorker,
+    Worker,
+    WorkerFailed,
+    WorkerStopped,
+)
 from storage import Job, NewJob
 
 EXIT_FATAL = 3
 REQUEST_TIMEOUT = 60.0
+RSS_CHECK_INTERVAL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,8 @@ class ArbiterSpec:
     state_factory: Callable[[Any], Any]
     handle_factory: Callable[[Any], Any]  # builds the QueueHandle from a transport
     heartbeat_interval: float
+    max_rss: int | None = None  # bytes
+    max_jobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,7 @@ class Arbiter(pykka.ThreadingActor):
         self._in_flight = InFlight()
         self._stopped_workers: set[int] = set()
         self._quit = threading.Event()
+        self._stopping = False
         self.workers: list[pykka.ActorRef[Any]] = []
 
     def on_start(self) -> None:
@@ -111,15 +124,21 @@ class Arbiter(pykka.ThreadingActor):
                         link=self._link,
                         in_flight=self._in_flight,
                         arbiter=self.actor_ref,
+                        max_jobs=spec.max_jobs,
                     )
                 )
-        threading.Thread(target=self._heartbeat, name="jobarbiter-heartbeat", daemon=True).start()
+        threading.Thread(target=self._monitor, name="jobarbiter-monitor", daemon=True).start()
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case StopArbiter():
-                for worker in self.workers:
-                    worker.tell(StopWorker())
+                self._stop_workers()
+            case Recycle(reason):
+                if not self._stopping:
+                    # The host drains this runner before it reads anything
+                    # the workers send after this.
+                    self._link.send(["recycle", reason])
+                    self._stop_workers()
             case WorkerStopped(index):
                 self._stopped_workers.add(index)
                 if len(self._stopped_workers) == len(self.workers):
@@ -129,17 +148,35 @@ class Arbiter(pykka.ThreadingActor):
                 os._exit(EXIT_FATAL)
         return None
 
+    def _stop_workers(self) -> None:
+        self._stopping = True
+        for worker in self.workers:
+            worker.tell(StopWorker())
+
     def _leave(self) -> None:
         self._quit.set()
         self._link.send(["bye"])
         # Ends the main thread's read loop, and with it the process.
         self._sock.shutdown(socket.SHUT_RD)
 
-    def _heartbeat(self) -> None:
-        while not self._quit.wait(self._spec.heartbeat_interval):
-            held = self._in_flight.snapshot()
-            if held:
-                self._link.send(["hb", held])
+    def _monitor(self) -> None:
+        """Heartbeat the running jobs once per interval; watch the memory limit."""
+        spec = self._spec
+        tick = spec.heartbeat_interval
+        if spec.max_rss is not None:
+            tick = min(tick, RSS_CHECK_INTERVAL)
+        me = psutil.Process()
+        last_beat = time.monotonic()
+        while not self._quit.wait(tick):
+            if time.monotonic() - last_beat >= spec.heartbeat_interval:
+                last_beat = time.monotonic()
+                held = self._in_flight.snapshot()
+                if held:
+                    self._link.send(["hb", held])
+            if spec.max_rss is not None:
+                rss = me.memory_info().rss
+                if rss > spec.max_rss:
+                    self.actor_ref.tell(Recycle(f"rss {rss} bytes > max_rss {spec.max_rss}"))
 
 
 def arbiter_main(spec: ArbiterSpec, sock: socket.socket) -> None:

@@ -17,15 +17,16 @@ from typing import Any
 import pykka
 import structlog
 
-from actors.ops import Batch, Complete, Heartbeat, Pop, Push
+from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push
 from actors.wire import FrameError, FrameWriter, read_frames, unpack_completion, unpack_new_job
 from storage import JobInfo
 
 log = structlog.get_logger("jobarbiter.link")
 
 # What a link tells its owner: ("fatal", error) when the arbiter could not
-# start, ("bye", None) when it drained and is leaving, ("bad_frame", reason)
-# when it broke the protocol.
+# start, ("recycle", reason) when it reached a limit and is draining itself,
+# ("bye", None) when it drained and is leaving, ("bad_frame", reason) when it
+# broke the protocol.
 LinkEvent = Callable[[str, str | None], None]
 
 
@@ -113,6 +114,10 @@ class HostLink:
             elif kind == "req" and message[2] == "push":
                 requests.append((len(ops), message[1]))
                 ops.append(Push(tuple(unpack_new_job(raw) for raw in message[3])))
+            elif kind == "recycle":
+                # In order: pops sent after this must find the runner drained.
+                ops.append(Drain(runner))
+                self._on_event(kind, message[1])
             elif kind in ("fatal", "bye"):
                 self._on_event(kind, message[1] if len(message) > 1 else None)
             else:

@@ -5,11 +5,12 @@ message is an array whose first item names it. Job arguments ride inside as
 msgpack bin, never decoded on the way.
 
     arbiter -> host                          host -> arbiter
-    ["ready"]                                ["job", worker, id, name, args, retry_count, timeout]
-    ["next", worker, queue, completion|nil]  ["ans", request, ok, payload]
-    ["done", completion]                     ["stop"]
+    ["next", worker, queue, completion|nil]  ["job", worker, id, name, args, retry_count, timeout]
+    ["done", completion]                     ["ans", request, ok, payload]
+                                             ["stop"]
     ["hb", [id, ...]]
     ["req", request, "push", [new_job, ...]]
+    ["recycle", reason]
     ["fatal", error]
     ["bye"]
 

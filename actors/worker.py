@@ -38,20 +38,32 @@ class WorkerFailed:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class Recycle:
+    """Ask the arbiter to finish its jobs and be replaced."""
+
+    reason: str
+
+
 class InFlight:
-    """The ids of the jobs this arbiter is running, for its heartbeat."""
+    """The ids of the jobs this arbiter is running (for its heartbeat), and how
+    many it has finished (for recycling)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ids: set[bytes] = set()
+        self.finished = 0
 
     def add(self, job_id: bytes) -> None:
         with self._lock:
             self._ids.add(job_id)
 
-    def discard(self, job_id: bytes) -> None:
+    def discard(self, job_id: bytes) -> int:
+        """Forget a job that ended; returns how many have ended so far."""
         with self._lock:
             self._ids.discard(job_id)
+            self.finished += 1
+            return self.finished
 
     def snapshot(self) -> list[bytes]:
         with self._lock:
@@ -77,6 +89,7 @@ class Worker(pykka.ThreadingActor):
         link: FrameWriter,
         in_flight: InFlight,
         arbiter: pykka.ActorRef[Any],
+        max_jobs: int | None = None,
     ) -> None:
         super().__init__()
         self._index = index
@@ -87,6 +100,7 @@ class Worker(pykka.ThreadingActor):
         self._link = link
         self._in_flight = in_flight
         self._arbiter = arbiter
+        self._max_jobs = max_jobs
         self._state: Any = None
         self._stopping = False
 
@@ -129,5 +143,7 @@ class Worker(pykka.ThreadingActor):
         except Exception as exc:
             return JobResult.failure(describe(exc))
         finally:
-            self._in_flight.discard(raw_id)
+            finished = self._in_flight.discard(raw_id)
+            if self._max_jobs is not None and finished >= self._max_jobs:
+                self._arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
         return JobResult.success()

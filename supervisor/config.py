@@ -36,6 +36,10 @@ class WorkerConfig:
     ``state`` is called once per worker actor, inside the arbiter process, with
     a QueueHandle (so jobs can queue jobs); its return value is passed to
     every ``Job.run`` that worker calls. It must be importable by name.
+
+    An arbiter whose resident memory passes ``max_rss`` bytes, or that has
+    finished ``max_jobs_per_arbiter`` jobs, stops pulling, lets its running
+    jobs finish and is replaced: nothing is lost or counted as failed.
     """
 
     def __init__(
@@ -43,9 +47,17 @@ class WorkerConfig:
         *,
         storage: Storage | None = None,
         state: Callable[[QueueHandle], Any] = no_state,
+        max_rss: int | None = None,
+        max_jobs_per_arbiter: int | None = None,
     ) -> None:
+        if max_rss is not None and max_rss <= 0:
+            raise ValueError(f"max_rss must be a positive number of bytes, got {max_rss}")
+        if max_jobs_per_arbiter is not None and max_jobs_per_arbiter <= 0:
+            raise ValueError(f"max_jobs_per_arbiter must be positive, got {max_jobs_per_arbiter}")
         self.storage: Storage = storage if storage is not None else MemoryStorage()
         self.state = state
+        self.max_rss = max_rss
+        self.max_jobs_per_arbiter = max_jobs_per_arbiter
         self.jobs: dict[str, type[Job]] = {}
         self.queues: dict[str, int] = {}
 

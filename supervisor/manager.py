@@ -63,7 +63,8 @@ class ArbiterStats:
     index: int
     pid: int | None
     alive: bool
-    restarts: int
+    restarts: int  # after a death
+    recycles: int  # planned replacements (memory or job-count limit)
     rss: int | None  # bytes
     jobs_done: int
     state: str  # "running", "restarting", "crash loop", "stopping", "stopped"
@@ -141,6 +142,8 @@ class _Slot:
     runner: str = ""
     runners: list[str] = field(default_factory=list)
     restarts: int = 0
+    recycles: int = 0
+    recycling: str | None = None
     quick_deaths: int = 0
     started_at: float = 0.0
     state: str = "starting"
@@ -245,6 +248,8 @@ class ManagerActor(pykka.ThreadingActor):
             state_factory=config.state,
             handle_factory=QueueHandle,
             heartbeat_interval=self._heartbeat,
+            max_rss=config.max_rss,
+            max_jobs=config.max_jobs_per_arbiter,
         )
         host_end, arbiter_end = socket.socketpair()
         process = self._context.Process(
@@ -267,12 +272,15 @@ class ManagerActor(pykka.ThreadingActor):
         slot.process, slot.link, slot.runner = process, link, runner
         slot.runners.append(runner)
         slot.started_at = time.monotonic()
-        if slot.state != "crash loop":
-            slot.state = "running"
+        slot.state = "running"
         assert self._watcher is not None
         self._watcher.watch(process, lambda code: me.tell(_Exited(index, runner, code)))
         log.info(
-            "arbiter restarted" if slot.restarts else "arbiter started", arbiter=index, pid=process.pid, runner=runner, restarts=slot.restarts
+            "arbiter restarted" if slot.restarts else "arbiter started",
+            arbiter=index,
+            pid=process.pid,
+            runner=runner,
+            restarts=slot.restarts,
         )
 
     def _exited(self, slot: _Slot, runner: str, code: int | None) -> None:
@@ -290,6 +298,15 @@ class ManagerActor(pykka.ThreadingActor):
             log.info("arbiter stopped", arbiter=slot.index, pid=pid, exit=how)
             self._maybe_all_stopped()
             return
+        if slot.recycling is not None and code == 0:
+            # Planned: it drained itself, so anything still held never ran.
+            self._storage.tell(Retire(runner, JobResult.unexecuted()))
+            log.info("arbiter recycled", arbiter=slot.index, pid=pid, reason=slot.recycling)
+            slot.recycling = None
+            slot.recycles += 1
+            self._spawn(slot)
+            return
+        slot.recycling = None
         self._storage.tell(Retire(runner, JobResult.failure(f"arbiter died ({how})")))
         lived = time.monotonic() - slot.started_at
         slot.quick_deaths = 1 if lived >= STABLE_AFTER else slot.quick_deaths + 1
@@ -331,6 +348,9 @@ class ManagerActor(pykka.ThreadingActor):
             log.error("arbiter broke the protocol; recycling it", arbiter=slot.index, reason=detail)
             if slot.process is not None:
                 slot.process.kill()
+        elif kind == "recycle":
+            slot.recycling = detail
+            log.info("arbiter recycling", arbiter=slot.index, reason=detail)
         # "bye" needs nothing: the process ends next and its sentinel says so.
 
     def _alive(self) -> list[_Slot]:
@@ -372,6 +392,12 @@ class ManagerActor(pykka.ThreadingActor):
 
     # -- figures --------------------------------------------------------------------
 
+    def _state_of(self, slot: _Slot, alive: bool) -> str:
+        if not alive or slot.state != "running":
+            return slot.state
+        settling = time.monotonic() - slot.started_at < STABLE_AFTER
+        return "crash loop" if settling and slot.quick_deaths >= CRASH_LOOP_AFTER else "running"
+
     def _snapshot(self) -> tuple[ArbiterStats, ...]:
         done = cast(dict[str, int], self._storage.ask(DoneCounts()))
         figures = []
@@ -390,9 +416,10 @@ class ManagerActor(pykka.ThreadingActor):
                     pid=None if process is None else process.pid,
                     alive=alive,
                     restarts=slot.restarts,
+                    recycles=slot.recycles,
                     rss=rss,
                     jobs_done=sum(done.get(r, 0) for r in slot.runners),
-                    state=slot.state,
+                    state=self._state_of(slot, alive),
                     last_exit=slot.last_exit,
                     last_error=slot.last_error,
                 )
