@@ -8,7 +8,10 @@ single timer thread ("the waker") sleeps until that time, so nothing polls.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
+import uuid
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +43,10 @@ from actors.ops import (
 from storage import Disposition, JobInfo, JobResult, Storage
 
 log = structlog.get_logger("jobarbiter.storage")
+
+# Told (runner, job id, timeout) when a job outlives its TIMEOUT: the Manager
+# stops it for real by recycling the runner's process.
+TimeoutHandler = Callable[[str, uuid.UUID, float], None]
 
 
 class _Waker:
@@ -85,9 +92,16 @@ class StorageActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, on_timeout: TimeoutHandler | None = None) -> None:
         super().__init__()
         self._storage = storage
+        self._on_timeout = on_timeout
+        # Jobs handed out with a TIMEOUT: a heap of (deadline, delivery, runner,
+        # id, timeout), and the live delivery of each (runner, id), so that a
+        # deadline of a job since completed or handed out again is ignored.
+        self._deadlines: list[tuple[float, int, str, uuid.UUID, float]] = []
+        self._timed: dict[tuple[str, uuid.UUID], int] = {}
+        self._deliveries = itertools.count()
         self._parked: dict[str, deque[Pop]] = {}
         self._draining: set[str] = set()
         self._idle_waiters: list[Callable[[bool], None]] = []
@@ -145,6 +159,8 @@ class StorageActor(pykka.ThreadingActor):
             case Pop():
                 return self._pop(op)
             case Complete(job_id, runner, result):
+                if self._timed:
+                    self._timed.pop((runner, job_id), None)
                 disposition = storage.complete(job_id, runner, result)
                 self._settled(job_id, runner, result, disposition)
                 return disposition
@@ -209,6 +225,13 @@ class StorageActor(pykka.ThreadingActor):
             self._log.debug(
                 "job started", job_id=job.id, name=job.name, queue=job.queue, runner=op.runner
             )
+            if job.timeout is not None:
+                delivery = next(self._deliveries)
+                self._timed[(op.runner, job.id)] = delivery
+                deadline = self._storage.now() + job.timeout
+                heapq.heappush(
+                    self._deadlines, (deadline, delivery, op.runner, job.id, job.timeout)
+                )
         op.reply.deliver(op.token, jobs)
         self._touched.add(op.reply)
 
@@ -285,6 +308,8 @@ class StorageActor(pykka.ThreadingActor):
                 # A dead destination is the Manager's to deal with (it sees the
                 # process die); the jobs it held are released then.
                 self._log.info("could not deliver to a runner", error=str(exc))
+        if self._deadlines:
+            self._expire_deadlines()
         self._arm_waker()
         if self._idle_waiters and self._is_idle():
             waiters, self._idle_waiters = self._idle_waiters, []
@@ -296,7 +321,25 @@ class StorageActor(pykka.ThreadingActor):
             return
         due = [self._storage.next_due(q) for q, parked in self._parked.items() if parked]
         times = [t for t in due if t is not None]
+        if self._deadlines:
+            times.append(self._deadlines[0][0])
         self._waker.wake_at(min(times) if times else None)
+
+    def _expire_deadlines(self) -> None:
+        now = self._storage.now()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, delivery, runner, job_id, timeout = heapq.heappop(self._deadlines)
+            if self._timed.get((runner, job_id)) != delivery:
+                continue
+            del self._timed[(runner, job_id)]
+            info = self._storage.info(job_id)
+            if info is None or info.runner != runner:
+                continue
+            self._log.error(
+                "job timed out", job_id=job_id, name=info.name, runner=runner, timeout=timeout
+            )
+            if self._on_timeout is not None:
+                self._on_timeout(runner, job_id, timeout)
 
     def _is_idle(self) -> bool:
         return all(s.pending == 0 and s.running == 0 for s in self._storage.stats().values())

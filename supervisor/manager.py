@@ -31,6 +31,8 @@ import structlog
 from actors.arbiter import EXIT_FATAL, ArbiterSpec, arbiter_main
 from actors.host_link import HostLink
 from actors.ops import (
+    Batch,
+    Complete,
     DoneCounts,
     Drain,
     Info,
@@ -144,6 +146,7 @@ class _Slot:
     restarts: int = 0
     recycles: int = 0
     recycling: str | None = None
+    timed_out: dict[uuid.UUID, str] = field(default_factory=dict)
     quick_deaths: int = 0
     started_at: float = 0.0
     state: str = "starting"
@@ -178,8 +181,27 @@ class _BeginStop:
 
 
 @dataclass(frozen=True, slots=True)
-class _KillAll:
-    pass
+class _GiveUp:
+    """The grace period is over: put back what is running, then kill."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TimedOut:
+    runner: str
+    job_id: uuid.UUID
+    timeout: float
+
+
+class _TimeoutRelay:
+    """Passes the StorageActor's timeout reports to the ManagerActor, which
+    starts after it (it needs the StorageActor's ref)."""
+
+    def __init__(self) -> None:
+        self.target: pykka.ActorRef[Any] | None = None
+
+    def __call__(self, runner: str, job_id: uuid.UUID, timeout: float) -> None:
+        if self.target is not None:
+            self.target.tell(_TimedOut(runner, job_id, timeout))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +249,14 @@ class ManagerActor(pykka.ThreadingActor):
                     self._spawn(slot)
             case _BeginStop(done):
                 self._begin_stop(done)
-            case _KillAll():
+            case _GiveUp():
                 for slot in self._alive():
                     assert slot.process is not None
+                    # Back in storage first, so nothing depends on the kill.
+                    self._storage.ask(Retire(slot.runner, JobResult.unexecuted()))
                     slot.process.kill()
+            case _TimedOut(runner, job_id, timeout):
+                self._timed_out(runner, job_id, timeout)
             case _Snapshot():
                 return self._snapshot()
         return None
@@ -298,6 +324,21 @@ class ManagerActor(pykka.ThreadingActor):
             log.info("arbiter stopped", arbiter=slot.index, pid=pid, exit=how)
             self._maybe_all_stopped()
             return
+        if slot.timed_out:
+            # Killed for a job past its TIMEOUT: that job failed an attempt,
+            # the others it was running never finished and go back unchanged.
+            failed = [Complete(j, runner, JobResult.failure(e)) for j, e in slot.timed_out.items()]
+            self._storage.tell(Batch((*failed, Retire(runner, JobResult.unexecuted()))))
+            log.warning(
+                "arbiter recycled after a timeout",
+                arbiter=slot.index,
+                pid=pid,
+                jobs=[str(j) for j in slot.timed_out],
+            )
+            slot.timed_out = {}
+            slot.recycles += 1
+            self._spawn(slot)
+            return
         if slot.recycling is not None and code == 0:
             # Planned: it drained itself, so anything still held never ran.
             self._storage.tell(Retire(runner, JobResult.unexecuted()))
@@ -336,6 +377,20 @@ class ManagerActor(pykka.ThreadingActor):
         slot.timer = threading.Timer(delay, lambda: me.tell(_RestartDue(slot.index)))
         slot.timer.daemon = True
         slot.timer.start()
+
+    def _timed_out(self, runner: str, job_id: uuid.UUID, timeout: float) -> None:
+        slot = next((s for s in self._slots if s.runner == runner), None)
+        if slot is None or slot.process is None or slot.process.exitcode is not None:
+            return
+        slot.timed_out[job_id] = f"timeout after {timeout:g} s"
+        log.error(
+            "job past its timeout; recycling its arbiter",
+            arbiter=slot.index,
+            pid=slot.process.pid,
+            job_id=str(job_id),
+            timeout=timeout,
+        )
+        slot.process.kill()
 
     def _link_event(self, slot: _Slot, runner: str, kind: str, detail: str | None) -> None:
         if slot.runner != runner:
@@ -435,10 +490,12 @@ class Manager:
     """
 
     def __init__(self, config: WorkerConfig, processes: int) -> None:
-        self._storage = StorageActor.start(config.storage)
+        relay = _TimeoutRelay()
+        self._storage = StorageActor.start(config.storage, on_timeout=relay)
         self._handle = QueueHandle(StorageTransport(self._storage))
         self._recurring = Recurring(self._handle.queue)
         self._actor = ManagerActor.start(config, processes, self._storage)
+        relay.target = self._actor
         self._stopped = False
         self._stop_lock = threading.Lock()
 
@@ -518,7 +575,7 @@ class Manager:
             )
             future: pykka.ThreadingFuture[bool] = pykka.ThreadingFuture()
             self._actor.tell(_BeginStop(future.set))
-            self._actor.tell(_KillAll())
+            self._actor.tell(_GiveUp())
             try:
                 future.get(timeout=KILL_GRACE)
             except pykka.Timeout:

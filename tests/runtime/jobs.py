@@ -9,14 +9,21 @@ so lines from many processes never interleave.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
+import signal
+import socket
 import threading
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import Backoff, Job, MaxRetries, QueueHandle
+from storage import NewJob
+from supervisor import Backoff, Job, MaxRetries, MemoryStorage, QueueHandle
 
 DIR_VAR = "JOBARBITER_TEST_DIR"
 
@@ -114,3 +121,87 @@ class Unregistered(Job):
 
     def run(self, state: Any) -> None:
         note("runs.log", "unregistered-ran", self.tag)
+
+
+_HOARD: list[bytes] = []
+
+
+@dataclass
+class Hog(Job):
+    """Keeps ``megabytes`` of memory alive in its process (a leak)."""
+
+    megabytes: int
+
+    def run(self, state: Any) -> None:
+        _HOARD.append(b"x" * (self.megabytes * 1024 * 1024))
+        note("hog.log", os.getpid())
+
+
+@dataclass
+class Poison(Job):
+    """Kills its own process: "exit", "signal" or "segfault"."""
+
+    MAX_RETRIES = MaxRetries.count(2)
+    BACKOFF = Backoff.linear(0.05)
+
+    how: str
+
+    def run(self, state: Any) -> None:
+        note("poison.log", self.how, os.getpid())
+        if self.how == "exit":
+            os._exit(7)
+        elif self.how == "signal":
+            os.kill(os.getpid(), signal.SIGABRT)
+        elif self.how == "segfault":
+            ctypes.string_at(0)
+        time.sleep(5)  # a signal is delivered asynchronously
+
+
+def failing_state(handle: QueueHandle) -> None:
+    raise RuntimeError("cannot reach the database")
+
+
+@dataclass
+class Garbage(Job):
+    """Writes bytes that break the protocol onto its arbiter's link."""
+
+    how: str
+
+    def run(self, state: Any) -> None:
+        link = next(o for o in gc.get_objects() if isinstance(o, socket.socket))
+        if self.how == "oversized":
+            link.sendall((1 << 31).to_bytes(4, "big"))
+        else:
+            link.sendall((5).to_bytes(4, "big") + b"hello")
+        time.sleep(5)
+
+
+class ExplodingStorage(MemoryStorage):
+    """Memory storage whose push raises for jobs whose arguments say "explode"."""
+
+    def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        if any(b"explode" in job.args for job in jobs):
+            raise OSError("disk on fire")
+        return super().push_many(jobs)
+
+
+@dataclass
+class Stuck(Sleepy):
+    """Sleeps far past its TIMEOUT; no retries, so one timeout makes it dead."""
+
+    MAX_RETRIES = MaxRetries.count(0)
+    TIMEOUT = 20.0
+
+
+@dataclass
+class Chaotic(Job):
+    """A short job that retries forever, quickly: chaos must not make it dead."""
+
+    MAX_RETRIES = MaxRetries.infinite()
+    BACKOFF = Backoff.linear(0.05)
+
+    n: int
+
+    def run(self, state: Any) -> None:
+        time.sleep(0.01)
+        note("chaos.log", self.n)
