@@ -44,6 +44,9 @@ from storage import Disposition, JobInfo, JobResult, Storage
 
 log = structlog.get_logger("jobarbiter.storage")
 
+# Messages handled while deliveries stay buffered, when the mailbox is busy.
+MAX_UNFLUSHED = 16
+
 # Told (runner, job id, timeout) when a job outlives its TIMEOUT: the Manager
 # stops it for real by recycling the runner's process.
 TimeoutHandler = Callable[[str, uuid.UUID, float], None]
@@ -106,6 +109,9 @@ class StorageActor(pykka.ThreadingActor):
         self._draining: set[str] = set()
         self._idle_waiters: list[Callable[[bool], None]] = []
         self._touched: set[Reply] = set()
+        self._unflushed = 0
+        # Only a settled job can make the storage idle; join() waits on that.
+        self._settled_since_idle_check = True
         self._waker: _Waker | None = None
         self.done_by_runner: dict[str, int] = {}
         # Bound once: an unbound structlog proxy re-binds on every call, which
@@ -196,6 +202,7 @@ class StorageActor(pykka.ThreadingActor):
                 return dict(self.done_by_runner)
             case WhenIdle(done):
                 self._idle_waiters.append(done)
+                self._settled_since_idle_check = True
                 return None
             case Unpark(reply):
                 self._unpark(lambda op: op.reply is reply)
@@ -272,6 +279,7 @@ class StorageActor(pykka.ThreadingActor):
     def _settled(
         self, job_id: Any, runner: str, result: JobResult, disposition: Disposition
     ) -> None:
+        self._settled_since_idle_check = True
         if disposition is Disposition.FINISHED:
             self.done_by_runner[runner] = self.done_by_runner.get(runner, 0) + 1
             self._log.debug("job succeeded", job_id=job_id, runner=runner)
@@ -300,7 +308,25 @@ class StorageActor(pykka.ThreadingActor):
     # -- after each message -----------------------------------------------------
 
     def _after_message(self) -> None:
+        # While more messages wait, keep buffering: their deliveries then leave
+        # in the same frames, one write per runner, instead of one per message.
+        if self._touched and (self._unflushed >= MAX_UNFLUSHED or self.actor_inbox.empty()):
+            self._flush()
+        else:
+            self._unflushed += 1
+        if self._deadlines:
+            self._expire_deadlines()
+        self._arm_waker()
+        if self._idle_waiters and self._settled_since_idle_check:
+            self._settled_since_idle_check = False
+            if self._is_idle():
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for done in waiters:
+                    done(True)
+
+    def _flush(self) -> None:
         touched, self._touched = self._touched, set()
+        self._unflushed = 0
         for reply in touched:
             try:
                 reply.flush()
@@ -308,13 +334,6 @@ class StorageActor(pykka.ThreadingActor):
                 # A dead destination is the Manager's to deal with (it sees the
                 # process die); the jobs it held are released then.
                 self._log.info("could not deliver to a runner", error=str(exc))
-        if self._deadlines:
-            self._expire_deadlines()
-        self._arm_waker()
-        if self._idle_waiters and self._is_idle():
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for done in waiters:
-                done(True)
 
     def _arm_waker(self) -> None:
         if self._waker is None:

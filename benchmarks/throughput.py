@@ -1,0 +1,342 @@
+"""Throughput and latency of no-op jobs, over a grid of arbiter processes x workers.
+
+For each grid point it starts a Manager, waits until every worker of every
+arbiter has built its state and a warm-up batch has run, then measures:
+
+* enqueue jobs/s: N no-op jobs through one ``queue_many`` call;
+* processed jobs/s: N / (``join`` returned - ``queue_many`` started);
+  drain jobs/s is N / (``join`` returned - ``queue_many`` returned), i.e.
+  processing alone (jobs reach the workers only once the whole batch is stored);
+* enqueue-to-start latency with idle workers: K jobs queued one at a time,
+  each joined before the next; each records ``time.time()`` at its start
+  minus the stamp taken just before ``queue``;
+* CPU seconds of the host and of all arbiters during the throughput phase.
+
+Run from the repository root:
+
+    python -m benchmarks.throughput                  # default grid, 20000 jobs
+    python -m benchmarks.throughput --quick          # smoke run
+    python -m benchmarks.throughput --processes 2 --workers 4 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import structlog
+
+from benchmarks.workloads import Noop, Stamp, make_state, read_samples, ready_workers
+from supervisor import Manager, MemoryStorage, Storage, WorkerConfig
+
+DEFAULT_JSON = Path(__file__).parent / "results" / "throughput.json"
+QUICK_JOBS = 2000
+QUICK_SAMPLES = 50
+READY_TIMEOUT = 60.0
+JOIN_TIMEOUT = 120.0
+STORAGES: dict[str, Callable[[], Storage]] = {"memory": MemoryStorage}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    processes: int
+    workers: int
+    storage: str
+    jobs: int
+    startup_s: float
+    enqueue_s: float
+    process_s: float  # queue_many started -> join returned
+    enqueue_jobs_per_s: float
+    processed_jobs_per_s: float  # N / process_s: enqueue included
+    drain_jobs_per_s: float  # N / (process_s - enqueue_s): enqueue excluded
+    host_cpu_s: float  # the host process over the throughput phase
+    arbiter_cpu_s: float  # all arbiters over the throughput phase
+    latency_samples: int
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
+
+
+# -- progress ----------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on stderr (one line per update if not a tty)."""
+
+    def __init__(self, total: int, width: int = 24) -> None:
+        self._total = total
+        self._width = width
+        self._tty = sys.stderr.isatty()
+        self._last = 0
+
+    def show(self, done: int, label: str) -> None:
+        filled = self._width * done // self._total
+        line = f"[{'#' * filled}{'-' * (self._width - filled)}] {done}/{self._total} {label}"
+        if self._tty:
+            sys.stderr.write("\r" + line.ljust(self._last))
+            self._last = len(line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+# -- measuring ---------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of ``values``, for ``q`` in (0, 100]."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def wait_ready(manager: Manager, out_dir: str, workers: int, processes: int) -> list[int]:
+    """Wait until every worker built its state, run a warm-up batch; the arbiters' pids."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while ready_workers(out_dir) < workers * processes:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"arbiters not ready after {READY_TIMEOUT} s")
+        time.sleep(0.01)
+    manager.queue_many([Noop(i) for i in range(4 * workers * processes)])
+    manager.join(timeout=JOIN_TIMEOUT)
+    arbiters = manager.stats().arbiters
+    if not all(a.alive and a.pid is not None for a in arbiters):
+        raise RuntimeError(f"an arbiter is not alive: {arbiters}")
+    return [a.pid for a in arbiters if a.pid is not None]
+
+
+def jobs_done(manager: Manager) -> int:
+    return sum(a.jobs_done for a in manager.stats().arbiters)
+
+
+def run_point(
+    processes: int,
+    workers: int,
+    *,
+    jobs: int,
+    samples: int,
+    storage: str,
+    phase: Callable[[str], None],
+) -> Result:
+    with tempfile.TemporaryDirectory(prefix="jobarbiter-bench-") as out_dir:
+        config = (
+            WorkerConfig(storage=STORAGES[storage](), state=functools.partial(make_state, out_dir))
+            .register(Noop)
+            .register(Stamp)
+            .set_worker_count("default", workers)
+        )
+        phase("starting")
+        started = time.perf_counter()
+        with config.start(processes=processes) as manager:
+            pids = wait_ready(manager, out_dir, workers, processes)
+            startup_s = time.perf_counter() - started
+
+            phase(f"{jobs} jobs")
+            batch = [Noop(i) for i in range(jobs)]
+            done_before = jobs_done(manager)
+            host = [os.getpid()]
+            host_cpu, arbiter_cpu = cpu_seconds(host), cpu_seconds(pids)
+            t0 = time.perf_counter()
+            manager.queue_many(batch)
+            t1 = time.perf_counter()
+            manager.join(timeout=JOIN_TIMEOUT)
+            t2 = time.perf_counter()
+            host_cpu = cpu_seconds(host) - host_cpu
+            arbiter_cpu = cpu_seconds(pids) - arbiter_cpu
+            done = jobs_done(manager) - done_before
+            if done != jobs:
+                raise RuntimeError(f"{done} jobs done, expected {jobs}")
+
+            phase(f"latency x{samples}")
+            for _ in range(samples):
+                manager.queue(Stamp(time.time()))
+                manager.join(timeout=JOIN_TIMEOUT)
+            phase("stopping")
+        latencies = read_samples(out_dir)
+    if len(latencies) != samples:
+        raise RuntimeError(f"{len(latencies)} latency samples, expected {samples}")
+    ms = [s * 1000 for s in latencies]
+    return Result(
+        processes=processes,
+        workers=workers,
+        storage=storage,
+        jobs=jobs,
+        startup_s=startup_s,
+        enqueue_s=t1 - t0,
+        process_s=t2 - t0,
+        enqueue_jobs_per_s=jobs / (t1 - t0),
+        processed_jobs_per_s=jobs / (t2 - t0),
+        drain_jobs_per_s=jobs / (t2 - t1),
+        host_cpu_s=host_cpu,
+        arbiter_cpu_s=arbiter_cpu,
+        latency_samples=len(latencies),
+        latency_p50_ms=statistics.median(ms),
+        latency_p99_ms=percentile(ms, 99),
+        latency_max_ms=max(ms),
+    )
+
+
+# -- reporting ---------------------------------------------------------------------
+
+COLUMNS: list[tuple[str, str, str]] = [  # (header, Result field, format)
+    ("proc", "processes", "d"),
+    ("workers", "workers", "d"),
+    ("enqueue jobs/s", "enqueue_jobs_per_s", ",.0f"),
+    ("processed jobs/s", "processed_jobs_per_s", ",.0f"),
+    ("drain jobs/s", "drain_jobs_per_s", ",.0f"),
+    ("p50 ms", "latency_p50_ms", ".2f"),
+    ("p99 ms", "latency_p99_ms", ".2f"),
+    ("host cpu s", "host_cpu_s", ".2f"),
+    ("arbiter cpu s", "arbiter_cpu_s", ".2f"),
+]
+
+
+LEGEND = """\
+processed = N / (join returned - queue_many started); drain = N / (join returned - queue_many
+returned): jobs reach workers only once the whole batch is stored, so drain is processing alone.
+p50/p99: enqueue-to-start with idle workers. cpu s: over the enqueue + processing phase."""
+
+
+def table(results: Sequence[Result]) -> str:
+    rows = [[h for h, _, _ in COLUMNS]]
+    rows += [[format(getattr(r, f), spec) for _, f, spec in COLUMNS] for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "physical_cpus": psutil.cpu_count(logical=False),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.throughput",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--jobs", type=int, help="no-op jobs per grid point (default 20000)")
+    parser.add_argument("--processes", type=int_list, default=[1, 2], help="default 1,2")
+    parser.add_argument(
+        "--workers",
+        type=int_list,
+        default=[2, 4, 8],
+        help="worker actors per queue per arbiter (default 2,4,8)",
+    )
+    parser.add_argument(
+        "--latency-samples", type=int, help="jobs queued one at a time (default 300)"
+    )
+    parser.add_argument("--storage", choices=sorted(STORAGES), default="memory")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help="where to write the figures (default benchmarks/results/throughput.json)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_JOBS} jobs, {QUICK_SAMPLES} latency samples unless given",
+    )
+    args = parser.parse_args(argv)
+    if args.jobs is None:
+        args.jobs = QUICK_JOBS if args.quick else 20000
+    if args.latency_samples is None:
+        args.latency_samples = QUICK_SAMPLES if args.quick else 300
+    if args.jobs < 1 or args.latency_samples < 1:
+        parser.error("--jobs and --latency-samples must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    grid = [(p, w) for p in args.processes for w in args.workers]
+    progress = Progress(len(grid))
+    results: list[Result] = []
+    try:
+        for done, (processes, workers) in enumerate(grid):
+            point = f"p={processes} w={workers}"
+
+            def phase(what: str, done: int = done, point: str = point) -> None:
+                progress.show(done, f"{point} {what}")
+
+            result = run_point(
+                processes,
+                workers,
+                jobs=args.jobs,
+                samples=args.latency_samples,
+                storage=args.storage,
+                phase=phase,
+            )
+            results.append(result)
+        progress.show(len(grid), "done")
+    finally:
+        progress.close()
+    print(f"{args.jobs} no-op jobs per point, {args.latency_samples} latency samples")
+    print(table(results))
+    print(LEGEND)
+    given = sys.argv[1:] if argv is None else list(argv)
+    report = {
+        "benchmark": "throughput",
+        "command": shlex.join(["python", "-m", "benchmarks.throughput", *given]),
+        "machine": machine(),
+        "jobs": args.jobs,
+        "latency_samples": args.latency_samples,
+        "storage": args.storage,
+        "results": [asdict(r) for r in results],
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

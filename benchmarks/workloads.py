@@ -1,0 +1,75 @@
+"""Jobs and the state factory the throughput benchmark runs in its arbiters.
+
+They live in an importable module, not in the benchmark's ``__main__``,
+because arbiters are spawned and find job classes and factories by name.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storage import Job
+
+_READY = "ready-"
+_SAMPLES = ".lat"
+
+
+class BenchState:
+    """One worker actor's state: where its latency samples go."""
+
+    def __init__(self, out_dir: str) -> None:
+        self._path = Path(out_dir) / f"{os.getpid()}-{threading.get_ident()}{_SAMPLES}"
+
+    def record(self, seconds: float) -> None:
+        # Opened per sample: latency jobs run one at a time, after their stamp.
+        with self._path.open("a") as out:
+            out.write(f"{seconds!r}\n")
+
+
+def make_state(out_dir: str, handle: Any) -> BenchState:
+    """The state factory, bound to ``out_dir`` with functools.partial.
+
+    It leaves a marker per worker, so the benchmark can tell when every worker
+    of every arbiter has built its state and is about to ask for work.
+    """
+    state = BenchState(out_dir)
+    (Path(out_dir) / f"{_READY}{os.getpid()}-{threading.get_ident()}").touch()
+    return state
+
+
+def ready_workers(out_dir: str) -> int:
+    """How many workers have built their state so far."""
+    return sum(1 for _ in Path(out_dir).glob(f"{_READY}*"))
+
+
+def read_samples(out_dir: str) -> list[float]:
+    """Every latency sample (seconds) recorded under ``out_dir``."""
+    samples: list[float] = []
+    for path in Path(out_dir).glob(f"*{_SAMPLES}"):
+        samples += (float(line) for line in path.read_text().split())
+    return samples
+
+
+@dataclass
+class Noop(Job):
+    """Does nothing: its cost is the system's per-job overhead."""
+
+    n: int
+
+    def run(self, state: BenchState) -> None:
+        pass
+
+
+@dataclass
+class Stamp(Job):
+    """Records how long after ``enqueued`` (``time.time()`` in the host) it started."""
+
+    enqueued: float
+
+    def run(self, state: BenchState) -> None:
+        state.record(time.time() - self.enqueued)
