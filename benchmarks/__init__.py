@@ -1,0 +1,1 @@
+"""Benchmarks for jobarbiter: run one with ``python -m benchmarks.<name>``."""
