@@ -87,7 +87,10 @@ class _Waker:
                     self._cond.wait(min(delay, 1.0))
                     continue
                 self._at = None
-                self._ref.tell(Tick())
+                try:
+                    self._ref.tell(Tick())
+                except pykka.ActorDeadError:
+                    return  # the actor stopped between our checks
 
 
 class StorageActor(pykka.ThreadingActor):
@@ -216,7 +219,10 @@ class StorageActor(pykka.ThreadingActor):
 
     def _pop(self, op: Pop) -> list[JobInfo] | None:
         if op.runner in self._draining:
-            return [] if op.reply is None else None
+            if op.reply is None:
+                return []
+            self._deliver(op, [])  # answered, with nothing: never left hanging
+            return None
         jobs = self._storage.pop(op.queue, op.runner, op.limit)
         if op.reply is None:
             return jobs
@@ -258,13 +264,18 @@ class StorageActor(pykka.ThreadingActor):
 
     def _drain(self, runner: str) -> None:
         self._draining.add(runner)
-        self._unpark(lambda op: op.runner == runner)
+        for op in self._unpark(lambda op: op.runner == runner):
+            self._deliver(op, [])
 
-    def _unpark(self, doomed: Callable[[Pop], bool]) -> None:
+    def _unpark(self, doomed: Callable[[Pop], bool]) -> list[Pop]:
+        """Withdraw the parked pops ``doomed`` picks; returns them."""
+        withdrawn = []
         for parked in self._parked.values():
             kept = [op for op in parked if not doomed(op)]
+            withdrawn += [op for op in parked if doomed(op)]
             parked.clear()
             parked.extend(kept)
+        return withdrawn
 
     # -- settling -----------------------------------------------------------------
 

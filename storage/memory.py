@@ -79,7 +79,7 @@ class MemoryStorage:
 
     def __init__(self, *, clock: Clock | None = None, unregistered_delay: float = 60.0) -> None:
         self._clock: Clock = clock or SystemClock()
-        self._unregistered_delay_us = int(unregistered_delay * _US)
+        self._unregistered_delay_us = round(unregistered_delay * _US)
         self._ids = IdGenerator()
         self._jobs: dict[int, _Entry] = {}
         self._pending: dict[str, SortedList] = {}
@@ -93,7 +93,7 @@ class MemoryStorage:
         return self._clock.now()
 
     def _now_us(self) -> int:
-        return int(self._clock.now() * _US)
+        return round(self._clock.now() * _US)
 
     # -- writing ------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class MemoryStorage:
 
     def _insert(self, job: NewJob, now: int) -> int:
         job_id = self._ids.next_int()
-        run_at = now if job.run_at is None else int(job.run_at * _US)
+        run_at = now if job.run_at is None else round(job.run_at * _US)
         key = (run_at << 128) | job_id
         self._jobs[job_id] = _Entry(job_id, job, key)
         pending = self._pending.get(job.queue)
@@ -141,7 +141,7 @@ class MemoryStorage:
         return _info(entry)
 
     def _hold(self, entry: _Entry, now: int) -> None:
-        lease = int(STALE_HEARTBEATS * entry.policy.heartbeat_interval * _US)
+        lease = round(STALE_HEARTBEATS * entry.policy.heartbeat_interval * _US)
         entry.mark = ((now + lease) << 128) | entry.id
         held = self._held.get(entry.queue)
         if held is None:
@@ -198,7 +198,7 @@ class MemoryStorage:
         policy = entry.policy
         if policy.max_retries.allows(entry.retry_count):
             delay = policy.backoff.delay(entry.retry_count)
-            self._make_pending(entry, now + int(delay * _US))
+            self._make_pending(entry, now + round(delay * _US))
             return Disposition.RETRYING
         entry.status = Status.DEAD
         entry.mark = now
@@ -224,10 +224,10 @@ class MemoryStorage:
         return True
 
     def purge_dead(self, older_than: float | None = None) -> int:
-        cutoff = None if older_than is None else self._now_us() - int(older_than * _US)
+        cutoff = None if older_than is None else self._now_us() - round(older_than * _US)
         purged = 0
         for dead in self._dead.values():
-            doomed = [i for i, e in dead.items() if cutoff is None or e.mark <= cutoff]
+            doomed = [i for i, e in dead.items() if cutoff is None or e.mark < cutoff]
             for job_id in doomed:
                 del dead[job_id]
                 del self._jobs[job_id]

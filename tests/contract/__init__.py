@@ -1,0 +1,1 @@
+"""The Storage contract suite: every backend runs these tests unchanged."""

@@ -1,0 +1,32 @@
+"""The storage backends that the contract suite runs against.
+
+To put a new backend under the contract, add one factory here: it takes the
+ManualClock the test drives and returns a fresh, empty Storage that reads the
+time from that clock only. If the storage has a ``close()`` method, the suite
+calls it when the test is done. The ``storage`` fixture (conftest.py) and the
+stateful model test (test_stateful.py) both run once per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from storage import ManualClock, MemoryStorage, Storage
+
+BackendFactory = Callable[[ManualClock], Storage]
+
+
+def memory(clock: ManualClock) -> Storage:
+    return MemoryStorage(clock=clock)
+
+
+BACKENDS: dict[str, BackendFactory] = {
+    "memory": memory,
+}
+
+
+def close(storage: Storage) -> None:
+    """Let go of whatever a backend holds (connections, files), if anything."""
+    closer = getattr(storage, "close", None)
+    if callable(closer):
+        closer()

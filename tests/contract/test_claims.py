@@ -1,0 +1,132 @@
+"""Claims: heartbeats, stale takeover, settling only by the holder."""
+
+from __future__ import annotations
+
+import uuid
+
+from storage import Disposition, JobResult, ManualClock, Status, Storage
+
+from .support import QUEUE, ids, info, new_job, policy, pop_one
+
+# Heartbeat every 2 s: a claim goes stale after 5 x 2 = 10 s without one.
+HEARTBEAT = 2.0
+LEASE = 5 * HEARTBEAT
+TICK = 1 / 64  # a moment, exact in floating point
+
+
+def _held_by(storage: Storage, job_id: uuid.UUID) -> tuple[Status, str | None, int]:
+    job = info(storage, job_id)
+    return job.status, job.runner, job.retry_count
+
+
+def test_a_claim_is_taken_over_only_after_five_missed_heartbeats(
+    storage: Storage, clock: ManualClock
+) -> None:
+    job_id = storage.push(new_job(policy=policy(heartbeat=HEARTBEAT)))
+    pop_one(storage, "r1")
+
+    clock.advance(LEASE - TICK)
+    assert storage.pop(QUEUE, "r2") == []
+    clock.advance(TICK)  # exactly 5 intervals: not yet stale
+    assert storage.pop(QUEUE, "r2") == []
+    assert _held_by(storage, job_id) == (Status.RUNNING, "r1", 0)
+
+    clock.advance(TICK)  # strictly older than 5 intervals
+    taken = pop_one(storage, "r2")
+
+    assert (taken.id, taken.runner, taken.status) == (job_id, "r2", Status.RUNNING)
+    assert _held_by(storage, job_id) == (Status.RUNNING, "r2", 0)
+
+
+def test_heartbeat_extends_the_claim(storage: Storage, clock: ManualClock) -> None:
+    job_id = storage.push(new_job(policy=policy(heartbeat=HEARTBEAT)))
+    pop_one(storage, "r1")
+
+    clock.advance(LEASE - 2)
+    assert storage.heartbeat("r1", [job_id]) == []
+    clock.advance(LEASE)  # 18 s after the pop, but exactly 10 s after the heartbeat
+    assert storage.pop(QUEUE, "r2") == []
+    assert storage.heartbeat("r1", [job_id]) == []
+    clock.advance(LEASE)
+    assert storage.pop(QUEUE, "r2") == []
+
+    clock.advance(TICK)
+    assert pop_one(storage, "r2").id == job_id
+
+
+def test_heartbeat_even_late_keeps_a_claim_nobody_took(
+    storage: Storage, clock: ManualClock
+) -> None:
+    job_id = storage.push(new_job(policy=policy(heartbeat=HEARTBEAT)))
+    pop_one(storage, "r1")
+    clock.advance(LEASE + 1)  # stale, but no other runner came
+
+    assert storage.heartbeat("r1", [job_id]) == []
+    assert storage.pop(QUEUE, "r2") == []
+    assert storage.complete(job_id, "r1", JobResult.success()) is Disposition.FINISHED
+
+
+def test_heartbeat_reports_the_jobs_the_runner_does_not_hold(storage: Storage) -> None:
+    mine, theirs, waiting = (storage.push(new_job()) for _ in range(3))
+    assert ids(storage.pop(QUEUE, "r1")) == [mine]
+    assert ids(storage.pop(QUEUE, "r2")) == [theirs]
+    unknown = uuid.uuid4()
+
+    lost = storage.heartbeat("r1", [mine, theirs, waiting, unknown])
+
+    assert set(lost) == {theirs, waiting, unknown}
+    assert len(lost) == 3
+    assert storage.heartbeat("r1", []) == []
+
+
+def test_stale_claims_come_first_earliest_expiry_first(
+    storage: Storage, clock: ManualClock
+) -> None:
+    slow = storage.push(new_job(policy=policy(heartbeat=4.0)))  # stale after 20 s
+    fast = storage.push(new_job(policy=policy(heartbeat=1.0)))  # stale after 5 s
+    assert ids(storage.pop(QUEUE, "r1", limit=2)) == [slow, fast]
+    early = storage.push(new_job(run_at=clock.now() - 100))  # pending, long overdue
+
+    clock.advance(21)
+
+    assert ids(storage.pop(QUEUE, "r2", limit=3)) == [fast, slow, early]
+
+
+def test_only_the_holder_settles_a_job(storage: Storage) -> None:
+    job_id = storage.push(new_job())
+    pop_one(storage, "r1")
+
+    for result in (JobResult.success(), JobResult.failure("x"), JobResult.unexecuted()):
+        assert storage.complete(job_id, "r2", result) is Disposition.NOT_HELD
+    assert _held_by(storage, job_id) == (Status.RUNNING, "r1", 0)
+    assert info(storage, job_id).last_error is None
+
+    assert storage.complete(job_id, "r1", JobResult.success()) is Disposition.FINISHED
+    assert storage.complete(job_id, "r1", JobResult.success()) is Disposition.NOT_HELD
+
+
+def test_a_job_taken_over_cannot_be_settled_by_its_old_runner(
+    storage: Storage, clock: ManualClock
+) -> None:
+    job_id = storage.push(new_job(policy=policy(heartbeat=HEARTBEAT)))
+    pop_one(storage, "r1")
+    clock.advance(LEASE + TICK)
+    assert pop_one(storage, "r2").id == job_id
+
+    assert storage.complete(job_id, "r1", JobResult.failure("late")) is Disposition.NOT_HELD
+    assert storage.heartbeat("r1", [job_id]) == [job_id]
+    assert storage.release("r1", JobResult.failure("r1 died")) == []
+    assert _held_by(storage, job_id) == (Status.RUNNING, "r2", 0)
+    assert info(storage, job_id).last_error is None
+
+    assert storage.complete(job_id, "r2", JobResult.success()) is Disposition.FINISHED
+
+
+def test_jobs_not_running_cannot_be_completed(storage: Storage, clock: ManualClock) -> None:
+    pending = storage.push(new_job())
+    scheduled = storage.push(new_job(run_at=clock.now() + 60))
+
+    for job_id in (pending, scheduled, uuid.uuid4()):
+        assert storage.complete(job_id, "r1", JobResult.success()) is Disposition.NOT_HELD
+    assert info(storage, pending).status is Status.PENDING
+    assert info(storage, scheduled).status is Status.PENDING

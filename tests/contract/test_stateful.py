@@ -1,0 +1,500 @@
+"""Random sequences of operations, checked against a deliberately simple model.
+
+The model below keeps jobs in a plain dict and answers every question by a
+linear scan, with exact (Fraction) times; it is meant to be obviously right,
+never fast. Each backend in backends.BACKENDS gets its own state machine, and
+every answer it gives (popped ids in order, dispositions, lost heartbeats,
+requeue and purge results) must equal the model's; after every step the whole
+visible state (stats, list(), info(), next_due()) must agree too.
+
+Examples per backend: JOBARBITER_STATEFUL_EXAMPLES (default 200).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from storage import (
+    Backoff,
+    Disposition,
+    JobInfo,
+    JobResult,
+    ManualClock,
+    MaxRetries,
+    NewJob,
+    Outcome,
+    Policy,
+    QueueStats,
+    Status,
+    Storage,
+)
+
+from .backends import BACKENDS, BackendFactory, close
+
+EXAMPLES = int(os.environ.get("JOBARBITER_STATEFUL_EXAMPLES", "200"))
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+QUEUES = ("a", "b")
+RUNNERS = ("r1", "r2", "r3")
+STALE_HEARTBEATS = 5
+UNREGISTERED_DELAY = Fraction(60)
+
+# Every time and duration is a binary fraction, so floats carry them exactly.
+POLICIES = (
+    Policy(MaxRetries.count(0), Backoff.linear(0), heartbeat_interval=0.25, timeout=None),
+    Policy(MaxRetries.count(1), Backoff.linear(0.5), heartbeat_interval=1.0, timeout=None),
+    Policy(MaxRetries.count(2), Backoff.exponential(2), heartbeat_interval=0.5, timeout=None),
+    Policy(MaxRetries.infinite(), Backoff.linear(2), heartbeat_interval=1.0, timeout=1.0),
+    Policy(MaxRetries.count(3), Backoff.exponential(1), heartbeat_interval=0.25, timeout=None),
+)
+
+# Durations: small steps that land exactly on claim expiries and run_at times,
+# and now and then one past the unregistered delay.
+ADVANCES = st.one_of(
+    st.integers(0, 48).map(lambda n: Fraction(n, 8)),
+    st.just(Fraction(1, 64)),
+    st.just(UNREGISTERED_DELAY + 1),
+)
+
+RESULTS = st.sampled_from(
+    [
+        JobResult.success(),
+        JobResult.failure("boom"),
+        JobResult.failure("bang"),
+        JobResult.unexecuted(),
+        JobResult.unregistered("no such job"),
+    ]
+)
+RELEASE_RESULTS = st.sampled_from(
+    [JobResult.failure("arbiter died"), JobResult.unexecuted(), JobResult.success()]
+)
+
+
+def _utc(at: Fraction) -> dt.datetime:
+    return dt.datetime.fromtimestamp(float(at), dt.UTC)
+
+
+# -- the reference model ------------------------------------------------------------
+
+
+@dataclass
+class ModelJob:
+    id: uuid.UUID
+    seq: int  # enqueue order: breaks ties between equal times
+    queue: str
+    args: bytes
+    policy: Policy
+    run_at: Fraction
+    status: Status = Status.PENDING
+    retry_count: int = 0
+    runner: str | None = None
+    expires: Fraction = Fraction(0)  # while running: when the claim goes stale
+    died_at: Fraction = Fraction(0)  # while dead
+    last_error: str | None = None
+
+
+class Model:
+    """Storage semantics, the slow and obvious way."""
+
+    def __init__(self, now: Fraction) -> None:
+        self.now = now
+        self.jobs: dict[uuid.UUID, ModelJob] = {}  # pending, running or dead
+        self.gone: set[uuid.UUID] = set()  # finished or purged
+        self.seq = 0
+
+    def push(self, job_id: uuid.UUID, job: NewJob, run_at: Fraction | None) -> None:
+        self.seq += 1
+        at = self.now if run_at is None else run_at
+        self.jobs[job_id] = ModelJob(job_id, self.seq, job.queue, job.args, job.policy, at)
+
+    def pop(self, queue: str, runner: str, limit: int) -> list[uuid.UUID]:
+        here = [job for job in self.jobs.values() if job.queue == queue]
+        stale = [j for j in here if j.status is Status.RUNNING and j.expires < self.now]
+        due = [j for j in here if j.status is Status.PENDING and j.run_at <= self.now]
+        stale.sort(key=lambda j: (j.expires, j.seq))
+        due.sort(key=lambda j: (j.run_at, j.seq))
+        taken = (stale + due)[:limit]
+        for job in taken:
+            job.status = Status.RUNNING
+            job.runner = runner
+            job.expires = self.now + self._lease(job)
+        return [job.id for job in taken]
+
+    def _lease(self, job: ModelJob) -> Fraction:
+        return STALE_HEARTBEATS * Fraction(job.policy.heartbeat_interval)
+
+    def _held(self, job_id: uuid.UUID, runner: str) -> ModelJob | None:
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not Status.RUNNING or job.runner != runner:
+            return None
+        return job
+
+    def heartbeat(self, runner: str, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+        lost = []
+        for job_id in job_ids:
+            job = self._held(job_id, runner)
+            if job is None:
+                lost.append(job_id)
+            else:
+                job.expires = self.now + self._lease(job)
+        return lost
+
+    def complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> Disposition:
+        job = self._held(job_id, runner)
+        if job is None:
+            return Disposition.NOT_HELD
+        return self._settle(job, result)
+
+    def release(self, runner: str, result: JobResult) -> dict[uuid.UUID, Disposition]:
+        held = [j for j in self.jobs.values() if j.status is Status.RUNNING and j.runner == runner]
+        return {job.id: self._settle(job, result) for job in held}
+
+    def _settle(self, job: ModelJob, result: JobResult) -> Disposition:
+        job.runner = None
+        if result.outcome is Outcome.SUCCESS:
+            del self.jobs[job.id]
+            self.gone.add(job.id)
+            return Disposition.FINISHED
+        if result.outcome is Outcome.UNEXECUTED:
+            job.status = Status.PENDING  # run_at, retry_count, last_error unchanged
+            return Disposition.REQUEUED
+        job.last_error = result.error
+        if result.outcome is Outcome.UNREGISTERED:
+            job.status = Status.PENDING
+            job.run_at = self.now + UNREGISTERED_DELAY
+            return Disposition.REQUEUED
+        job.retry_count += 1
+        limit = job.policy.max_retries.limit
+        if limit is None or job.retry_count <= limit:
+            backoff = job.policy.backoff
+            if backoff.kind == "linear":
+                delay = Fraction(backoff.value)
+            else:
+                delay = Fraction(backoff.value) ** job.retry_count
+            job.status = Status.PENDING
+            job.run_at = self.now + delay
+            return Disposition.RETRYING
+        job.status = Status.DEAD
+        job.died_at = self.now
+        return Disposition.DEAD
+
+    def requeue(self, job_id: uuid.UUID) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None or job.status is not Status.DEAD:
+            return False
+        job.status = Status.PENDING
+        job.retry_count = 0
+        job.run_at = self.now
+        return True
+
+    def purge_dead(self, older_than: Fraction | None) -> int:
+        doomed = [
+            j.id
+            for j in self.jobs.values()
+            if j.status is Status.DEAD and (older_than is None or j.died_at < self.now - older_than)
+        ]
+        for job_id in doomed:
+            del self.jobs[job_id]
+            self.gone.add(job_id)
+        return len(doomed)
+
+    def stats(self) -> dict[str, QueueStats]:
+        stats = {}
+        for queue in sorted({j.queue for j in self.jobs.values()}):
+            here = [j.status for j in self.jobs.values() if j.queue == queue]
+            stats[queue] = QueueStats(
+                pending=here.count(Status.PENDING),
+                running=here.count(Status.RUNNING),
+                dead=here.count(Status.DEAD),
+            )
+        return stats
+
+    def next_due_bounds(self, queue: str) -> tuple[Fraction, Fraction] | None:
+        """The range next_due() must fall in: a pending job is due at its run_at;
+        a claim can be taken just after it expires (within a millisecond)."""
+        here = [j for j in self.jobs.values() if j.queue == queue]
+        low: list[Fraction] = []
+        high: list[Fraction] = []
+        for job in here:
+            if job.status is Status.PENDING:
+                low.append(job.run_at)
+                high.append(job.run_at)
+            elif job.status is Status.RUNNING:
+                low.append(job.expires)
+                high.append(job.expires + Fraction(1, 1000))
+        return (min(low), min(high)) if low else None
+
+
+# -- the machine ----------------------------------------------------------------------
+
+
+class StorageMachine(RuleBasedStateMachine):
+    """Drives one backend and the model side by side. Subclassed per backend."""
+
+    factory: BackendFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock()
+        self.storage: Storage = type(self).factory(self.clock)
+        self.model = Model(Fraction(self.clock.now()))
+        self.pushed: list[uuid.UUID] = []
+        self.made = 0
+
+    def teardown(self) -> None:
+        close(self.storage)
+
+    # -- helpers
+
+    def _run_at(self, data: st.DataObject) -> Fraction | None:
+        kinds = ["now", "now", "relative", "absolute"]  # "now" half the time
+        kind = data.draw(st.sampled_from(kinds), label="run_at kind")
+        if kind == "now":
+            return None
+        if kind == "relative":  # past, present or future, in eighths of a second
+            return self.model.now + Fraction(data.draw(st.integers(-16, 24), label="in 1/8 s"), 8)
+        # A few absolute instants, so that many jobs share one run_at.
+        start = Fraction(int(self.model.now))
+        return start + data.draw(st.sampled_from([0, -1, 1, 3]), label="at second")
+
+    def _new_job(self, data: st.DataObject, queue: str) -> tuple[NewJob, Fraction | None]:
+        policy = data.draw(st.sampled_from(POLICIES), label="policy")
+        run_at = self._run_at(data)
+        self.made += 1
+        job = NewJob(
+            name="tests.Stateful",
+            queue=queue,
+            args=self.made.to_bytes(4, "big"),
+            policy=policy,
+            run_at=None if run_at is None else float(run_at),
+        )
+        return job, run_at
+
+    def _any_id(self, data: st.DataObject) -> uuid.UUID:
+        return data.draw(st.sampled_from(self.pushed), label="job id")
+
+    def _running(self) -> list[ModelJob]:
+        return [j for j in self.model.jobs.values() if j.status is Status.RUNNING]
+
+    def _dead(self) -> list[ModelJob]:
+        return [j for j in self.model.jobs.values() if j.status is Status.DEAD]
+
+    def _holders(self) -> list[str]:
+        return sorted({j.runner for j in self._running() if j.runner is not None})
+
+    # -- rules
+
+    @initialize()
+    def start(self) -> None:
+        assert self.storage.stats() == {}
+
+    @rule(data=st.data(), queue=st.sampled_from(QUEUES))
+    def push(self, data: st.DataObject, queue: str) -> None:
+        job, run_at = self._new_job(data, queue)
+        job_id = self.storage.push(job)
+        assert job_id not in self.pushed
+        self.pushed.append(job_id)
+        self.model.push(job_id, job, run_at)
+
+    @rule(data=st.data(), queue=st.sampled_from(QUEUES), count=st.integers(0, 4))
+    def push_many(self, data: st.DataObject, queue: str, count: int) -> None:
+        made = [self._new_job(data, queue) for _ in range(count)]
+        job_ids = self.storage.push_many([job for job, _ in made])
+        assert len(job_ids) == count
+        assert len(set(job_ids) | set(self.pushed)) == len(self.pushed) + count
+        for job_id, (job, run_at) in zip(job_ids, made, strict=True):
+            self.pushed.append(job_id)
+            self.model.push(job_id, job, run_at)
+
+    @rule(queue=st.sampled_from(QUEUES), runner=st.sampled_from(RUNNERS), limit=st.integers(1, 3))
+    def pop(self, queue: str, runner: str, limit: int) -> None:
+        popped = self.storage.pop(queue, runner, limit)
+        expected = self.model.pop(queue, runner, limit)
+        assert [job.id for job in popped] == expected
+        for job in popped:
+            assert (job.status, job.runner, job.queue) == (Status.RUNNING, runner, queue)
+            self._check_job(job)
+
+    @precondition(lambda self: bool(self._running()))
+    @rule(data=st.data())
+    def heartbeat(self, data: st.DataObject) -> None:
+        runner = data.draw(st.sampled_from(self._holders() + list(RUNNERS)), label="runner")
+        mine = [j.id for j in self._running() if j.runner == runner]
+        keep = (
+            data.draw(st.lists(st.sampled_from(mine), unique=True), label="beats") if mine else []
+        )
+        others = data.draw(st.lists(st.sampled_from(self.pushed), max_size=2), label="others")
+        job_ids = list(dict.fromkeys(keep + others))
+        lost = self.storage.heartbeat(runner, job_ids)
+        assert sorted(lost) == sorted(self.model.heartbeat(runner, job_ids))
+
+    @precondition(lambda self: bool(self._running()))
+    @rule(data=st.data(), result=RESULTS)
+    def complete(self, data: st.DataObject, result: JobResult) -> None:
+        """Mostly a held job by its holder; now and then the wrong runner or any job."""
+        running = self._running()
+        choice = data.draw(st.integers(0, 9), label="whose job")
+        if choice == 0:  # any job ever pushed, any runner: mostly NOT_HELD
+            job_id = self._any_id(data)
+            runner = data.draw(st.sampled_from(RUNNERS), label="runner")
+        else:
+            job = data.draw(st.sampled_from(running), label="held job")
+            assert job.runner is not None
+            job_id, runner = job.id, job.runner
+            if choice == 1:
+                runner = data.draw(st.sampled_from(RUNNERS), label="runner")
+        self._complete(job_id, runner, result)
+
+    def _complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> None:
+        disposition = self.storage.complete(job_id, runner, result)
+        assert disposition is self.model.complete(job_id, runner, result)
+
+    @precondition(lambda self: bool(self._running()))
+    @rule(data=st.data(), result=RELEASE_RESULTS)
+    def release(self, data: st.DataObject, result: JobResult) -> None:
+        runner = data.draw(st.sampled_from(self._holders() + list(RUNNERS)), label="runner")
+        settled = self.storage.release(runner, result)
+        expected = self.model.release(runner, result)
+        assert len(settled) == len(expected)
+        assert dict(settled) == expected
+
+    @precondition(lambda self: bool(self.pushed))
+    @rule(data=st.data())
+    def requeue(self, data: st.DataObject) -> None:
+        dead = self._dead()
+        if dead and data.draw(st.integers(0, 3), label="a dead job?") != 0:
+            job_id = data.draw(st.sampled_from(dead), label="dead job").id
+        else:
+            job_id = self._any_id(data)
+        assert self.storage.requeue(job_id) is self.model.requeue(job_id)
+
+    @precondition(lambda self: bool(self._dead()))
+    @rule(data=st.data())
+    def purge_dead(self, data: st.DataObject) -> None:
+        # Often exactly the age of a dead job, to pin the "more than" boundary.
+        ages = sorted({self.model.now - job.died_at for job in self._dead()})
+        older_than = data.draw(
+            st.one_of(
+                st.none(),
+                st.sampled_from(ages),
+                st.sampled_from(ages).map(lambda age: max(age - Fraction(1, 8), Fraction(0))),
+                st.integers(0, 12).map(lambda n: Fraction(n, 2)),
+            ),
+            label="older_than",
+        )
+        arg = None if older_than is None else float(older_than)
+        assert self.storage.purge_dead(arg) == self.model.purge_dead(older_than)
+
+    @rule(seconds=ADVANCES)
+    def advance(self, seconds: Fraction) -> None:
+        self._advance(seconds)
+
+    @precondition(lambda self: bool(self._moments()))
+    @rule(data=st.data(), just_past=st.booleans())
+    def advance_to_a_moment(self, data: st.DataObject, just_past: bool) -> None:
+        """Move the clock exactly onto a run_at or a claim's expiry, or just past it."""
+        target = data.draw(st.sampled_from(self._moments()), label="moment")
+        self._advance(target - self.model.now + (Fraction(1, 64) if just_past else 0))
+
+    def _moments(self) -> list[Fraction]:
+        moments = set()
+        for job in self.model.jobs.values():
+            if job.status is Status.PENDING:
+                moments.add(job.run_at)
+            elif job.status is Status.RUNNING:
+                moments.add(job.expires)
+        return sorted(m for m in moments if m >= self.model.now)
+
+    def _advance(self, seconds: Fraction) -> None:
+        self.clock.advance(float(seconds))
+        self.model.now += seconds
+        assert self.storage.now() == float(self.model.now)
+
+    # -- invariants
+
+    def _check_job(self, job: JobInfo) -> None:
+        expected = self.model.jobs[job.id]
+        assert (job.queue, job.status, job.runner) == (
+            expected.queue,
+            expected.status,
+            expected.runner,
+        )
+        assert (job.retry_count, job.last_error) == (expected.retry_count, expected.last_error)
+        assert (job.name, job.args) == ("tests.Stateful", expected.args)
+        assert job.run_at == _utc(expected.run_at)
+        assert job.max_retries == expected.policy.max_retries
+        assert job.backoff == expected.policy.backoff
+        assert job.heartbeat_interval == expected.policy.heartbeat_interval
+        assert job.timeout == expected.policy.timeout
+
+    @invariant()
+    def stats_agree(self) -> None:
+        assert self.storage.stats() == self.model.stats()
+
+    @invariant()
+    def every_job_is_in_exactly_one_place(self) -> None:
+        listing = self.storage.list(limit=len(self.pushed) + 1)
+        listed = [job.id for job in listing]
+        assert len(listed) == len(set(listed))
+        assert set(listed) == set(self.model.jobs)
+        assert set(listed).isdisjoint(self.model.gone)
+        assert set(listed) | self.model.gone == set(self.pushed)  # nothing lost
+        for job in listing:
+            self._check_job(job)
+        # Grouped by queue, then pending, running, dead.
+        rank = {Status.PENDING: 0, Status.RUNNING: 1, Status.DEAD: 2}
+        order = [(job.queue, rank[job.status]) for job in listing]
+        assert order == sorted(order)
+        for status in Status:
+            expected = {j.id for j in self.model.jobs.values() if j.status is status}
+            assert {job.id for job in self.storage.list(status=status, limit=1000)} == expected
+
+    @invariant()
+    def finished_jobs_are_gone(self) -> None:
+        for job_id in self.model.gone:
+            assert self.storage.info(job_id) is None
+
+    @invariant()
+    def next_due_agrees(self) -> None:
+        for queue in QUEUES:
+            due = self.storage.next_due(queue)
+            bounds = self.model.next_due_bounds(queue)
+            if bounds is None:
+                assert due is None
+            else:
+                assert due is not None
+                low, high = bounds
+                if low == high:
+                    assert due == float(low)
+                else:
+                    assert float(low) <= due <= float(high)
+
+
+def machine_for(factory: BackendFactory) -> type[StorageMachine]:
+    return type(f"StorageMachine_{factory.__name__}", (StorageMachine,), {"factory": factory})
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_storage_matches_the_model(backend: str) -> None:
+    run_state_machine_as_test(machine_for(BACKENDS[backend]), settings=SETTINGS)
