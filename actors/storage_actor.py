@@ -123,24 +123,50 @@ class StorageActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         self._waker = _Waker(self.actor_ref, self._storage.now)
+        me = self.actor_ref
+
+        def wake() -> None:
+            # Called from the storage's own listener thread.
+            try:
+                me.tell(Tick())
+            except pykka.ActorDeadError:
+                pass
+
+        self._storage.subscribe(wake)
 
     def on_stop(self) -> None:
         if self._waker is not None:
             self._waker.stop()
+        self._storage.close()
 
     def on_receive(self, message: Any) -> Any:
+        # Every answer leaves after the commit: an acknowledged job is durable.
         try:
             if isinstance(message, Batch):
                 answers = [self._run_safely(op) for op in message.ops]
+                failed = self._commit()
+                if failed is not None:
+                    answers = [failed] * len(answers)
                 if message.answer is not None:
                     message.answer(answers)
                     return None
                 return answers
-            return self._run(message)
+            answer = self._run(message)
+            failed = self._commit()
+            if failed is not None:
+                raise failed
+            return answer
         finally:
             self._after_message()
 
     # -- dispatch -------------------------------------------------------------
+
+    def _commit(self) -> StorageError | None:
+        try:
+            self._storage.commit()
+        except Exception as exc:
+            return self._failed(_Commit(), exc)
+        return None
 
     def _run_safely(self, op: object) -> Any:
         try:
@@ -353,6 +379,10 @@ class StorageActor(pykka.ThreadingActor):
         times = [t for t in due if t is not None]
         if self._deadlines:
             times.append(self._deadlines[0][0])
+        poll = self._storage.poll_interval
+        if poll is not None and any(self._parked.values()):
+            # Shared storage: another host may push without waking us.
+            times.append(self._storage.now() + poll)
         self._waker.wake_at(min(times) if times else None)
 
     def _expire_deadlines(self) -> None:
@@ -373,6 +403,10 @@ class StorageActor(pykka.ThreadingActor):
 
     def _is_idle(self) -> bool:
         return all(s.pending == 0 and s.running == 0 for s in self._storage.stats().values())
+
+
+class _Commit:
+    """Names the commit in errors and logs, like an operation."""
 
 
 def _first_line(text: str | None) -> str | None:

@@ -149,10 +149,13 @@ def pack_new_job(job: NewJob) -> list[Any]:
         p.heartbeat_interval,
         p.timeout,
         job.run_at,
+        job.unique_key,
     ]
 
 
 def unpack_new_job(raw: list[Any]) -> NewJob:
-    name, queue, args, limit, kind, value, heartbeat, timeout, run_at = raw
+    name, queue, args, limit, kind, value, heartbeat, timeout, run_at, unique_key = raw
     policy = Policy(MaxRetries(limit), Backoff(kind, value), heartbeat, timeout)
-    return NewJob(name=name, queue=queue, args=args, policy=policy, run_at=run_at)
+    return NewJob(
+        name=name, queue=queue, args=args, policy=policy, run_at=run_at, unique_key=unique_key
+    )

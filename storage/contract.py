@@ -15,7 +15,7 @@ settled twice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from storage.model import Disposition, JobInfo, JobResult, NewJob, QueueStats, Status
@@ -25,7 +25,11 @@ STALE_HEARTBEATS = 5  # a claim goes stale after this many missed heartbeat inte
 
 class Storage(Protocol):
     def push(self, job: NewJob) -> uuid.UUID:
-        """Store one job; returns its id."""
+        """Store one job; returns its id.
+
+        A job with a ``unique_key`` that a pending or running job already has
+        is not stored: the id of that job is returned instead.
+        """
         ...
 
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
@@ -83,4 +87,28 @@ class Storage(Protocol):
 
     def now(self) -> float:
         """The storage's clock."""
+        ...
+
+    def commit(self) -> None:
+        """Make every change since the last commit durable.
+
+        The StorageActor calls it once per message, before it answers anyone,
+        so many operations share one transaction and nothing is acknowledged
+        before it is durable. A memory store has nothing to do.
+        """
+        ...
+
+    @property
+    def poll_interval(self) -> float | None:
+        """For a storage shared by several hosts: how often parked pops look
+        again when no wake-up came (None: every change comes through us)."""
+        ...
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()``, from any thread, whenever another host may have
+        made a job due (a push elsewhere). Storages owned by one host ignore it."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files; the storage is not used after."""
         ...

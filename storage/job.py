@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any, ClassVar, Self
 
 from storage.codec import ENCODE_ERRORS, decode, encode
@@ -24,6 +25,9 @@ class Job:
     BACKOFF: ClassVar[Backoff] = Backoff.exponential(2)
     HEARTBEAT_INTERVAL: ClassVar[float] = 5.0
     TIMEOUT: ClassVar[float | None] = None
+    # While a job of this class with the same arguments is pending or running,
+    # queueing another returns that job's id and stores nothing.
+    UNIQUE: ClassVar[bool] = False
 
     _fields: ClassVar[tuple[str, ...] | None] = None
     _policy: ClassVar[Policy | None] = None
@@ -86,15 +90,20 @@ class Job:
         queue: str | None = None,
         run_at: float | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> NewJob:
         """What storage needs to keep this job; encodes the arguments now."""
         policy = self.policy()
         if timeout is not None:
             policy = dataclasses.replace(policy, timeout=float(timeout))
+        args = self.encode_args()
+        if unique_key is None and self.UNIQUE:
+            unique_key = f"{self.NAME}:{hashlib.sha256(args).hexdigest()}"
         return NewJob(
             name=self.NAME,
             queue=queue or self.QUEUE,
-            args=self.encode_args(),
+            args=args,
             policy=policy,
             run_at=run_at,
+            unique_key=unique_key,
         )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from sortedcontainers import SortedList
 
@@ -54,6 +54,7 @@ class _Entry:
         "retry_count",
         "runner",
         "status",
+        "unique_key",
     )
 
     def __init__(self, job_id: int, job: NewJob, key: int) -> None:
@@ -68,6 +69,7 @@ class _Entry:
         self.last_error: str | None = None
         self.runner: str | None = None
         self.mark = 0
+        self.unique_key = job.unique_key
 
 
 def _utc(us: int) -> dt.datetime:
@@ -86,11 +88,25 @@ class MemoryStorage:
         self._held: dict[str, SortedList] = {}
         self._dead: dict[str, dict[int, _Entry]] = {}
         self._by_runner: dict[str, set[int]] = {}
+        self._unique: dict[str, int] = {}  # unique key -> id of the live job holding it
 
     # -- time ---------------------------------------------------------------
 
     def now(self) -> float:
         return self._clock.now()
+
+    def commit(self) -> None:
+        pass  # nothing outlives the process anyway
+
+    @property
+    def poll_interval(self) -> float | None:
+        return None
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        pass  # only the owning StorageActor changes it
+
+    def close(self) -> None:
+        pass
 
     def _now_us(self) -> int:
         return round(self._clock.now() * _US)
@@ -105,7 +121,13 @@ class MemoryStorage:
         return [to_uuid(self._insert(job, now)) for job in jobs]
 
     def _insert(self, job: NewJob, now: int) -> int:
+        if job.unique_key is not None:
+            live = self._unique.get(job.unique_key)
+            if live is not None:
+                return live
         job_id = self._ids.next_int()
+        if job.unique_key is not None:
+            self._unique[job.unique_key] = job_id
         run_at = now if job.run_at is None else round(job.run_at * _US)
         key = (run_at << 128) | job_id
         self._jobs[job_id] = _Entry(job_id, job, key)
@@ -186,6 +208,7 @@ class MemoryStorage:
         outcome = result.outcome
         if outcome is Outcome.SUCCESS:
             del self._jobs[entry.id]
+            self._forget_key(entry)
             return Disposition.FINISHED
         if outcome is Outcome.UNEXECUTED:
             self._make_pending(entry, entry.key >> 128)
@@ -202,11 +225,16 @@ class MemoryStorage:
             return Disposition.RETRYING
         entry.status = Status.DEAD
         entry.mark = now
+        self._forget_key(entry)
         dead = self._dead.get(entry.queue)
         if dead is None:
             dead = self._dead[entry.queue] = {}
         dead[entry.id] = entry
         return Disposition.DEAD
+
+    def _forget_key(self, entry: _Entry) -> None:
+        if entry.unique_key is not None and self._unique.get(entry.unique_key) == entry.id:
+            del self._unique[entry.unique_key]
 
     def _make_pending(self, entry: _Entry, run_at: int) -> None:
         entry.status = Status.PENDING
@@ -218,6 +246,9 @@ class MemoryStorage:
         if entry is None or entry.status is not Status.DEAD:
             return False
         del self._dead[entry.queue][entry.id]
+        if entry.unique_key is not None:
+            # Live again: it holds its key once more, unless another job took it.
+            self._unique.setdefault(entry.unique_key, entry.id)
         entry.retry_count = 0
         entry.mark = 0
         self._make_pending(entry, self._now_us())
@@ -306,4 +337,5 @@ def _info(entry: _Entry) -> JobInfo:
         last_error=entry.last_error,
         runner=entry.runner,
         enqueued_at=dt.datetime.fromtimestamp(id_time(entry.id), dt.UTC),
+        unique_key=entry.unique_key,
     )

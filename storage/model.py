@@ -25,6 +25,7 @@ class NewJob:
     args: bytes
     policy: Policy
     run_at: float | None = None
+    unique_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class JobInfo:
     last_error: str | None
     runner: str | None
     enqueued_at: dt.datetime
+    unique_key: str | None = None
 
 
 class Outcome(enum.Enum):

@@ -43,9 +43,17 @@ class QueueHandle:
         self._transport = transport
 
     def queue(
-        self, job: Job, *, queue: str | None = None, timeout: float | None = None
+        self,
+        job: Job,
+        *,
+        queue: str | None = None,
+        timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> uuid.UUID:
-        return self._transport.push([job.to_new(queue=queue, timeout=timeout)])[0]
+        """Queue one job. With ``unique_key`` (or ``UNIQUE = True`` on the job),
+        a pending or running job with that key is returned instead of a new one."""
+        new = job.to_new(queue=queue, timeout=timeout, unique_key=unique_key)
+        return self._transport.push([new])[0]
 
     def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
         """Queue many jobs in one round trip; all are encoded before any is stored."""
@@ -58,7 +66,8 @@ class QueueHandle:
         *,
         queue: str | None = None,
         timeout: float | None = None,
+        unique_key: str | None = None,
     ) -> uuid.UUID:
         """Queue a job to run no earlier than ``at`` (an aware datetime, or a delay)."""
-        new = job.to_new(queue=queue, run_at=_epoch(at), timeout=timeout)
+        new = job.to_new(queue=queue, run_at=_epoch(at), timeout=timeout, unique_key=unique_key)
         return self._transport.push([new])[0]

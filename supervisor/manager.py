@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
@@ -482,8 +482,11 @@ class ManagerActor(pykka.ThreadingActor):
         return tuple(figures)
 
 
-class Manager:
+class Manager(QueueHandle):
     """A running jobarbiter: a StorageActor, a ManagerActor and its arbiters.
+
+    It is a QueueHandle (``queue``, ``queue_many``, ``schedule``) onto its
+    storage, plus supervision, inspection and stopping.
 
     Use it as a context manager, or call ``stop``; ``run_forever`` blocks until
     SIGTERM or SIGINT and then stops gracefully.
@@ -492,8 +495,8 @@ class Manager:
     def __init__(self, config: WorkerConfig, processes: int) -> None:
         relay = _TimeoutRelay()
         self._storage = StorageActor.start(config.storage, on_timeout=relay)
-        self._handle = QueueHandle(StorageTransport(self._storage))
-        self._recurring = Recurring(self._handle.queue)
+        super().__init__(StorageTransport(self._storage))
+        self._recurring = Recurring(self.queue)
         self._actor = ManagerActor.start(config, processes, self._storage)
         relay.target = self._actor
         self._stopped = False
@@ -503,25 +506,8 @@ class Manager:
 
     @property
     def handle(self) -> QueueHandle:
-        return self._handle
-
-    def queue(
-        self, job: Job, *, queue: str | None = None, timeout: float | None = None
-    ) -> uuid.UUID:
-        return self._handle.queue(job, queue=queue, timeout=timeout)
-
-    def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
-        return self._handle.queue_many(jobs)
-
-    def schedule(
-        self,
-        job: Job,
-        at: dt.datetime | dt.timedelta,
-        *,
-        queue: str | None = None,
-        timeout: float | None = None,
-    ) -> uuid.UUID:
-        return self._handle.schedule(job, at, queue=queue, timeout=timeout)
+        """A plain QueueHandle onto the same storage, to hand to other code."""
+        return QueueHandle(StorageTransport(self._storage))
 
     def every(self, interval: dt.timedelta | float, job: Job) -> None:
         """Queue ``job`` every ``interval``, first after one interval, until stop."""

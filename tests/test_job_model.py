@@ -277,3 +277,22 @@ def test_to_new_timeout_overrides_for_this_enqueue_only() -> None:
     assert Tuned(n=2).to_new().policy.timeout == 30.0
     assert SendEmail(to="x").to_new(timeout=2.5).policy.timeout == 2.5
     assert SendEmail.policy().timeout is None
+
+
+@dataclass
+class UniqueJob(Job):
+    UNIQUE = True
+
+    user: int
+
+
+def test_unique_key_comes_from_name_and_arguments() -> None:
+    one, same, other = UniqueJob(1).to_new(), UniqueJob(1).to_new(), UniqueJob(2).to_new()
+    assert one.unique_key is not None
+    assert one.unique_key.startswith(f"{UniqueJob.NAME}:")
+    assert one.unique_key == same.unique_key != other.unique_key
+
+
+def test_explicit_unique_key_wins_and_plain_jobs_have_none() -> None:
+    assert UniqueJob(1).to_new(unique_key="mine").unique_key == "mine"
+    assert UniqueJob.UNIQUE and not Job.UNIQUE

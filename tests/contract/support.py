@@ -46,8 +46,11 @@ def new_job(
     args: bytes = b"\x80",
     run_at: float | None = None,
     policy: Policy = DEFAULT_POLICY,
+    unique_key: str | None = None,
 ) -> NewJob:
-    return NewJob(name=name, queue=queue, args=args, policy=policy, run_at=run_at)
+    return NewJob(
+        name=name, queue=queue, args=args, policy=policy, run_at=run_at, unique_key=unique_key
+    )
 
 
 def ids(jobs: Iterable[JobInfo]) -> list[uuid.UUID]:
