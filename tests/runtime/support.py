@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from supervisor import Manager
+from supervisor import Manager, WorkerConfig
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
@@ -20,3 +20,11 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str
 def all_running(manager: Manager, processes: int) -> bool:
     arbiters = manager.stats().arbiters
     return sum(a.alive and a.state == "running" for a in arbiters) == processes
+
+
+def start(managers: list[Manager], config: WorkerConfig, processes: int) -> Manager:
+    """Start ``config``, stop it at teardown (``managers``), and wait for its arbiters."""
+    manager = config.start(processes=processes)
+    managers.append(manager)
+    wait_until(lambda: all_running(manager, processes), what="arbiters running")
+    return manager

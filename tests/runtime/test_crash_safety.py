@@ -27,14 +27,7 @@ from .jobs import (
     failing_state,
     lines,
 )
-from .support import all_running, wait_until
-
-
-def start(managers: list[Manager], config: WorkerConfig, processes: int) -> Manager:
-    manager = config.start(processes=processes)
-    managers.append(manager)
-    wait_until(lambda: all_running(manager, processes), what="arbiters running")
-    return manager
+from .support import all_running, start, wait_until
 
 
 def test_recycled_after_max_jobs_without_loss(workdir: Path, managers: list[Manager]) -> None:

@@ -12,14 +12,7 @@ import pytest
 from supervisor import Manager, Status, WorkerConfig
 
 from .jobs import AlwaysFails, Flaky, Record, Sleepy, Spawner, Unregistered, counting_state, lines
-from .support import all_running, wait_until
-
-
-def start(managers: list[Manager], config: WorkerConfig, processes: int) -> Manager:
-    manager = config.start(processes=processes)
-    managers.append(manager)
-    wait_until(lambda: all_running(manager, processes), what="arbiters running")
-    return manager
+from .support import start, wait_until
 
 
 def test_jobs_spread_over_two_arbiters(workdir: Path, managers: list[Manager]) -> None:
