@@ -42,14 +42,21 @@ import psutil
 import structlog
 
 from benchmarks.workloads import Noop, Stamp, make_state, read_samples, ready_workers
-from supervisor import Manager, MemoryStorage, Storage, WorkerConfig
+from supervisor import Manager, MemoryStorage, SqliteStorage, Storage, WorkerConfig
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "throughput.json"
 QUICK_JOBS = 2000
 QUICK_SAMPLES = 50
 READY_TIMEOUT = 60.0
 JOIN_TIMEOUT = 120.0
-STORAGES: dict[str, Callable[[], Storage]] = {"memory": MemoryStorage}
+
+
+def sqlite_storage() -> Storage:
+    # A fresh file per grid point; the folder is left to the OS's temp cleanup.
+    return SqliteStorage(Path(tempfile.mkdtemp(prefix="jobarbiter-bench-")) / "jobs.db")
+
+
+STORAGES: dict[str, Callable[[], Storage]] = {"memory": MemoryStorage, "sqlite": sqlite_storage}
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from storage.model import (
     Status,
 )
 from storage.policy import Backoff, MaxRetries, Policy
+from storage.sqlite import SqliteStorage
 
 __all__ = [
     "Backoff",
@@ -29,6 +30,7 @@ __all__ = [
     "Outcome",
     "Policy",
     "QueueStats",
+    "SqliteStorage",
     "Status",
     "Storage",
     "SystemClock",

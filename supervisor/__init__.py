@@ -12,6 +12,7 @@ from storage import (
     MaxRetries,
     MemoryStorage,
     QueueStats,
+    SqliteStorage,
     Status,
     Storage,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "MemoryStorage",
     "QueueHandle",
     "QueueStats",
+    "SqliteStorage",
     "Status",
     "Storage",
     "WorkerConfig",

@@ -9,9 +9,14 @@ stateful model test (test_stateful.py) both run once per entry.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 from storage import ManualClock, MemoryStorage, Storage
+from storage.sqlite import SqliteStorage
 
 BackendFactory = Callable[[ManualClock], Storage]
 
@@ -20,8 +25,18 @@ def memory(clock: ManualClock) -> Storage:
     return MemoryStorage(clock=clock)
 
 
+def sqlite(clock: ManualClock) -> Storage:
+    # A fresh file per call, in a directory of its own (WAL mode adds files
+    # beside it), removed once the storage is gone.
+    directory = tempfile.mkdtemp(prefix="jobarbiter-contract-")
+    storage = SqliteStorage(str(Path(directory) / "jobs.db"), clock=clock)
+    weakref.finalize(storage, shutil.rmtree, directory, ignore_errors=True)
+    return storage
+
+
 BACKENDS: dict[str, BackendFactory] = {
     "memory": memory,
+    "sqlite": sqlite,
 }
 
 

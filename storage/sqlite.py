@@ -1,0 +1,649 @@
+"""SqliteStorage: jobs in one SQLite file that outlives the host process.
+
+Schema (see MIGRATIONS): one ``jobs`` row per stored job, with the policy
+copied into every row, so that a row alone says how to retry it. Times are
+integer microseconds, as in MemoryStorage, so boundaries compare exactly.
+The id is the UUIDv7 as 16 big-endian bytes: BLOBs compare bytewise, which
+for equal lengths is numeric order, and a 128-bit int does not fit INTEGER.
+Partial indexes mirror MemoryStorage's sorted lists, one per status:
+
+* ``jobs_pending (queue, run_at, id)``: the pop order;
+* ``jobs_held (queue, expires, id)``: the earliest stale claim first;
+* ``jobs_dead (queue, died_at, id)``: purge by age.
+
+release() finds a runner's jobs through ``jobs_held``: few jobs are running at
+once, and an index on runner would cost a page write on most commits.
+
+``unique_keys`` maps a key to the one live job that holds it: a requeued dead
+job may share its key with another live job without holding it, which a
+unique index on ``jobs`` could not express.
+
+Transactions: the StorageActor calls ``commit()`` once per message, so every
+operation runs inside one long transaction that ``commit()`` ends; each
+operation is also wrapped in a savepoint, so one that fails leaves nothing
+half-done for the commit to make durable. synchronous=NORMAL in WAL mode: a
+commit survives the process being killed (the case we recover from), not a
+power cut. The file is opened with an exclusive lock, so one host owns it;
+that is what makes it safe to treat every running job found on open as held
+by a host that died.
+
+Pending/running/dead counts per queue are kept in Python: the actor asks for
+stats() after every settled message while someone waits in join(), and a
+COUNT over the table each time would make draining quadratic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from storage.clock import Clock, SystemClock
+from storage.contract import STALE_HEARTBEATS
+from storage.ids import IdGenerator, id_time, to_uuid
+from storage.model import (
+    Disposition,
+    JobInfo,
+    JobResult,
+    NewJob,
+    Outcome,
+    QueueStats,
+    Status,
+)
+from storage.policy import Backoff, MaxRetries, Policy
+
+_US = 1_000_000
+RECOVERED_ERROR = "host died (recovered on open)"
+
+# Each entry is one schema version: the statements that take a file from the
+# version before it. Append only; never edit an entry once released.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """
+        CREATE TABLE jobs (
+            id BLOB PRIMARY KEY,
+            name TEXT NOT NULL,
+            queue TEXT NOT NULL,
+            args BLOB NOT NULL,
+            status TEXT NOT NULL,
+            run_at INTEGER NOT NULL,
+            expires INTEGER,
+            died_at INTEGER,
+            runner TEXT,
+            retry_count INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            unique_key TEXT,
+            max_retries INTEGER,
+            backoff_kind TEXT NOT NULL,
+            backoff_value REAL NOT NULL,
+            heartbeat_interval REAL NOT NULL,
+            lease INTEGER NOT NULL,
+            timeout REAL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX jobs_pending ON jobs (queue, run_at, id) WHERE status = 'pending'",
+        "CREATE INDEX jobs_held ON jobs (queue, expires, id) WHERE status = 'running'",
+        "CREATE INDEX jobs_dead ON jobs (queue, died_at, id) WHERE status = 'dead'",
+        "CREATE TABLE unique_keys (key TEXT PRIMARY KEY, job_id BLOB NOT NULL) WITHOUT ROWID",
+    ),
+]
+
+# What JobInfo is built from, in this order (see _job).
+_COLUMNS = (
+    "id, name, queue, args, status, run_at, retry_count, last_error, runner, unique_key,"
+    " max_retries, backoff_kind, backoff_value, heartbeat_interval, timeout"
+)
+# What settling a held job needs, in this order (see _settle).
+_HELD = "id, queue, retry_count, unique_key, max_retries, backoff_kind, backoff_value"
+
+_STATUS = {status.value: status for status in Status}
+_PENDING, _RUNNING, _DEAD = 0, 1, 2  # positions in a queue's counts
+_INDEX = {Status.PENDING: _PENDING, Status.RUNNING: _RUNNING, Status.DEAD: _DEAD}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _atomic(
+    method: Callable[Concatenate[SqliteStorage, _P], _R],
+) -> Callable[Concatenate[SqliteStorage, _P], _R]:
+    """Run a writing operation inside the open transaction, all or nothing."""
+
+    @functools.wraps(method)
+    def run(self: SqliteStorage, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        conn = self._conn
+        if not conn.in_transaction:
+            conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SAVEPOINT op")
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException as exc:
+            self._undo(exc)
+            raise
+        conn.execute("RELEASE op")
+        return result
+
+    return run
+
+
+def _blob(job_id: int) -> bytes:
+    return job_id.to_bytes(16, "big")
+
+
+def _utc(us: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(us / _US, dt.UTC)
+
+
+class SqliteStorage:
+    """A Storage in one SQLite file, owned by one host at a time.
+
+    Opening the file migrates it to the current schema and settles the jobs
+    that a dead host left running as failed attempts.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        unregistered_delay: float = 60.0,
+        timeout: float = 5.0,
+    ) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._unregistered_delay_us = round(unregistered_delay * _US)
+        self._ids = IdGenerator()
+        self._policies: dict[tuple[Any, ...], Policy] = {}
+        self._counts: dict[str, list[int]] = {}
+        # Set when SQLite rolled back the whole open transaction on an error:
+        # the next commit() must fail, for the operations it took with it.
+        self._lost: BaseException | None = None
+        self._closed = False
+        # The StorageActor's thread uses the connection, but it is made here,
+        # on the thread that builds the config; only one thread at a time.
+        self._conn = sqlite3.connect(
+            path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self.recovered = 0  # jobs found running on open, settled as failed attempts
+        try:
+            self._open()
+        except sqlite3.OperationalError as exc:
+            self._conn.close()
+            if "locked" in str(exc):
+                raise sqlite3.OperationalError(
+                    f"{path} is open in another host (one host per file): {exc}"
+                ) from exc
+            raise
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _open(self) -> None:
+        conn = self._conn
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -16384")  # KiB
+        # Take the lock now: it is held until close, so no other host can
+        # open the file while we own its running jobs.
+        conn.execute("BEGIN IMMEDIATE")
+        self._migrate()
+        newest = conn.execute("SELECT max(id) FROM jobs").fetchone()[0]
+        self._last_id = 0 if newest is None else int.from_bytes(newest, "big")
+        self._recount()
+        self._recover()
+        self.commit()
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version"
+            " (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+        )
+        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"this file has schema version {version}; this jobarbiter knows up to "
+                f"{len(MIGRATIONS)}: open it with a newer jobarbiter"
+            )
+        for number, steps in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in steps:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version VALUES (?, ?)", (number, self._now_us()))
+
+    def schema_version(self) -> int:
+        return int(self._conn.execute("SELECT max(version) FROM schema_version").fetchone()[0])
+
+    def _recover(self) -> None:
+        # The lock we hold means whoever ran these is gone: count the attempt
+        # as failed, so a job that kills its host still ends dead.
+        rows = self._conn.execute(
+            f"SELECT {_HELD} FROM jobs INDEXED BY jobs_held WHERE status = 'running' ORDER BY id"
+        ).fetchall()
+        result = JobResult.failure(RECOVERED_ERROR)
+        now = self._now_us()
+        for row in rows:
+            self._settle(row, result, now)
+        self.recovered = len(rows)
+
+    # -- time and transactions ---------------------------------------------------------
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def _now_us(self) -> int:
+        return round(self._clock.now() * _US)
+
+    def commit(self) -> None:
+        conn = self._conn
+        if self._lost is not None:
+            lost, self._lost = self._lost, None
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._recount()
+            raise sqlite3.OperationalError(
+                f"the transaction was rolled back by an earlier error: {lost}"
+            ) from lost
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            # Start the next message from what is durable, not from a
+            # transaction that may be half gone.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._recount()
+            raise
+
+    def _undo(self, exc: BaseException) -> None:
+        conn = self._conn
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            else:
+                self._lost = exc  # SQLite rolled everything back itself
+            self._recount()
+        except sqlite3.Error:
+            self._lost = exc
+
+    @property
+    def poll_interval(self) -> float | None:
+        return None
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        pass  # one host per file: every change comes through our actor
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.commit()
+        finally:
+            self._closed = True
+            self._conn.close()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        job_id = self._ids.next_int()
+        if job_id <= self._last_id:
+            # The wall clock is behind an id already in the file (a clock
+            # step since the last host): stay increasing, so order holds.
+            job_id = self._last_id + 1
+        self._last_id = job_id
+        return job_id
+
+    def _holder(self, key: str) -> int | None:
+        row = self._conn.execute("SELECT job_id FROM unique_keys WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int.from_bytes(row[0], "big")
+
+    def push(self, job: NewJob) -> uuid.UUID:
+        return self.push_many((job,))[0]
+
+    @_atomic
+    def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        now = self._now_us()
+        ids: list[uuid.UUID] = []
+        rows = []
+        keys: dict[str, int] = {}  # taken in this batch
+        counts = self._counts
+        for job in jobs:
+            key = job.unique_key
+            if key is not None:
+                live = keys.get(key)
+                if live is None:
+                    live = self._holder(key)
+                if live is not None:
+                    ids.append(to_uuid(live))
+                    continue
+            job_id = self._next_id()
+            if key is not None:
+                keys[key] = job_id
+            policy = job.policy
+            backoff = policy.backoff
+            heartbeat = policy.heartbeat_interval
+            rows.append(
+                (
+                    _blob(job_id),
+                    job.name,
+                    job.queue,
+                    job.args,
+                    now if job.run_at is None else round(job.run_at * _US),
+                    key,
+                    policy.max_retries.limit,
+                    backoff.kind,
+                    backoff.value,
+                    heartbeat,
+                    round(STALE_HEARTBEATS * heartbeat * _US),
+                    policy.timeout,
+                )
+            )
+            count = counts.get(job.queue)
+            if count is None:
+                count = counts[job.queue] = [0, 0, 0]
+            count[_PENDING] += 1
+            ids.append(to_uuid(job_id))
+        conn = self._conn
+        conn.executemany(
+            "INSERT INTO jobs (id, name, queue, args, status, run_at, unique_key, max_retries,"
+            " backoff_kind, backoff_value, heartbeat_interval, lease, timeout)"
+            " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        if keys:
+            conn.executemany(
+                "INSERT INTO unique_keys VALUES (?, ?)",
+                [(key, _blob(job_id)) for key, job_id in keys.items()],
+            )
+        return ids
+
+    @_atomic
+    def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
+        count = self._counts.get(queue)
+        if limit <= 0 or count is None:
+            return []
+        now = self._now_us()
+        conn = self._conn
+        rows: list[Any] = []
+        if count[_RUNNING]:
+            # A claim whose heartbeat is older than 5 intervals is taken over.
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE queue = ? AND status = 'running'"
+                " AND expires < ? ORDER BY expires, id LIMIT ?",
+                (queue, now, limit),
+            ).fetchall()
+        stale = len(rows)
+        if stale < limit and count[_PENDING]:
+            rows += conn.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE queue = ? AND status = 'pending'"
+                " AND run_at <= ? ORDER BY run_at, id LIMIT ?",
+                (queue, now, limit - stale),
+            ).fetchall()
+        if not rows:
+            return []
+        conn.executemany(
+            "UPDATE jobs SET status = 'running', runner = ?, expires = ? + lease WHERE id = ?",
+            [(runner, now, row[0]) for row in rows],
+        )
+        taken = len(rows) - stale
+        count[_PENDING] -= taken
+        count[_RUNNING] += taken
+        return [self._job(row, Status.RUNNING, runner) for row in rows]
+
+    @_atomic
+    def heartbeat(self, runner: str, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        now = self._now_us()
+        execute = self._conn.execute
+        lost = []
+        for job_id in job_ids:
+            # runner is set only while a job is held, so it alone proves the claim.
+            updated = execute(
+                "UPDATE jobs SET expires = ? + lease WHERE id = ? AND runner = ?",
+                (now, _blob(job_id.int), runner),
+            ).rowcount
+            if not updated:
+                lost.append(job_id)
+        return lost
+
+    @_atomic
+    def complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> Disposition:
+        blob = _blob(job_id.int)
+        conn = self._conn
+        if result.outcome is Outcome.SUCCESS:
+            # The hot path: one statement.
+            gone = conn.execute(
+                "DELETE FROM jobs WHERE id = ? AND runner = ? RETURNING queue, unique_key",
+                (blob, runner),
+            ).fetchone()
+            if gone is None:
+                return Disposition.NOT_HELD
+            self._counts[gone[0]][_RUNNING] -= 1
+            if gone[1] is not None:
+                self._forget_key(gone[1], blob)
+            return Disposition.FINISHED
+        row = conn.execute(
+            f"SELECT {_HELD} FROM jobs WHERE id = ? AND runner = ?", (blob, runner)
+        ).fetchone()
+        if row is None:
+            return Disposition.NOT_HELD
+        return self._settle(row, result, self._now_us())
+
+    @_atomic
+    def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
+        rows = self._conn.execute(
+            # Named: the planner would rather scan the table in id order.
+            f"SELECT {_HELD} FROM jobs INDEXED BY jobs_held"
+            " WHERE status = 'running' AND runner = ? ORDER BY id",
+            (runner,),
+        ).fetchall()
+        now = self._now_us()
+        return [
+            (to_uuid(int.from_bytes(row[0], "big")), self._settle(row, result, now)) for row in rows
+        ]
+
+    def _settle(self, row: Any, result: JobResult, now: int) -> Disposition:
+        """Settle the held job ``row`` (columns _HELD) with ``result``."""
+        blob, queue, retry_count, unique_key, limit, kind, value = row
+        count = self._counts[queue]
+        count[_RUNNING] -= 1
+        outcome = result.outcome
+        conn = self._conn
+        if outcome is Outcome.SUCCESS:
+            conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
+            if unique_key is not None:
+                self._forget_key(unique_key, blob)
+            return Disposition.FINISHED
+        if outcome is Outcome.UNEXECUTED:
+            # Put back unchanged: it keeps its run_at, so its place in line.
+            conn.execute(
+                "UPDATE jobs SET status = 'pending', runner = NULL, expires = NULL WHERE id = ?",
+                (blob,),
+            )
+            count[_PENDING] += 1
+            return Disposition.REQUEUED
+        if outcome is Outcome.UNREGISTERED:
+            self._put_back(blob, result.error, retry_count, now + self._unregistered_delay_us)
+            count[_PENDING] += 1
+            return Disposition.REQUEUED
+        retry_count += 1
+        if MaxRetries(limit).allows(retry_count):
+            delay = Backoff(kind, value).delay(retry_count)
+            self._put_back(blob, result.error, retry_count, now + round(delay * _US))
+            count[_PENDING] += 1
+            return Disposition.RETRYING
+        conn.execute(
+            "UPDATE jobs SET status = 'dead', runner = NULL, expires = NULL, died_at = ?,"
+            " last_error = ?, retry_count = ? WHERE id = ?",
+            (now, result.error, retry_count, blob),
+        )
+        if unique_key is not None:
+            self._forget_key(unique_key, blob)
+        count[_DEAD] += 1
+        return Disposition.DEAD
+
+    def _put_back(self, blob: bytes, error: str | None, retry_count: int, run_at: int) -> None:
+        self._conn.execute(
+            "UPDATE jobs SET status = 'pending', runner = NULL, expires = NULL, run_at = ?,"
+            " last_error = ?, retry_count = ? WHERE id = ?",
+            (run_at, error, retry_count, blob),
+        )
+
+    def _forget_key(self, key: str, blob: bytes) -> None:
+        self._conn.execute("DELETE FROM unique_keys WHERE key = ? AND job_id = ?", (key, blob))
+
+    @_atomic
+    def requeue(self, job_id: uuid.UUID) -> bool:
+        blob = _blob(job_id.int)
+        conn = self._conn
+        row = conn.execute(
+            "SELECT queue, unique_key FROM jobs WHERE id = ? AND status = 'dead'", (blob,)
+        ).fetchone()
+        if row is None:
+            return False
+        queue, key = row
+        conn.execute(
+            "UPDATE jobs SET status = 'pending', died_at = NULL, retry_count = 0, run_at = ?"
+            " WHERE id = ?",
+            (self._now_us(), blob),
+        )
+        if key is not None:
+            # Live again: it holds its key once more, unless another job took it.
+            conn.execute("INSERT OR IGNORE INTO unique_keys VALUES (?, ?)", (key, blob))
+        count = self._counts[queue]
+        count[_DEAD] -= 1
+        count[_PENDING] += 1
+        return True
+
+    @_atomic
+    def purge_dead(self, older_than: float | None = None) -> int:
+        if older_than is None:
+            cursor = self._conn.execute("DELETE FROM jobs WHERE status = 'dead' RETURNING queue")
+        else:
+            cutoff = self._now_us() - round(older_than * _US)
+            cursor = self._conn.execute(
+                "DELETE FROM jobs WHERE status = 'dead' AND died_at < ? RETURNING queue",
+                (cutoff,),
+            )
+        queues = [row[0] for row in cursor.fetchall()]
+        for queue in queues:
+            self._counts[queue][_DEAD] -= 1
+        return len(queues)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _recount(self) -> None:
+        counts: dict[str, list[int]] = {}
+        for queue, status, number in self._conn.execute(
+            "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status"
+        ):
+            counts.setdefault(queue, [0, 0, 0])[_INDEX[_STATUS[status]]] = number
+        self._counts = counts
+
+    def _policy(self, row: Any) -> Policy:
+        key = row[10:15]
+        policy = self._policies.get(key)
+        if policy is None:
+            limit, kind, value, heartbeat, timeout = key
+            policy = Policy(MaxRetries(limit), Backoff(kind, value), heartbeat, timeout)
+            if len(self._policies) > 1024:
+                self._policies.clear()  # bounded: policies may come from anywhere
+            self._policies[key] = policy
+        return policy
+
+    def _job(self, row: Any, status: Status, runner: str | None) -> JobInfo:
+        """A JobInfo from ``row`` (columns _COLUMNS)."""
+        policy = self._policy(row)
+        job_id = int.from_bytes(row[0], "big")
+        return JobInfo(
+            id=to_uuid(job_id),
+            name=row[1],
+            queue=row[2],
+            args=row[3],
+            retry_count=row[6],
+            max_retries=policy.max_retries,
+            backoff=policy.backoff,
+            run_at=_utc(row[5]),
+            heartbeat_interval=policy.heartbeat_interval,
+            timeout=policy.timeout,
+            status=status,
+            last_error=row[7],
+            runner=runner,
+            enqueued_at=dt.datetime.fromtimestamp(id_time(job_id), dt.UTC),
+            unique_key=row[9],
+        )
+
+    def _row_job(self, row: Any) -> JobInfo:
+        return self._job(row, _STATUS[row[4]], row[8])
+
+    def info(self, job_id: uuid.UUID) -> JobInfo | None:
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (_blob(job_id.int),)
+        ).fetchone()
+        return None if row is None else self._row_job(row)
+
+    def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: Status | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[JobInfo]:
+        if limit <= 0:
+            return []
+        where = []
+        params: list[Any] = []
+        if queue is not None:
+            where.append("queue = ?")
+            params.append(queue)
+        if status is not None:
+            # A literal, not a parameter: only then can SQLite use the partial index.
+            where.append(f"status = '{status.value}'")
+        sql = f"SELECT {_COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # Within a queue: pending in pop order, running by expiry, dead by death.
+        sql += (
+            " ORDER BY queue,"
+            " CASE status WHEN 'pending' THEN 0 WHEN 'running' THEN 1 ELSE 2 END,"
+            " CASE status WHEN 'pending' THEN run_at WHEN 'running' THEN expires"
+            " ELSE died_at END, id LIMIT ? OFFSET ?"
+        )
+        params += [limit, offset]
+        return [self._row_job(row) for row in self._conn.execute(sql, params)]
+
+    def stats(self) -> dict[str, QueueStats]:
+        return {
+            queue: QueueStats(pending=count[0], running=count[1], dead=count[2])
+            for queue, count in sorted(self._counts.items())
+            if any(count)
+        }
+
+    def next_due(self, queue: str) -> float | None:
+        count = self._counts.get(queue)
+        if count is None:
+            return None
+        times = []
+        conn = self._conn
+        if count[_PENDING]:
+            times.append(
+                conn.execute(
+                    "SELECT run_at FROM jobs WHERE queue = ? AND status = 'pending'"
+                    " ORDER BY run_at LIMIT 1",
+                    (queue,),
+                ).fetchone()[0]
+            )
+        if count[_RUNNING]:
+            expires = conn.execute(
+                "SELECT expires FROM jobs WHERE queue = ? AND status = 'running'"
+                " ORDER BY expires LIMIT 1",
+                (queue,),
+            ).fetchone()[0]
+            # A claim may be taken once its expiry is strictly in the past.
+            times.append(expires + 1)
+        return min(times) / _US if times else None

@@ -1,0 +1,153 @@
+"""SqliteStorage beyond the contract: the file outlives the host that wrote it."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+import storage.sqlite
+from storage import Backoff, JobResult, ManualClock, NewJob, QueueStats, Status
+from storage.sqlite import MIGRATIONS, RECOVERED_ERROR, SqliteStorage
+from tests.contract.support import QUEUE, ids, info, kill, new_job, policy, utc
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "jobs.db")
+
+
+def test_a_reopened_file_keeps_its_jobs_and_their_order(path: str, clock: ManualClock) -> None:
+    first = SqliteStorage(path, clock=clock)
+    dead = first.push(new_job(policy=policy(retries=0)))
+    kill(first, dead)
+    a = first.push(new_job(unique_key="k", args=b"\x81\xa1n\x01"))
+    b = first.push(new_job())
+    first.close()
+
+    clock.advance(10)
+    again = SqliteStorage(path, clock=clock)
+    assert again.recovered == 0
+    assert ids(again.list()) == [a, b, dead]
+    job = info(again, a)
+    assert (job.args, job.unique_key, job.status) == (b"\x81\xa1n\x01", "k", Status.PENDING)
+    assert info(again, dead).last_error == "fatal"
+    assert again.push(new_job(unique_key="k")) == a  # the key is still held
+    c = again.push(new_job(run_at=clock.now() - 10))  # same run_at as a and b
+    # Ids made by this host sort after the last host's: enqueue order holds.
+    assert ids(again.pop(QUEUE, "r1", limit=5)) == [a, b, c]
+    # The time of death came through too: dead exactly 10 s is not "more than".
+    assert again.purge_dead(older_than=10) == 0
+    assert again.purge_dead(older_than=9) == 1
+    again.close()
+
+
+def test_jobs_left_running_are_failed_attempts_on_the_next_open(
+    path: str, clock: ManualClock
+) -> None:
+    first = SqliteStorage(path, clock=clock)
+    retrying = first.push(
+        new_job(unique_key="r", policy=policy(retries=1, backoff=Backoff.linear(2)))
+    )
+    dying = first.push(new_job(unique_key="d", policy=policy(retries=0)))
+    finished = first.push(new_job())
+    assert len(first.pop(QUEUE, "r1", limit=3)) == 3
+    first.complete(finished, "r1", JobResult.success())
+    first.close()
+
+    clock.advance(5)
+    second = SqliteStorage(path, clock=clock)
+
+    assert second.recovered == 2
+    job = info(second, retrying)
+    assert (job.status, job.retry_count, job.runner) == (Status.PENDING, 1, None)
+    assert job.last_error == RECOVERED_ERROR
+    assert job.run_at == utc(clock.now() + 2)  # the backoff runs from the recovery
+    job = info(second, dying)
+    assert (job.status, job.retry_count, job.last_error) == (Status.DEAD, 1, RECOVERED_ERROR)
+    assert second.info(finished) is None
+    assert second.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=1)}
+    assert second.push(new_job(unique_key="r")) == retrying  # still live, still holds it
+    assert second.push(new_job(unique_key="d")) != dying  # dead: the key is free
+    second.close()
+
+    third = SqliteStorage(path, clock=clock)
+    assert third.recovered == 0  # the recovery was committed
+    third.close()
+
+
+def test_what_was_not_committed_dies_with_the_process(path: str) -> None:
+    script = (
+        "import os, sys\n"
+        "from storage.sqlite import SqliteStorage\n"
+        "from tests.contract.support import new_job\n"
+        "s = SqliteStorage(sys.argv[1])\n"
+        "print(s.push(new_job()), flush=True)\n"
+        "s.commit()\n"
+        "s.push(new_job())\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    reopened = SqliteStorage(path)
+    assert [str(job_id) for job_id in ids(reopened.list())] == [done.stdout.strip()]
+    reopened.close()
+
+
+def test_a_failed_operation_leaves_nothing_half_done(path: str, clock: ManualClock) -> None:
+    storage_ = SqliteStorage(path, clock=clock)
+    kept = storage_.push(new_job())
+    unbindable = NewJob("tests.Bad", QUEUE, cast(bytes, object()), policy())
+    with pytest.raises(sqlite3.Error):
+        storage_.push_many([new_job(), unbindable])
+    assert storage_.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0)}
+    storage_.commit()  # the operation before the failed one is still in it
+    storage_.close()
+
+    reopened = SqliteStorage(path, clock=clock)
+    assert ids(reopened.list()) == [kept]
+    reopened.close()
+
+
+def test_migrations_run_once_in_order_and_a_newer_file_is_refused(
+    path: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = SqliteStorage(path, clock=clock)
+    assert fresh.schema_version() == len(MIGRATIONS)
+    kept = fresh.push(new_job())
+    fresh.close()
+
+    step = ("CREATE INDEX jobs_by_name ON jobs (name)",)
+    monkeypatch.setattr(storage.sqlite, "MIGRATIONS", [*MIGRATIONS, step])
+    for _ in range(2):  # the second open must not apply the step again
+        migrated = SqliteStorage(path, clock=clock)
+        assert migrated.schema_version() == len(MIGRATIONS) + 1
+        assert ids(migrated.list()) == [kept]
+        migrated.close()
+    with closing(sqlite3.connect(path)) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "jobs_by_name" in names
+
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="newer jobarbiter"):
+        SqliteStorage(path, clock=clock)
+
+
+def test_one_host_per_file(path: str) -> None:
+    owner = SqliteStorage(path)
+    with pytest.raises(sqlite3.OperationalError, match="another host"):
+        SqliteStorage(path, timeout=0.1)
+    owner.close()
+    SqliteStorage(path).close()
