@@ -3,6 +3,8 @@
 from supervisor import WorkerConfig, Job, Backoff, MaxRetries, MemoryStorage
 """
 
+from typing import TYPE_CHECKING, Any
+
 from storage import (
     Backoff,
     Job,
@@ -20,6 +22,18 @@ from supervisor.config import DEFAULT_WORKER_COUNT, WorkerConfig
 from supervisor.handle import QueueHandle
 from supervisor.manager import ArbiterStats, Manager, ManagerStats
 
+if TYPE_CHECKING:
+    from storage.postgres import PostgresStorage
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStorage":
+        import storage  # noqa: PLC0415 - PostgresStorage needs the postgres extra
+
+        return storage.PostgresStorage
+    raise AttributeError(f"module 'supervisor' has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_WORKER_COUNT",
     "ArbiterStats",
@@ -32,6 +46,7 @@ __all__ = [
     "ManualClock",
     "MaxRetries",
     "MemoryStorage",
+    "PostgresStorage",
     "QueueHandle",
     "QueueStats",
     "SqliteStorage",

@@ -34,9 +34,18 @@ def sqlite(clock: ManualClock) -> Storage:
     return storage
 
 
+def postgres(clock: ManualClock) -> Storage:
+    # Imported here: psycopg is an optional dependency. Skips (fails under CI)
+    # when no server answers; see tests/durable/pg_host.py.
+    from tests.durable.pg_host import contract_storage  # noqa: PLC0415
+
+    return contract_storage(clock)
+
+
 BACKENDS: dict[str, BackendFactory] = {
     "memory": memory,
     "sqlite": sqlite,
+    "postgres": postgres,
 }
 
 

@@ -1,0 +1,806 @@
+"""PostgresStorage: jobs in one PostgreSQL table, shared by many hosts.
+
+Every host process owns one StorageActor and so one PostgresStorage; any
+number of hosts may point at the same database and schema. Apply the schema
+on open (automatic) or beforehand with ``python -m storage.postgres``.
+
+Schema (``<schema>.jobs``, one row per job that is not finished or purged)::
+
+    id          uuid    UUIDv7 made by the pushing host (storage.ids)
+    queue       text    COLLATE "C", so queues sort as Python sorts str
+    status      int2    0 pending, 1 running, 2 dead (so ORDER BY status is
+                        the listing order)
+    run_at      int8    µs since the epoch: when the job is due
+    mark        int8    running: the claim's expiry (µs); dead: time of death
+    runner      text    the holder while running, else NULL
+    lease_us    int8    5 x heartbeat interval, in µs, fixed at push
+    live_key    text    = unique_key while this job holds the key, else NULL
+    ...         the policy (max_retries, backoff, heartbeat, timeout), args,
+                retry_count, last_error, unique_key
+
+Times are integer microseconds so that ordering and the "strictly older is
+stale" rule are exact, as in MemoryStorage. They come from the database clock
+(``statement_timestamp()``) so that hosts with skewed clocks agree, unless a
+clock is injected (tests), in which case that clock provides every time.
+
+Partial indexes serve each path: pending ``(queue, run_at, id)``, held
+``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)``, and a
+unique index on ``live_key`` that makes "one live job per key" a constraint.
+
+Claim protocol: ``pop`` is one statement that locks candidates with
+``FOR UPDATE SKIP LOCKED`` (stale claims first by expiry, then due pending
+jobs by (run_at, id)) and updates them to running with a fresh lease, so two
+hosts popping at once never take the same row: the second skips rows the
+first has locked, and re-checks rows the first has since committed. Heartbeat,
+complete and release only touch rows whose ``runner`` is the caller, so a
+claim taken over by another runner is not settled twice. A dead host's claims
+come back through the same stale-claim path after five heartbeat intervals;
+there is no recovery on open, because other hosts may be alive.
+
+Transactions: every operation runs in one open transaction on the actor's
+connection, and ``commit()`` (called by the StorageActor once per message,
+before it answers) commits it; rows claimed stay locked until then, which
+other hosts see as "skip". Reads made outside a transaction run in autocommit
+so that no idle transaction holds locks between messages. A failed operation
+poisons the transaction: ``commit()`` then rolls back and raises, so nothing
+done since the last commit is acknowledged.
+
+Wake-ups: a message that pushed or put a job back due sends a NOTIFY with its
+commit; ``subscribe`` starts a listener thread on its own connection that
+calls ``wake()`` for each notification from another connection. Delays
+(retries, schedules) elsewhere are caught by ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, LiteralString, cast
+
+import psycopg
+import psycopg.errors
+import structlog
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from storage.clock import Clock
+from storage.contract import STALE_HEARTBEATS
+from storage.ids import IdGenerator, id_time, to_uuid
+from storage.model import (
+    Disposition,
+    JobInfo,
+    JobResult,
+    NewJob,
+    Outcome,
+    QueueStats,
+    Status,
+)
+from storage.policy import Backoff, MaxRetries
+
+log = structlog.get_logger("jobarbiter.storage.postgres")
+
+_US = 1_000_000
+_PENDING, _RUNNING, _DEAD = 0, 1, 2
+_STATUS = {_PENDING: Status.PENDING, _RUNNING: Status.RUNNING, _DEAD: Status.DEAD}
+_STATUS_CODE = {status: code for code, status in _STATUS.items()}
+_LOCK_NAMESPACE = 0x6A6F6261  # "joba": first key of the migration advisory lock
+_OFFSET_REFRESH = 60.0  # seconds between measurements of the database clock
+
+Row = tuple[Any, ...]
+Conn = psycopg.Connection[Row]
+
+# -- migrations ----------------------------------------------------------------------
+
+# Each version is a list of statements, applied once, in order, in one
+# transaction. Never edit a released version: append a new one.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE {s}.jobs (
+    id uuid PRIMARY KEY,
+    queue text COLLATE "C" NOT NULL,
+    name text NOT NULL,
+    args bytea NOT NULL,
+    status smallint NOT NULL,
+    run_at bigint NOT NULL,
+    mark bigint NOT NULL DEFAULT 0,
+    runner text,
+    retry_count integer NOT NULL DEFAULT 0,
+    last_error text,
+    max_retries bigint,
+    backoff_kind text NOT NULL,
+    backoff_value double precision NOT NULL,
+    heartbeat_interval double precision NOT NULL,
+    lease_us bigint NOT NULL,
+    timeout double precision,
+    unique_key text,
+    live_key text
+)""",
+        "CREATE INDEX jobs_pending ON {s}.jobs (queue, run_at, id) WHERE status = 0",
+        "CREATE INDEX jobs_held ON {s}.jobs (queue, mark, id) WHERE status = 1",
+        "CREATE INDEX jobs_runner ON {s}.jobs (runner) WHERE status = 1",
+        "CREATE INDEX jobs_dead ON {s}.jobs (mark, id) WHERE status = 2",
+        "CREATE UNIQUE INDEX jobs_live_key ON {s}.jobs (live_key) WHERE live_key IS NOT NULL",
+    ],
+]
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def migration_sql(schema: str = "jobarbiter") -> str:
+    """Every migration as one idempotent SQL script (psql -f, or any client).
+
+    It takes the same advisory lock as PostgresStorage on open, so it may run
+    while hosts start; versions already applied are skipped.
+    """
+    s = quote_ident(schema)
+    lines = [
+        f"-- jobarbiter schema {schema!r}, versions 1 to {len(MIGRATIONS)}",
+        "BEGIN;",
+        f"SELECT pg_advisory_xact_lock({_LOCK_NAMESPACE}, hashtext({_literal(schema)}));",
+        f"CREATE SCHEMA IF NOT EXISTS {s};",
+        f"CREATE TABLE IF NOT EXISTS {s}.migrations ("
+        "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());",
+    ]
+    for version, statements in enumerate(MIGRATIONS, 1):
+        lines += [
+            f"-- version {version}",
+            "DO $migrate$",
+            "BEGIN",
+            f"  IF NOT EXISTS (SELECT 1 FROM {s}.migrations WHERE version = {version}) THEN",
+        ]
+        for statement in statements:
+            lines.append(f"    EXECUTE $step${statement.format(s=s)}$step$;")
+        lines += [
+            f"    INSERT INTO {s}.migrations (version) VALUES ({version});",
+            "  END IF;",
+            "END",
+            "$migrate$;",
+        ]
+    lines.append("COMMIT;")
+    return "\n".join(lines) + "\n"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def migrate(conn: Conn, schema: str) -> None:
+    """Bring ``schema`` up to date; ``conn`` must be in autocommit mode."""
+    found = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", [f"{quote_ident(schema)}.migrations"]
+    ).fetchone()
+    if found is not None and found[0]:
+        row = conn.execute(
+            _q(f"SELECT coalesce(max(version), 0) FROM {quote_ident(schema)}.migrations")
+        ).fetchone()
+        if row is not None and row[0] >= len(MIGRATIONS):
+            return  # the common case: no lock, no DDL, no CREATE privilege needed
+    conn.execute(_q(migration_sql(schema)), prepare=False)
+
+
+def _q(text: str) -> LiteralString:
+    # Our statements are built from constants and a quoted identifier, never
+    # from values; values always travel as parameters. (mypy takes any str
+    # for a LiteralString; this names the promise for other checkers.)
+    return text
+
+
+# -- statements ----------------------------------------------------------------------
+
+# The time of the statement: the injected clock's, passed as %(now)s, or the
+# database's. statement_timestamp() is fixed for the whole statement, so
+# every row of one pop or one release sees the same instant.
+_NOW = "coalesce(%(now)s::bigint, (extract(epoch FROM statement_timestamp()) * 1000000)::bigint)"
+
+_COLUMNS = (
+    "id, name, queue, args, retry_count, max_retries, backoff_kind, backoff_value, run_at,"
+    " heartbeat_interval, timeout, status, last_error, runner, unique_key"
+)
+
+
+def _returning(prefix: str) -> str:
+    return ", ".join(f"{prefix}{column.strip()}" for column in _COLUMNS.split(","))
+
+
+_INSERT = """INSERT INTO {jobs} (id, queue, name, args, status, run_at, max_retries,
+    backoff_kind, backoff_value, heartbeat_interval, lease_us, timeout, unique_key, live_key)
+SELECT u.id, u.queue, u.name, u.args, 0, coalesce(u.run_at, {now}), u.max_retries,
+    u.backoff_kind, u.backoff_value, u.heartbeat_interval, u.lease_us, u.timeout,
+    u.unique_key, u.unique_key
+FROM unnest(%(id)s::uuid[], %(queue)s::text[], %(name)s::text[], %(args)s::bytea[],
+    %(run_at)s::bigint[], %(max_retries)s::bigint[], %(backoff_kind)s::text[],
+    %(backoff_value)s::float8[], %(heartbeat)s::float8[], %(lease)s::bigint[],
+    %(timeout)s::float8[], %(unique_key)s::text[])
+    AS u(id, queue, name, args, run_at, max_retries, backoff_kind, backoff_value,
+        heartbeat_interval, lease_us, timeout, unique_key)
+ON CONFLICT (live_key) WHERE live_key IS NOT NULL DO NOTHING"""
+
+# Stale claims first (earliest expiry), then due pending jobs, ``limit`` in
+# all; SKIP LOCKED so that concurrent pops on other hosts never wait for or
+# take the same rows. The source and old sort key come back so that the
+# caller can put the claims in order (RETURNING has none).
+_POP = """WITH stale AS MATERIALIZED (
+    SELECT id, mark AS k FROM {jobs}
+    WHERE queue = %(queue)s AND status = 1 AND mark < {now}
+    ORDER BY mark, id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), due AS MATERIALIZED (
+    SELECT id, run_at AS k FROM {jobs}
+    WHERE queue = %(queue)s AND status = 0 AND run_at <= {now}
+    ORDER BY run_at, id LIMIT (SELECT %(limit)s - count(*) FROM stale)
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id, 0 AS src, k FROM stale UNION ALL SELECT id, 1, k FROM due
+)
+UPDATE {jobs} j SET status = 1, runner = %(runner)s, mark = {now} + j.lease_us
+FROM picked p WHERE j.id = p.id
+RETURNING p.src, p.k, {returning}"""
+
+_HEARTBEAT = """UPDATE {jobs} SET mark = {now} + lease_us
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 1 AND runner = %(runner)s
+RETURNING id"""
+
+_ONE = "id = %(id)s AND status = 1 AND runner = %(runner)s"
+_ALL = "status = 1 AND runner = %(runner)s"
+
+_ALLOWS = "(max_retries IS NULL OR retry_count + 1 <= max_retries)"
+# As Backoff.delay, then rounded to µs; round() on float8 is half-even, like
+# Python's round(), and power() is the C library's pow(), like float ** int.
+_DELAY = """CASE WHEN backoff_kind = 'linear' THEN round(backoff_value * 1000000)::bigint
+    ELSE round(power(backoff_value, retry_count + 1) * 1000000)::bigint END"""
+
+_SETTLE = {
+    Outcome.SUCCESS: "DELETE FROM {jobs} WHERE {target} RETURNING id, status",
+    Outcome.UNEXECUTED: """UPDATE {jobs} SET status = 0, runner = NULL, mark = 0
+WHERE {target} RETURNING id, status""",
+    Outcome.UNREGISTERED: """UPDATE {jobs} SET status = 0, runner = NULL, mark = 0,
+    last_error = %(error)s, run_at = {now} + %(delay)s::bigint
+WHERE {target} RETURNING id, status""",
+    Outcome.FAILURE: f"""UPDATE {{jobs}} SET retry_count = retry_count + 1,
+    last_error = %(error)s, runner = NULL,
+    status = CASE WHEN {_ALLOWS} THEN 0 ELSE 2 END,
+    run_at = CASE WHEN {_ALLOWS} THEN {{now}} + {_DELAY} ELSE run_at END,
+    mark = CASE WHEN {_ALLOWS} THEN 0 ELSE {{now}} END,
+    live_key = CASE WHEN {_ALLOWS} THEN live_key END
+WHERE {{target}} RETURNING id, status""",
+}
+
+# A requeued job holds its key again only if no live job took it meanwhile.
+_REQUEUE = """UPDATE {jobs} j SET status = 0, retry_count = 0, mark = 0, run_at = {now},
+    live_key = CASE WHEN %(keep_key)s AND NOT EXISTS (
+        SELECT 1 FROM {jobs} o WHERE o.live_key = j.unique_key) THEN j.unique_key END
+WHERE j.id = %(id)s AND j.status = 2
+RETURNING j.id"""
+
+_PURGE = """DELETE FROM {jobs}
+WHERE status = 2 AND (%(older)s::bigint IS NULL OR mark < {now} - %(older)s::bigint)"""
+
+_INFO = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
+
+_LIST = """SELECT {columns} FROM {jobs}
+WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    AND (%(status)s::smallint IS NULL OR status = %(status)s::smallint)
+ORDER BY queue, status, CASE WHEN status = 0 THEN run_at ELSE mark END, id
+OFFSET %(offset)s LIMIT %(limit)s"""
+
+_STATS = """SELECT queue, count(*) FILTER (WHERE status = 0), count(*) FILTER (WHERE status = 1),
+    count(*) FILTER (WHERE status = 2)
+FROM {jobs} GROUP BY queue ORDER BY queue"""
+
+# A claim may be taken once its expiry is strictly in the past: one µs after.
+_NEXT_DUE = """SELECT least(
+    (SELECT min(run_at) FROM {jobs} WHERE queue = %(queue)s AND status = 0),
+    (SELECT min(mark) + 1 FROM {jobs} WHERE queue = %(queue)s AND status = 1))"""
+
+_LIVE_KEYS = "SELECT live_key, id FROM {jobs} WHERE live_key = ANY(%(keys)s::text[])"
+
+_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
+
+
+class _Statements:
+    """The SQL of one schema, formatted once."""
+
+    def __init__(self, schema: str) -> None:
+        jobs = f"{quote_ident(schema)}.jobs"
+
+        def fmt(template: str, **extra: str) -> LiteralString:
+            return _q(template.format(jobs=jobs, now=_NOW, **extra))
+
+        self.insert = fmt(_INSERT)
+        self.insert_returning = fmt(_INSERT + "\nRETURNING id")
+        self.pop = fmt(_POP, returning=_returning("j."))
+        self.heartbeat = fmt(_HEARTBEAT)
+        self.settle_one = {k: fmt(v, target=_ONE) for k, v in _SETTLE.items()}
+        self.settle_all = {k: fmt(v, target=_ALL) for k, v in _SETTLE.items()}
+        self.requeue = fmt(_REQUEUE)
+        self.purge = fmt(_PURGE)
+        self.info = fmt(_INFO, columns=_COLUMNS)
+        self.list = fmt(_LIST, columns=_COLUMNS)
+        self.stats = fmt(_STATS)
+        self.next_due = fmt(_NEXT_DUE)
+        self.live_keys = fmt(_LIVE_KEYS)
+
+
+class RolledBackError(Exception):
+    """An operation failed, so everything since the last commit was rolled back."""
+
+
+def _channel(schema: str) -> str:
+    # NOTIFY channel names are identifiers: at most 63 bytes.
+    name = f"jobarbiter_{schema}"
+    if len(name.encode()) <= 63:
+        return name
+    return "jobarbiter_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
+
+
+# -- the storage ---------------------------------------------------------------------
+
+
+class PostgresStorage:
+    """A Storage in PostgreSQL, shared by any number of hosts.
+
+    ``dsn`` is any libpq connection string; ``schema`` holds the tables (made
+    or updated on open); ``clock`` replaces the database clock (tests only);
+    ``pool_size`` caps the connections the pool may open (the actor uses one
+    at a time and the pool replaces it if it breaks; the listener has its
+    own); ``poll_interval`` is how often parked pops look again without a
+    notification (retries and scheduled jobs of other hosts fall due silently).
+
+    Like every Storage it is owned by one StorageActor and called from that
+    actor's thread; ``now()`` may be called from any thread. Changes are
+    durable, and visible to other hosts, only after ``commit()``; ``close()``
+    rolls back what was not committed.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        clock: Clock | None = None,
+        unregistered_delay: float = 60.0,
+        schema: str = "jobarbiter",
+        pool_size: int = 2,
+        poll_interval: float = 5.0,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        self._dsn = dsn
+        self._clock = clock
+        self._schema = schema
+        self._unregistered_delay_us = round(unregistered_delay * _US)
+        self._poll_interval = poll_interval
+        self._sql = _Statements(schema)
+        self._channel = _channel(schema)
+        self._ids = IdGenerator()
+        self._backoffs: dict[tuple[str, float], Backoff] = {}
+        self._max_retries: dict[int | None, MaxRetries] = {}
+        self._offset = 0.0
+        self._measured_at = 0.0
+        self._failed: BaseException | None = None
+        self._notify = False
+        self._listener: _Listener | None = None
+        self._backend_pid = 0
+
+        # A plain connection first: it fails at once when nothing answers,
+        # where a pool would keep retrying in the background.
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            migrate(conn, schema)
+            if clock is None:
+                self._measure_offset(conn)
+        self._pool: ConnectionPool[Conn] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": False, "prepare_threshold": 0},
+            open=False,
+            name=f"jobarbiter-{schema}",
+        )
+        self._pool.open(wait=True)
+        self._conn: Conn | None = None
+
+    # -- connection and transaction -----------------------------------------------
+
+    def _connection(self) -> Conn:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self._pool.getconn()
+            self._backend_pid = conn.info.backend_pid
+        return conn
+
+    def _write(self, query: LiteralString, params: dict[str, Any]) -> psycopg.Cursor[Row]:
+        """Run a statement inside the open transaction (opening one if need be)."""
+        conn = self._connection()
+        try:
+            return conn.execute(query, params, binary=True)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    def _read(self, query: LiteralString, params: dict[str, Any]) -> list[Row]:
+        """Run a query; in autocommit when no transaction is open, so that a
+        read between messages leaves no idle transaction holding locks."""
+        conn = self._connection()
+        idle = conn.info.transaction_status == TransactionStatus.IDLE
+        if idle:
+            conn.autocommit = True  # client-side only: no round trip
+        try:
+            return conn.execute(query, params, binary=True).fetchall()
+        except BaseException as exc:
+            if idle:
+                self._drop_if_broken()
+            else:
+                self._fail(exc)
+            raise
+        finally:
+            if idle and not conn.closed:
+                conn.autocommit = False
+
+    def _fail(self, exc: BaseException) -> None:
+        # The server aborts the whole transaction on any error; remember it so
+        # that commit() cannot report success for the operations before it.
+        if self._failed is None:
+            self._failed = exc
+        self._drop_if_broken()
+
+    def _drop_if_broken(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.broken:
+            self._conn = None
+            self._pool.putconn(conn)  # the pool discards it and connects anew
+
+    def commit(self) -> None:
+        conn = self._conn
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            self._notify = False
+            if conn is not None and not conn.broken:
+                conn.rollback()
+            raise RolledBackError(f"rolled back after a failed operation: {failed!r}") from failed
+        if conn is None:
+            return
+        try:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                if self._notify:
+                    # One round trip for both: the NOTIFY is sent with the commit.
+                    with conn.pipeline():
+                        conn.execute("SELECT pg_notify(%s, '')", [self._channel])
+                        conn.commit()
+                else:
+                    conn.commit()
+            if self._clock is None and time.monotonic() - self._measured_at > _OFFSET_REFRESH:
+                conn.autocommit = True
+                try:
+                    self._measure_offset(conn)
+                finally:
+                    conn.autocommit = False
+        except BaseException:
+            self._drop_if_broken()
+            raise
+        finally:
+            self._notify = False
+
+    def close(self) -> None:
+        """Stop the listener and close every connection. Work not committed is
+        rolled back."""
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if not conn.broken:
+                conn.rollback()  # the pool would too, with a warning
+            self._pool.putconn(conn)
+        self._pool.close()
+
+    # -- time ----------------------------------------------------------------------
+
+    def now(self) -> float:
+        if self._clock is not None:
+            return self._clock.now()
+        return time.time() + self._offset
+
+    def _now_param(self) -> int | None:
+        """The ``now`` of a statement: None means the database's own clock."""
+        return None if self._clock is None else round(self._clock.now() * _US)
+
+    def _measure_offset(self, conn: Conn) -> None:
+        # now() is asked often and from other threads (the waker): it reads
+        # the local clock plus this offset rather than asking the database.
+        before = time.time()
+        row = conn.execute(_CLOCK).fetchone()
+        after = time.time()
+        if row is not None:
+            self._offset = float(row[0]) - (before + after) / 2
+        self._measured_at = time.monotonic()
+
+    @property
+    def poll_interval(self) -> float | None:
+        return self._poll_interval
+
+    def subscribe(self, wake: Callable[[], None]) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+        self._listener = _Listener(self._dsn, self._channel, wake, lambda: self._backend_pid)
+
+    # -- writing -------------------------------------------------------------------
+
+    def push(self, job: NewJob) -> uuid.UUID:
+        return self.push_many([job])[0]
+
+    def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        if not jobs:
+            return []
+        out: list[uuid.UUID | str] = []  # an id, or the unique key whose holder it is
+        first_of_key: dict[str, uuid.UUID] = {}
+        columns: dict[str, list[Any]] = {
+            name: []
+            for name in (
+                "id",
+                "queue",
+                "name",
+                "args",
+                "run_at",
+                "max_retries",
+                "backoff_kind",
+                "backoff_value",
+                "heartbeat",
+                "lease",
+                "timeout",
+                "unique_key",
+            )
+        }
+        (c_id, c_queue, c_name, c_args, c_run_at, c_max, c_kind, c_value, c_hb, c_lease,
+         c_timeout, c_key) = columns.values()  # fmt: skip
+        for job in jobs:
+            key = job.unique_key
+            if key is not None:
+                out.append(key)  # its id is known once the insert has told us
+                if key in first_of_key:
+                    continue  # a second job with one key in one batch: the first wins
+            job_id = to_uuid(self._ids.next_int())
+            if key is None:
+                out.append(job_id)
+            else:
+                first_of_key[key] = job_id
+            policy = job.policy
+            c_id.append(job_id)
+            c_queue.append(job.queue)
+            c_name.append(job.name)
+            c_args.append(job.args)
+            c_run_at.append(None if job.run_at is None else round(job.run_at * _US))
+            c_max.append(policy.max_retries.limit)
+            c_kind.append(policy.backoff.kind)
+            c_value.append(policy.backoff.value)
+            c_hb.append(policy.heartbeat_interval)
+            c_lease.append(round(STALE_HEARTBEATS * policy.heartbeat_interval * _US))
+            c_timeout.append(policy.timeout)
+            c_key.append(key)
+        params: dict[str, Any] = {"now": self._now_param(), **columns}
+        self._notify = True
+        if not first_of_key:
+            self._write(self._sql.insert, params)
+            return cast(list[uuid.UUID], out)
+        inserted = {row[0] for row in self._write(self._sql.insert_returning, params)}
+        # A key a live job already holds: that job's id instead of ours.
+        holder = {key: job_id for key, job_id in first_of_key.items() if job_id in inserted}
+        missing = [key for key in first_of_key if key not in holder]
+        if missing:
+            holder.update(self._live_holders(missing, jobs))
+        return [holder[item] if isinstance(item, str) else item for item in out]
+
+    def _live_holders(self, keys: list[str], jobs: Sequence[NewJob]) -> dict[str, uuid.UUID]:
+        rows = self._write(self._sql.live_keys, {"keys": keys, "now": None}).fetchall()
+        found: dict[str, uuid.UUID] = {row[0]: row[1] for row in rows}
+        gone = [key for key in keys if key not in found]
+        if gone:
+            # The holder finished between our insert and our look-up (another
+            # host settled it): push again, which now takes the key.
+            retry: dict[str | None, NewJob] = {}
+            for job in jobs:
+                if job.unique_key in gone:
+                    retry.setdefault(job.unique_key, job)
+            for key, job_id in zip(gone, self.push_many([retry[k] for k in gone]), strict=True):
+                found[key] = job_id
+        return found
+
+    def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
+        rows = self._write(
+            self._sql.pop,
+            {"queue": queue, "runner": runner, "limit": limit, "now": self._now_param()},
+        ).fetchall()
+        if len(rows) > 1:
+            rows.sort(key=lambda row: (row[0], row[1], row[2]))
+        return [self._info(row, 2) for row in rows]
+
+    def heartbeat(self, runner: str, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+        wanted = list(job_ids)
+        if not wanted:
+            return []
+        rows = self._write(
+            self._sql.heartbeat, {"ids": wanted, "runner": runner, "now": self._now_param()}
+        )
+        held = {row[0] for row in rows}
+        return [job_id for job_id in wanted if job_id not in held]
+
+    def complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> Disposition:
+        params = self._settle_params(result)
+        params.update(id=job_id, runner=runner)
+        row = self._write(self._sql.settle_one[result.outcome], params).fetchone()
+        if row is None:
+            return Disposition.NOT_HELD
+        return _disposition(result.outcome, row[1])
+
+    def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
+        params = self._settle_params(result)
+        params["runner"] = runner
+        rows = self._write(self._sql.settle_all[result.outcome], params).fetchall()
+        rows.sort(key=lambda row: row[0])
+        return [(row[0], _disposition(result.outcome, row[1])) for row in rows]
+
+    def _settle_params(self, result: JobResult) -> dict[str, Any]:
+        outcome = result.outcome
+        if outcome is Outcome.SUCCESS:
+            return {}
+        if outcome is Outcome.UNEXECUTED:
+            self._notify = True  # due again at once: another host may take it
+            return {}
+        params: dict[str, Any] = {"error": result.error, "now": self._now_param()}
+        if outcome is Outcome.UNREGISTERED:
+            params["delay"] = self._unregistered_delay_us
+        return params
+
+    def requeue(self, job_id: uuid.UUID) -> bool:
+        params: dict[str, Any] = {"id": job_id, "keep_key": True, "now": self._now_param()}
+        # A savepoint: another host may take the key between our check and
+        # our update, and that unique violation must not abort the transaction.
+        self._write("SAVEPOINT jobarbiter_requeue", {})
+        try:
+            row = self._connection().execute(self._sql.requeue, params, binary=True).fetchone()
+        except psycopg.errors.UniqueViolation:
+            self._write("ROLLBACK TO SAVEPOINT jobarbiter_requeue", {})
+            params["keep_key"] = False
+            row = self._write(self._sql.requeue, params).fetchone()
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+        self._write("RELEASE SAVEPOINT jobarbiter_requeue", {})
+        if row is None:
+            return False
+        self._notify = True
+        return True
+
+    def purge_dead(self, older_than: float | None = None) -> int:
+        older = None if older_than is None else round(older_than * _US)
+        cursor = self._write(self._sql.purge, {"older": older, "now": self._now_param()})
+        return cursor.rowcount
+
+    # -- reading -------------------------------------------------------------------
+
+    def info(self, job_id: uuid.UUID) -> JobInfo | None:
+        rows = self._read(self._sql.info, {"id": job_id})
+        return self._info(rows[0], 0) if rows else None
+
+    def list(
+        self,
+        *,
+        queue: str | None = None,
+        status: Status | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[JobInfo]:
+        params = {
+            "queue": queue,
+            "status": None if status is None else _STATUS_CODE[status],
+            "offset": offset,
+            "limit": limit,
+        }
+        return [self._info(row, 0) for row in self._read(self._sql.list, params)]
+
+    def stats(self) -> dict[str, QueueStats]:
+        return {
+            queue: QueueStats(pending=pending, running=running, dead=dead)
+            for queue, pending, running, dead in self._read(self._sql.stats, {})
+        }
+
+    def next_due(self, queue: str) -> float | None:
+        rows = self._read(self._sql.next_due, {"queue": queue})
+        due = rows[0][0] if rows else None
+        return None if due is None else int(due) / _US
+
+    # -- rows to records -------------------------------------------------------------
+
+    def _info(self, row: Row, start: int) -> JobInfo:
+        (job_id, name, queue, args, retry_count, max_retries, kind, value, run_at, heartbeat,
+         timeout, status, last_error, runner, unique_key) = row[start:]  # fmt: skip
+        backoff = self._backoffs.get((kind, value))
+        if backoff is None:
+            backoff = self._backoffs[(kind, value)] = Backoff(kind, value)
+        limit = self._max_retries.get(max_retries)
+        if limit is None:
+            limit = self._max_retries[max_retries] = MaxRetries(max_retries)
+        return JobInfo(
+            id=job_id,
+            name=name,
+            queue=queue,
+            args=args,
+            retry_count=retry_count,
+            max_retries=limit,
+            backoff=backoff,
+            run_at=dt.datetime.fromtimestamp(run_at / _US, dt.UTC),
+            heartbeat_interval=heartbeat,
+            timeout=timeout,
+            status=_STATUS[status],
+            last_error=last_error,
+            runner=runner,
+            enqueued_at=dt.datetime.fromtimestamp(id_time(job_id.int), dt.UTC),
+            unique_key=unique_key,
+        )
+
+
+def _disposition(outcome: Outcome, status: int) -> Disposition:
+    if outcome is Outcome.SUCCESS:
+        return Disposition.FINISHED
+    if outcome is Outcome.FAILURE:
+        return Disposition.DEAD if status == _DEAD else Disposition.RETRYING
+    return Disposition.REQUEUED
+
+
+# -- notifications -----------------------------------------------------------------
+
+
+class _Listener:
+    """LISTENs on its own connection and calls ``wake()`` for each NOTIFY that
+    did not come from our own connection; reconnects if the server goes away."""
+
+    def __init__(
+        self, dsn: str, channel: str, wake: Callable[[], None], own_pid: Callable[[], int]
+    ) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._wake = wake
+        self._own_pid = own_pid
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"jobarbiter-listen-{channel}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                with psycopg.connect(self._dsn, autocommit=True) as conn:
+                    conn.execute(_q(f"LISTEN {quote_ident(self._channel)}"))
+                    # Notifications sent while we were not listening are lost.
+                    self._wake()
+                    while not self._stopped.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            if note.pid != self._own_pid():
+                                self._wake()
+            except psycopg.Error as exc:
+                log.warning("listener connection lost; reconnecting", error=str(exc))
+                self._stopped.wait(1.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m storage.postgres",
+        description="Print the SQL that creates or updates jobarbiter's PostgreSQL schema.",
+    )
+    parser.add_argument("--schema", default="jobarbiter", help="schema name (default: jobarbiter)")
+    args = parser.parse_args(argv)
+    print(migration_sql(args.schema), end="")
+
+
+if __name__ == "__main__":
+    main()

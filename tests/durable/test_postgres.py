@@ -1,0 +1,363 @@
+"""PostgresStorage as several hosts see it: one schema, many storages.
+
+The contract suite (tests/contract) checks one storage against the model;
+this file checks what only a shared database has: concurrent claims,
+notifications between hosts, claims that go stale across hosts, transactions
+and migrations. Each test gets a fresh schema (see pg_host.fresh_schema).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from actors.storage_actor import StorageActor, pop_wait
+from storage import (
+    Backoff,
+    Disposition,
+    JobResult,
+    ManualClock,
+    MaxRetries,
+    NewJob,
+    Policy,
+    QueueStats,
+    Status,
+)
+from storage.postgres import MIGRATIONS, PostgresStorage, RolledBackError, migration_sql
+
+from .pg_host import fresh_schema, require_postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUE = "default"
+
+
+def policy(heartbeat: float = 5.0) -> Policy:
+    return Policy(MaxRetries.count(3), Backoff.linear(1.0), heartbeat, None)
+
+
+def job(n: int = 0, *, heartbeat: float = 5.0, unique_key: str | None = None) -> NewJob:
+    return NewJob(
+        name="tests.Pg",
+        queue=QUEUE,
+        args=n.to_bytes(4, "big"),
+        policy=policy(heartbeat),
+        unique_key=unique_key,
+    )
+
+
+@pytest.fixture
+def dsn() -> str:
+    return require_postgres()
+
+
+@pytest.fixture
+def schema(dsn: str) -> Iterator[str]:
+    with fresh_schema(dsn) as name:
+        yield name
+
+
+@pytest.fixture
+def hosts(dsn: str, schema: str) -> Iterator[Callable[..., PostgresStorage]]:
+    """Makes storages ("hosts") on the test's schema; closes them afterwards."""
+    made: list[PostgresStorage] = []
+
+    def make(**kwargs: Any) -> PostgresStorage:
+        storage = PostgresStorage(dsn, schema=schema, **kwargs)
+        made.append(storage)
+        return storage
+
+    yield make
+    for storage in made:
+        storage.close()
+
+
+# -- claims ---------------------------------------------------------------------------
+
+
+def test_two_hosts_popping_at_once_never_claim_the_same_job(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    producer = hosts()
+    pushed = producer.push_many([job(n) for n in range(2000)])
+    producer.commit()
+    a, b = hosts(), hosts()
+    claimed: dict[str, list[uuid.UUID]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def run(name: str, storage: PostgresStorage) -> None:
+        runner = f"runner-{name}"
+        start.wait()
+        limit = 1
+        while True:
+            jobs = storage.pop(QUEUE, runner, limit)
+            storage.commit()  # the claim is visible to the other host from here
+            if not jobs:
+                return
+            for popped in jobs:
+                claimed[name].append(popped.id)
+                assert storage.complete(popped.id, runner, JobResult.success()) is (
+                    Disposition.FINISHED
+                )
+            storage.commit()
+            limit = limit % 7 + 1  # claims of 1 to 7 jobs at a time
+
+    threads = [threading.Thread(target=run, args=item) for item in (("a", a), ("b", b))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not set(claimed["a"]) & set(claimed["b"])
+    assert sorted(claimed["a"] + claimed["b"]) == sorted(pushed)  # each exactly once
+    assert len(claimed["a"]) > 100 and len(claimed["b"]) > 100  # both really took part
+    assert producer.stats() == {}
+
+
+def test_an_uncommitted_claim_is_skipped_by_another_host(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    a, b = hosts(), hosts()
+    first, second = a.push_many([job(1), job(2)])
+    a.commit()
+
+    assert [j.id for j in a.pop(QUEUE, "ra")] == [first]  # not committed yet
+    assert [j.id for j in b.pop(QUEUE, "rb")] == [second]  # skipped the locked row
+    b.commit()
+    assert b.stats() == {QUEUE: QueueStats(pending=1, running=1, dead=0)}
+    a.commit()
+    assert b.stats() == {QUEUE: QueueStats(pending=0, running=2, dead=0)}
+    assert b.info(first) is not None
+    assert b.info(first).runner == "ra"  # type: ignore[union-attr]
+
+
+def test_a_stale_claim_of_one_host_is_taken_by_another(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    clock = ManualClock()
+    a, b = hosts(clock=clock), hosts(clock=clock)
+    job_id = a.push(job(heartbeat=1.0))
+    assert [j.id for j in a.pop(QUEUE, "ra")] == [job_id]
+    a.commit()
+
+    clock.advance(5.0)  # exactly five intervals: not yet stale
+    assert b.pop(QUEUE, "rb") == []
+    clock.advance(0.001)
+    taken = b.pop(QUEUE, "rb")
+    b.commit()
+
+    assert [j.id for j in taken] == [job_id]
+    assert taken[0].runner == "rb"
+    assert a.heartbeat("ra", [job_id]) == [job_id]  # host A learns it lost the job
+    assert a.complete(job_id, "ra", JobResult.success()) is Disposition.NOT_HELD
+    a.commit()
+    assert b.complete(job_id, "rb", JobResult.success()) is Disposition.FINISHED
+    b.commit()
+    assert a.info(job_id) is None
+
+
+def test_on_the_database_clock_a_dead_hosts_claims_come_back(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    a, b = hosts(), hosts()
+    ids = a.push_many([job(n, heartbeat=0.05) for n in range(3)])  # lease: 0.25 s
+    assert len(a.pop(QUEUE, "ra", limit=3)) == 3
+    a.commit()
+    a.close()  # host A is gone without settling anything
+
+    assert b.pop(QUEUE, "rb", limit=3) == []
+    due = b.next_due(QUEUE)
+    assert due is not None
+    assert 0 < due - b.now() <= 0.3
+    time.sleep(0.35)
+    taken = b.pop(QUEUE, "rb", limit=3)
+    assert sorted(j.id for j in taken) == sorted(ids)
+    assert b.heartbeat("rb", ids) == []
+
+
+def test_heartbeats_batch_and_report_what_is_not_held(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    clock = ManualClock()
+    a = hosts(clock=clock)
+    ids = a.push_many([job(n, heartbeat=1.0) for n in range(300)])
+    a.pop(QUEUE, "ra", limit=200)
+    clock.advance(4.0)
+    stranger = uuid.uuid4()
+    lost = a.heartbeat("ra", [*ids, stranger])
+    assert lost == [*ids[200:], stranger]
+    clock.advance(4.0)  # 8 s after the pop, 4 s after the heartbeat: still held
+    assert [j.id for j in a.pop(QUEUE, "rb", limit=300)] == ids[200:]  # only the pending
+    clock.advance(1.001)  # now the heartbeat's lease has run out
+    assert sorted(j.id for j in a.pop(QUEUE, "rb", limit=300)) == sorted(ids[:200])
+    assert {j.runner for j in a.list(status=Status.RUNNING, limit=1000)} == {"rb"}
+
+
+def test_a_unique_key_held_on_one_host_is_seen_by_another(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    a, b = hosts(), hosts()
+    first = a.push(job(unique_key="k"))
+    a.commit()
+    assert b.push(job(unique_key="k")) == first
+    assert b.push_many([job(unique_key="k"), job(unique_key="other")])[0] == first
+    b.commit()
+    assert a.stats()[QUEUE].pending == 2
+
+
+# -- transactions ---------------------------------------------------------------------
+
+
+def test_a_failed_operation_rolls_back_the_whole_transaction(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    a, b = hosts(), hosts()
+    kept = a.push(job(1))
+    a.commit()
+    lost = a.push(job(2))
+    bad = NewJob(name="tests.Pg", queue="nul\x00", args=b"", policy=policy())
+    with pytest.raises(psycopg.Error):
+        a.push(bad)  # PostgreSQL text cannot hold NUL
+    with pytest.raises(RolledBackError):
+        a.commit()
+    assert b.info(lost) is None
+    assert a.info(lost) is None
+    assert a.info(kept) is not None
+    a.push(job(3))  # the storage goes on
+    a.commit()
+    assert b.stats()[QUEUE].pending == 2
+
+
+def test_nothing_is_visible_to_other_hosts_before_commit(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    a, b = hosts(), hosts()
+    job_id = a.push(job())
+    assert b.info(job_id) is None
+    assert b.stats() == {}
+    a.commit()
+    assert b.info(job_id) is not None
+
+
+def test_the_database_clock_is_used(hosts: Callable[..., PostgresStorage], dsn: str) -> None:
+    a = hosts()
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    assert row is not None
+    assert abs(a.now() - row[0]) < 0.5
+    job_id = a.push(job())
+    found = a.info(job_id)
+    assert found is not None
+    assert abs(found.run_at.timestamp() - a.now()) < 0.5
+
+
+# -- notifications --------------------------------------------------------------------
+
+
+def test_a_push_on_one_host_wakes_the_other(hosts: Callable[..., PostgresStorage]) -> None:
+    a, b = hosts(), hosts()
+    woken = threading.Event()
+    a.subscribe(woken.set)
+    assert woken.wait(5.0)  # the listener wakes once when it starts listening
+    woken.clear()
+
+    a.push(job(1))
+    a.commit()
+    assert not woken.wait(0.5)  # our own pushes need no wake-up
+
+    b.push(job(2))
+    assert not woken.wait(0.3)  # not before the commit
+    b.commit()
+    assert woken.wait(5.0)
+
+
+def test_a_parked_pop_is_served_when_another_host_pushes(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    # poll_interval is long: only the notification can wake the parked pop.
+    a, b = hosts(poll_interval=60.0), hosts()
+    actor = StorageActor.start(a)
+    try:
+        time.sleep(0.3)  # the listener is listening
+        found: list[uuid.UUID] = []
+        waiter = threading.Thread(
+            target=lambda: found.extend(j.id for j in pop_wait(actor, QUEUE, "ra", timeout=10))
+        )
+        waiter.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        job_id = b.push(job())
+        b.commit()
+        waiter.join(timeout=15)
+        assert found == [job_id]
+        assert time.monotonic() - started < 2.0
+    finally:
+        actor.stop()
+
+
+def test_poll_interval_is_a_slow_fallback(hosts: Callable[..., PostgresStorage]) -> None:
+    assert hosts().poll_interval == 5.0
+
+
+# -- migrations -----------------------------------------------------------------------
+
+
+def test_migrations_print_as_sql_that_applies_twice(dsn: str, schema: str) -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "storage.postgres", "--schema", schema],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed == migration_sql(schema)
+    assert "CREATE TABLE" in printed and "jobs_pending" in printed
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(printed)
+        conn.execute(printed)
+        row = conn.execute(
+            f'SELECT array_agg(version ORDER BY version) FROM "{schema}".migrations'
+        ).fetchone()
+    assert row is not None
+    assert row[0] == list(range(1, len(MIGRATIONS) + 1))
+    storage = PostgresStorage(dsn, schema=schema)  # finds the schema up to date
+    try:
+        job_id = storage.push(job())
+        assert [j.id for j in storage.pop(QUEUE, "r")] == [job_id]
+    finally:
+        storage.close()
+
+
+def test_hosts_starting_together_migrate_once(dsn: str, schema: str) -> None:
+    made: list[PostgresStorage] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        start.wait()
+        try:
+            made.append(PostgresStorage(dsn, schema=schema))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert errors == []
+        assert len(made) == 4
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(f'SELECT count(*) FROM "{schema}".migrations').fetchone()
+        assert row == (len(MIGRATIONS),)
+    finally:
+        for storage in made:
+            storage.close()
