@@ -238,6 +238,9 @@ class StorageActor(pykka.ThreadingActor):
                 return None
             case Tick():
                 self._serve_all()
+                if self._storage.poll_interval is not None:
+                    # Shared storage: other hosts settle jobs too.
+                    self._settled_since_idle_check = True
                 return None
         raise TypeError(f"StorageActor does not understand {op!r}")
 
@@ -380,8 +383,9 @@ class StorageActor(pykka.ThreadingActor):
         if self._deadlines:
             times.append(self._deadlines[0][0])
         poll = self._storage.poll_interval
-        if poll is not None and any(self._parked.values()):
-            # Shared storage: another host may push without waking us.
+        if poll is not None and (self._idle_waiters or any(self._parked.values())):
+            # Shared storage: another host may push, or settle the last job,
+            # without telling us.
             times.append(self._storage.now() + poll)
         self._waker.wake_at(min(times) if times else None)
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pykka
 import pytest
 
+from actors.ops import WhenIdle
 from actors.storage_actor import StorageActor, pop_wait
 from storage import (
     Backoff,
@@ -298,6 +300,26 @@ def test_a_parked_pop_is_served_when_another_host_pushes(
         waiter.join(timeout=15)
         assert found == [job_id]
         assert time.monotonic() - started < 2.0
+    finally:
+        actor.stop()
+
+
+def test_join_returns_when_another_host_finishes_the_last_job(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    a, b = hosts(poll_interval=0.2), hosts()
+    actor = StorageActor.start(a)
+    try:
+        job_id = a.push(job())
+        a.commit()
+        idle: pykka.ThreadingFuture[bool] = pykka.ThreadingFuture()
+        actor.tell(WhenIdle(idle.set))
+        (popped,) = b.pop(QUEUE, "rb")
+        b.complete(popped.id, "rb", JobResult.success())
+        b.commit()
+        assert popped.id == job_id
+        # Nothing settled through this actor: only its poll can see it.
+        assert idle.get(timeout=5) is True
     finally:
         actor.stop()
 
