@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -46,6 +47,8 @@ log = structlog.get_logger("jobarbiter.storage")
 
 # Messages handled while deliveries stay buffered, when the mailbox is busy.
 MAX_UNFLUSHED = 16
+# Seconds between two checks for idleness (join); a join returns this late at most.
+IDLE_CHECK_INTERVAL = 0.05
 
 # Told (runner, job id, timeout) when a job outlives its TIMEOUT: the Manager
 # stops it for real by recycling the runner's process.
@@ -115,6 +118,8 @@ class StorageActor(pykka.ThreadingActor):
         self._unflushed = 0
         # Only a settled job can make the storage idle; join() waits on that.
         self._settled_since_idle_check = True
+        self._next_idle_check = 0.0
+        self._idle_recheck_armed = False
         self._waker: _Waker | None = None
         self.done_by_runner: dict[str, int] = {}
         # Bound once: an unbound structlog proxy re-binds on every call, which
@@ -140,6 +145,10 @@ class StorageActor(pykka.ThreadingActor):
         self._storage.close()
 
     def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Recheck):
+            self._idle_recheck_armed = False
+            self._after_message()
+            return None
         # Every answer leaves after the commit: an acknowledged job is durable.
         try:
             if isinstance(message, Batch):
@@ -356,13 +365,28 @@ class StorageActor(pykka.ThreadingActor):
             self._unflushed += 1
         if self._deadlines:
             self._expire_deadlines()
-        self._arm_waker()
         if self._idle_waiters and self._settled_since_idle_check:
-            self._settled_since_idle_check = False
-            if self._is_idle():
-                waiters, self._idle_waiters = self._idle_waiters, []
-                for done in waiters:
-                    done(True)
+            self._check_idle()
+        self._arm_waker()
+
+    def _check_idle(self) -> None:
+        # stats() is a query on a database backend: at most one per interval
+        # while jobs stream by; the waker brings the check that was put off.
+        now = time.monotonic()
+        if now < self._next_idle_check:
+            if not self._idle_recheck_armed:
+                self._idle_recheck_armed = True
+                me = self.actor_ref
+                timer = threading.Timer(self._next_idle_check - now, lambda: me.tell(_Recheck()))
+                timer.daemon = True
+                timer.start()
+            return
+        self._settled_since_idle_check = False
+        self._next_idle_check = now + IDLE_CHECK_INTERVAL
+        if self._is_idle():
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for done in waiters:
+                done(True)
 
     def _flush(self) -> None:
         touched, self._touched = self._touched, set()
@@ -407,6 +431,10 @@ class StorageActor(pykka.ThreadingActor):
 
     def _is_idle(self) -> bool:
         return all(s.pending == 0 and s.running == 0 for s in self._storage.stats().values())
+
+
+class _Recheck:
+    """Time for an idle check that was put off."""
 
 
 class _Commit:

@@ -22,6 +22,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import json
 import logging
@@ -33,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,7 +58,31 @@ def sqlite_storage() -> Storage:
     return SqliteStorage(Path(tempfile.mkdtemp(prefix="jobarbiter-bench-")) / "jobs.db")
 
 
-STORAGES: dict[str, Callable[[], Storage]] = {"memory": MemoryStorage, "sqlite": sqlite_storage}
+# The PostgreSQL server to measure against (a local one by default).
+PG_DSN = os.environ.get("JOBARBITER_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def postgres_storage() -> Storage:
+    """A fresh schema per grid point, dropped when the benchmark exits."""
+    import psycopg  # noqa: PLC0415 - the postgres extra is optional
+
+    from storage.postgres import PostgresStorage  # noqa: PLC0415
+
+    schema = f"jobarbiter_bench_{uuid.uuid4().hex[:8]}"
+
+    def drop() -> None:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    atexit.register(drop)
+    return PostgresStorage(PG_DSN, schema=schema)
+
+
+STORAGES: dict[str, Callable[[], Storage]] = {
+    "memory": MemoryStorage,
+    "sqlite": sqlite_storage,
+    "postgres": postgres_storage,
+}
 
 
 @dataclass(frozen=True, slots=True)
