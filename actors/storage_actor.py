@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pykka
 import structlog
@@ -152,7 +152,7 @@ class StorageActor(pykka.ThreadingActor):
         # Every answer leaves after the commit: an acknowledged job is durable.
         try:
             if isinstance(message, Batch):
-                answers = [self._run_safely(op) for op in message.ops]
+                answers = self._run_batch(message.ops)
                 failed = self._commit()
                 if failed is not None:
                     answers = [failed] * len(answers)
@@ -169,6 +169,75 @@ class StorageActor(pykka.ThreadingActor):
             self._after_message()
 
     # -- dispatch -------------------------------------------------------------
+
+    def _run_batch(self, ops: tuple[object, ...]) -> list[Any]:
+        """Answer every op of a batch, in as few storage calls as it allows.
+
+        Completions go first and together, then the other ops in order, then
+        the pops that answer through a Reply, one storage pop per queue and
+        runner. A batch comes from one runner's frame, so this only moves its
+        completions before its own requests for more work.
+        """
+        answers: list[Any] = [None] * len(ops)
+        completes = [at for at, op in enumerate(ops) if isinstance(op, Complete)]
+        if completes:
+            batch = [cast(Complete, ops[at]) for at in completes]
+            try:
+                for at, disposition in zip(completes, self._complete(batch), strict=True):
+                    answers[at] = disposition
+            except StorageError as exc:
+                for at in completes:
+                    answers[at] = exc
+        waiting: list[Pop] = []
+        for at, op in enumerate(ops):
+            if isinstance(op, Complete):
+                continue
+            if isinstance(op, Pop) and op.reply is not None:
+                waiting.append(op)
+            else:
+                answers[at] = self._run_safely(op)
+        if waiting:
+            self._pop_together(waiting)
+        return answers
+
+    def _complete(self, ops: list[Complete]) -> list[Disposition]:
+        if self._timed:
+            for op in ops:
+                self._timed.pop((op.runner, op.job_id), None)
+        items = [(op.job_id, op.runner, op.result) for op in ops]
+        try:
+            dispositions = self._storage.complete_many(items)
+        except Exception as exc:
+            raise self._failed(ops[0], exc) from exc
+        for op, disposition in zip(ops, dispositions, strict=True):
+            self._settled(op.job_id, op.runner, op.result, disposition)
+        return dispositions
+
+    def _pop_together(self, ops: list[Pop]) -> None:
+        """Serve pops that answer through a Reply with one storage pop per
+        (queue, runner); whoever gets nothing is parked, in order."""
+        groups: dict[tuple[str, str], list[Pop]] = {}
+        for op in ops:
+            groups.setdefault((op.queue, op.runner), []).append(op)
+        for (queue, runner), group in groups.items():
+            if runner in self._draining:
+                for op in group:
+                    self._deliver(op, [])
+                continue
+            try:
+                jobs = self._storage.pop(queue, runner, sum(op.limit for op in group))
+            except Exception as exc:
+                # Parked, they are tried again at the next push or tick.
+                self._failed(group[0], exc)
+                jobs = []
+            taken = 0
+            for op in group:
+                share = jobs[taken : taken + op.limit]
+                taken += len(share)
+                if share:
+                    self._deliver(op, share)
+                else:
+                    self._parked.setdefault(queue, deque()).append(op)
 
     def _commit(self) -> StorageError | None:
         try:
@@ -202,12 +271,8 @@ class StorageActor(pykka.ThreadingActor):
         match op:
             case Pop():
                 return self._pop(op)
-            case Complete(job_id, runner, result):
-                if self._timed:
-                    self._timed.pop((runner, job_id), None)
-                disposition = storage.complete(job_id, runner, result)
-                self._settled(job_id, runner, result, disposition)
-                return disposition
+            case Complete():
+                return self._complete([op])[0]
             case Push(jobs):
                 ids = storage.push_many(jobs)
                 for queue in {job.queue for job in jobs}:

@@ -52,6 +52,11 @@ class Storage(Protocol):
         """Settle one held job with the result of its attempt."""
         ...
 
+    def complete_many(self, items: Sequence[tuple[uuid.UUID, str, JobResult]]) -> list[Disposition]:
+        """``complete`` for each (job id, runner, result), in order; a database
+        backend settles them in as few statements as it can."""
+        ...
+
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         """Settle every job ``runner`` holds with the same result (a dead runner)."""
         ...

@@ -190,6 +190,9 @@ class MemoryStorage:
         self._by_runner[runner].discard(entry.id)
         return self._settle(entry, result, self._now_us())
 
+    def complete_many(self, items: Sequence[tuple[uuid.UUID, str, JobResult]]) -> list[Disposition]:
+        return [self.complete(job_id, runner, result) for job_id, runner, result in items]
+
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         now = self._now_us()
         settled = []

@@ -249,6 +249,7 @@ RETURNING id"""
 
 _ONE = "id = %(id)s AND status = 1 AND runner = %(runner)s"
 _ALL = "status = 1 AND runner = %(runner)s"
+_MANY = "id = ANY(%(ids)s) AND status = 1 AND runner = %(runner)s"
 
 _ALLOWS = "(max_retries IS NULL OR retry_count + 1 <= max_retries)"
 # As Backoff.delay, then rounded to µs; round() on float8 is half-even, like
@@ -319,6 +320,7 @@ class _Statements:
         self.heartbeat = fmt(_HEARTBEAT)
         self.settle_one = {k: fmt(v, target=_ONE) for k, v in _SETTLE.items()}
         self.settle_all = {k: fmt(v, target=_ALL) for k, v in _SETTLE.items()}
+        self.settle_many_success = fmt(_SETTLE[Outcome.SUCCESS], target=_MANY)
         self.requeue = fmt(_REQUEUE)
         self.purge = fmt(_PURGE)
         self.info = fmt(_INFO, columns=_COLUMNS)
@@ -636,6 +638,28 @@ class PostgresStorage:
         if row is None:
             return Disposition.NOT_HELD
         return _disposition(result.outcome, row[1])
+
+    def complete_many(self, items: Sequence[tuple[uuid.UUID, str, JobResult]]) -> list[Disposition]:
+        # The hot path is many successes of one runner: one DELETE for each
+        # runner's successes, one statement per other completion.
+        found: list[Disposition | None] = [None] * len(items)
+        successes: dict[str, list[int]] = {}
+        for at, (job_id, runner, result) in enumerate(items):
+            if result.outcome is Outcome.SUCCESS:
+                successes.setdefault(runner, []).append(at)
+            else:
+                found[at] = self.complete(job_id, runner, result)
+        for runner, places in successes.items():
+            ids = [items[at][0] for at in places]
+            if len(ids) == 1:
+                found[places[0]] = self.complete(ids[0], runner, items[places[0]][2])
+                continue
+            rows = self._write(self._sql.settle_many_success, {"ids": ids, "runner": runner})
+            gone = {row[0] for row in rows.fetchall()}
+            for at in places:
+                held = items[at][0] in gone
+                found[at] = Disposition.FINISHED if held else Disposition.NOT_HELD
+        return [d if d is not None else Disposition.NOT_HELD for d in found]
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         params = self._settle_params(result)

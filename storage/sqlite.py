@@ -434,6 +434,10 @@ class SqliteStorage:
         return self._settle(row, result, self._now_us())
 
     @_atomic
+    def complete_many(self, items: Sequence[tuple[uuid.UUID, str, JobResult]]) -> list[Disposition]:
+        # One local call each: SQLite has no round trips to save.
+        return [self.complete(job_id, runner, result) for job_id, runner, result in items]
+
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         rows = self._conn.execute(
             # Named: the planner would rather scan the table in id order.

@@ -130,3 +130,28 @@ def test_jobs_not_running_cannot_be_completed(storage: Storage, clock: ManualClo
         assert storage.complete(job_id, "r1", JobResult.success()) is Disposition.NOT_HELD
     assert info(storage, pending).status is Status.PENDING
     assert info(storage, scheduled).status is Status.PENDING
+
+
+def test_complete_many_equals_completing_one_by_one(storage: Storage, clock: ManualClock) -> None:
+    a, b, c, d = (storage.push(new_job()) for _ in range(4))
+    held = ids(storage.pop(QUEUE, "r1", limit=3))
+    assert held == [a, b, c]
+    assert ids(storage.pop(QUEUE, "r2")) == [d]
+
+    settled = storage.complete_many(
+        [
+            (a, "r1", JobResult.success()),
+            (b, "r1", JobResult.failure("boom")),
+            (c, "r1", JobResult.success()),
+            (d, "r1", JobResult.success()),  # held by r2: not r1's to settle
+        ]
+    )
+    assert settled == [
+        Disposition.FINISHED,
+        Disposition.RETRYING,
+        Disposition.FINISHED,
+        Disposition.NOT_HELD,
+    ]
+    assert storage.info(a) is None and storage.info(c) is None
+    assert info(storage, b).retry_count == 1
+    assert info(storage, d).runner == "r2"
