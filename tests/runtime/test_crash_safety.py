@@ -78,7 +78,12 @@ def test_poison_pill_ends_dead_while_other_jobs_flow(
     assert info.status is Status.DEAD
     assert info.retry_count == 3
     assert "arbiter died" in (info.last_error or "")
-    assert sorted(int(f[0]) for f in lines(workdir, "runs.log")) == list(range(300))
+    runs = [int(f[0]) for f in lines(workdir, "runs.log")]
+    assert set(runs) == set(range(300))  # every one ran
+    # At least once: a Record that finished just before its arbiter died, but
+    # whose completion had not reached the host, runs again. At most the other
+    # worker of each of the 3 dead arbiters (count 2) was running one.
+    assert len(runs) - 300 <= 3
     assert [j.id for j in manager.dead_jobs()] == [poison]
     assert sum(a.restarts for a in manager.stats().arbiters) == 3
 
