@@ -74,6 +74,12 @@ class HostLink:
         except OSError:
             pass  # already gone: its death is reported by its sentinel
 
+    def drain(self, timeout: float) -> None:
+        """Wait until everything the arbiter sent has reached the StorageActor:
+        once the process has ended its end of the socket is closed, so the
+        reader meets end-of-file right after the last frame."""
+        self._thread.join(timeout)
+
     def close(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)

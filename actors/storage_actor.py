@@ -435,10 +435,12 @@ class StorageActor(pykka.ThreadingActor):
         self._arm_waker()
 
     def _check_idle(self) -> None:
-        # stats() is a query on a database backend: at most one per interval
-        # while jobs stream by; the waker brings the check that was put off.
+        # On a database server stats() is a query: at most one per interval
+        # while jobs stream by; a timer brings the check that was put off.
         now = time.monotonic()
-        if now < self._next_idle_check:
+        # Only a shared storage (a database server) pays for stats() with a query.
+        throttled = self._storage.poll_interval is not None
+        if throttled and now < self._next_idle_check:
             if not self._idle_recheck_armed:
                 self._idle_recheck_armed = True
                 me = self.actor_ref

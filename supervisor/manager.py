@@ -58,6 +58,7 @@ MAX_RESTART_DELAY = 10.0
 STABLE_AFTER = 60.0  # an arbiter that lived this long resets the backoff
 CRASH_LOOP_AFTER = 3  # quick deaths in a row before the state says "crash loop"
 KILL_GRACE = 10.0  # how long stop() waits for killed arbiters to be reaped
+LINK_DRAIN_TIMEOUT = 5.0  # reading what a dead arbiter left in its socket
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +314,9 @@ class ManagerActor(pykka.ThreadingActor):
         if slot.runner != runner:
             return
         assert slot.process is not None and slot.link is not None
+        # Its last completions may still sit in the socket: they reach the
+        # StorageActor before the Retire below, or a finished job would run again.
+        slot.link.drain(timeout=LINK_DRAIN_TIMEOUT)
         slot.link.close()
         how = describe_exit(code)
         slot.last_exit = how
