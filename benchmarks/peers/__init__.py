@@ -12,6 +12,7 @@ adapter; ``report`` prints and ``__main__`` is the command line.
 
 LIBRARIES: dict[str, str] = {
     "jobarbiter": "benchmarks.peers.jobarbiter_peer:JobarbiterPeer",
+    "jobarbiter-postgres": "benchmarks.peers.jobarbiter_peer:JobarbiterPostgresPeer",
     "celery": "benchmarks.peers.celery_peer:CeleryPeer",
     "dramatiq": "benchmarks.peers.dramatiq_peer:DramatiqPeer",
     "rq": "benchmarks.peers.rq_peer:RqPeer",

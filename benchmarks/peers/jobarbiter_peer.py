@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from benchmarks.peers import marks
 from benchmarks.peers.harness import Peer, Spec, task_for
-from supervisor import DEFAULT_WORKER_COUNT, Job, Manager, MemoryStorage, WorkerConfig
+from supervisor import DEFAULT_WORKER_COUNT, Job, Manager, MemoryStorage, Storage, WorkerConfig
 
 STOP_TIMEOUT = 2.0
 
@@ -51,6 +51,9 @@ class JobarbiterPeer(Peer):
     def __init__(self) -> None:
         self._manager: Manager | None = None
 
+    def storage(self) -> Storage:
+        return MemoryStorage()
+
     def workers(self, spec: Spec) -> int:
         return spec.concurrency or DEFAULT_WORKER_COUNT
 
@@ -64,7 +67,7 @@ class JobarbiterPeer(Peer):
     @contextlib.contextmanager
     def in_process(self, spec: Spec) -> Iterator[Callable[[], list[int]]]:
         config = (
-            WorkerConfig(storage=MemoryStorage())
+            WorkerConfig(storage=self.storage())
             .register(PeerNoop)
             .register(PeerNap)
             .register(PeerCrash)
@@ -85,3 +88,22 @@ class JobarbiterPeer(Peer):
         assert self._manager is not None, "enqueue outside in_process"
         job_class, args = task_for(workload, spec, JOBS)
         self._manager.queue_many([job_class(*args)] * count)
+
+
+class JobarbiterPostgresPeer(JobarbiterPeer):
+    """The same, on PostgresStorage in the database procrastinate and PgQueuer use."""
+
+    name = "jobarbiter-postgres"
+    distributions = ("jobarbiter", "pykka", "msgpack", "psycopg")
+    broker = "PostgresStorage (schema jobarbiter) in the peers' database"
+
+    def storage(self) -> Storage:
+        from storage.postgres import PostgresStorage  # noqa: PLC0415 - postgres extra
+
+        return PostgresStorage(marks.pg_dsn(), schema="jobarbiter")
+
+    def describe(self, spec: Spec) -> list[str]:
+        return [
+            line.replace("MemoryStorage()", "PostgresStorage(dsn)")
+            for line in super().describe(spec)
+        ]
