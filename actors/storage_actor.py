@@ -321,19 +321,12 @@ class StorageActor(pykka.ThreadingActor):
     # -- pops -------------------------------------------------------------------
 
     def _pop(self, op: Pop) -> list[JobInfo] | None:
-        if op.runner in self._draining:
-            if op.reply is None:
-                return []
-            self._deliver(op, [])  # answered, with nothing: never left hanging
+        if op.reply is not None:
+            self._pop_together([op])  # answered through its Reply, now or later
             return None
-        jobs = self._storage.pop(op.queue, op.runner, op.limit)
-        if op.reply is None:
-            return jobs
-        if jobs:
-            self._deliver(op, jobs)
-        else:
-            self._parked.setdefault(op.queue, deque()).append(op)
-        return None
+        if op.runner in self._draining:
+            return []
+        return self._storage.pop(op.queue, op.runner, op.limit)
 
     def _deliver(self, op: Pop, jobs: list[JobInfo]) -> None:
         assert op.reply is not None
