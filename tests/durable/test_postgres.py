@@ -21,7 +21,7 @@ import psycopg
 import pykka
 import pytest
 
-from actors.ops import WhenIdle
+from actors.ops import Push, WhenIdle
 from actors.storage_actor import StorageActor, pop_wait
 from storage import (
     Backoff,
@@ -310,8 +310,8 @@ def test_join_returns_when_another_host_finishes_the_last_job(
     a, b = hosts(poll_interval=0.2), hosts()
     actor = StorageActor.start(a)
     try:
-        job_id = a.push(job())
-        a.commit()
+        # Through the actor: it is the only user of ``a`` once started.
+        (job_id,) = actor.ask(Push((job(),)))
         idle: pykka.ThreadingFuture[bool] = pykka.ThreadingFuture()
         actor.tell(WhenIdle(idle.set))
         (popped,) = b.pop(QUEUE, "rb")
