@@ -8,13 +8,14 @@ single timer thread ("the waker") sleeps until that time, so nothing polls.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import pykka
@@ -170,74 +171,71 @@ class StorageActor(pykka.ThreadingActor):
 
     # -- dispatch -------------------------------------------------------------
 
-    def _run_batch(self, ops: tuple[object, ...]) -> list[Any]:
+    def _run_batch(self, ops: Sequence[object]) -> list[Any]:
         """Answer every op of a batch, in as few storage calls as it allows.
 
-        Completions go first and together, then the other ops in order, then
-        the pops that answer through a Reply, one storage pop per queue and
-        runner. A batch comes from one runner's frame, so this only moves its
-        completions before its own requests for more work.
+        The ops that are neither completions nor pops answered through a Reply
+        run first, in order; then the completions and those pops together, in
+        one ``complete_and_pop``. A batch holds what runners sent since the
+        last one, so this only moves a runner's completions after its other
+        messages (heartbeats, a drain, pushes), none of which they affect.
         """
         answers: list[Any] = [None] * len(ops)
-        completes = [at for at, op in enumerate(ops) if isinstance(op, Complete)]
-        if completes:
-            batch = [cast(Complete, ops[at]) for at in completes]
-            try:
-                for at, disposition in zip(completes, self._complete(batch), strict=True):
-                    answers[at] = disposition
-            except StorageError as exc:
-                for at in completes:
-                    answers[at] = exc
+        completes: list[int] = []
         waiting: list[Pop] = []
         for at, op in enumerate(ops):
             if isinstance(op, Complete):
-                continue
-            if isinstance(op, Pop) and op.reply is not None:
+                completes.append(at)
+            elif isinstance(op, Pop) and op.reply is not None:
                 waiting.append(op)
             else:
                 answers[at] = self._run_safely(op)
-        if waiting:
-            self._pop_together(waiting)
+        if completes or waiting:
+            batch = [cast(Complete, ops[at]) for at in completes]
+            try:
+                dispositions: Sequence[Disposition | StorageError]
+                dispositions = self._complete_and_pop(batch, waiting)
+            except StorageError as exc:
+                dispositions = [exc] * len(batch)
+            for at, disposition in zip(completes, dispositions, strict=True):
+                answers[at] = disposition
         return answers
 
-    def _complete(self, ops: list[Complete]) -> list[Disposition]:
+    def _complete_and_pop(self, completes: list[Complete], pops: list[Pop]) -> list[Disposition]:
+        """Settle ``completes``, then serve ``pops`` (which answer through
+        their Reply) with one storage claim per (queue, runner); whoever gets
+        nothing is parked, in order. A storage failure parks every pop, to be
+        tried again at the next push or tick, and is raised for the completes."""
         if self._timed:
-            for op in ops:
-                self._timed.pop((op.runner, op.job_id), None)
-        items = [(op.job_id, op.runner, op.result) for op in ops]
-        try:
-            dispositions = self._storage.complete_many(items)
-        except Exception as exc:
-            raise self._failed(ops[0], exc) from exc
-        for op, disposition in zip(ops, dispositions, strict=True):
-            self._settled(op.job_id, op.runner, op.result, disposition)
-        return dispositions
-
-    def _pop_together(self, ops: list[Pop]) -> None:
-        """Serve pops that answer through a Reply with one storage pop per
-        (queue, runner); whoever gets nothing is parked, in order."""
+            for done in completes:
+                self._timed.pop((done.runner, done.job_id), None)
         groups: dict[tuple[str, str], list[Pop]] = {}
-        for op in ops:
-            groups.setdefault((op.queue, op.runner), []).append(op)
-        for (queue, runner), group in groups.items():
-            if runner in self._draining:
-                for op in group:
-                    self._deliver(op, [])
-                continue
-            try:
-                jobs = self._storage.pop(queue, runner, sum(op.limit for op in group))
-            except Exception as exc:
-                # Parked, they are tried again at the next push or tick.
-                self._failed(group[0], exc)
-                jobs = []
+        for pop in pops:
+            if pop.runner in self._draining:
+                self._deliver(pop, [])
+            else:
+                groups.setdefault((pop.queue, pop.runner), []).append(pop)
+        items = [(done.job_id, done.runner, done.result) for done in completes]
+        claims = [(q, r, sum(p.limit for p in group)) for (q, r), group in groups.items()]
+        try:
+            dispositions, claimed = self._storage.complete_and_pop(items, claims)
+        except Exception as exc:
+            failed = self._failed(completes[0] if completes else pops[0], exc)
+            for group in groups.values():
+                self._parked.setdefault(group[0].queue, deque()).extend(group)
+            raise failed from exc
+        for done, disposition in zip(completes, dispositions, strict=True):
+            self._settled(done.job_id, done.runner, done.result, disposition)
+        for group, jobs in zip(groups.values(), claimed, strict=True):
             taken = 0
-            for op in group:
-                share = jobs[taken : taken + op.limit]
+            for pop in group:
+                share = jobs[taken : taken + pop.limit]
                 taken += len(share)
                 if share:
-                    self._deliver(op, share)
+                    self._deliver(pop, share)
                 else:
-                    self._parked.setdefault(queue, deque()).append(op)
+                    self._parked.setdefault(pop.queue, deque()).append(pop)
+        return dispositions
 
     def _commit(self) -> StorageError | None:
         try:
@@ -272,7 +270,7 @@ class StorageActor(pykka.ThreadingActor):
             case Pop():
                 return self._pop(op)
             case Complete():
-                return self._complete([op])[0]
+                return self._complete_and_pop([op], [])[0]
             case Push(jobs):
                 ids = storage.push_many(jobs)
                 for queue in {job.queue for job in jobs}:
@@ -322,7 +320,10 @@ class StorageActor(pykka.ThreadingActor):
 
     def _pop(self, op: Pop) -> list[JobInfo] | None:
         if op.reply is not None:
-            self._pop_together([op])  # answered through its Reply, now or later
+            # Answered through its Reply, now or later (parked even if the
+            # storage failed: it is tried again at the next push or tick).
+            with contextlib.suppress(StorageError):
+                self._complete_and_pop([], [op])
             return None
         if op.runner in self._draining:
             return []

@@ -22,6 +22,9 @@ from storage.model import Disposition, JobInfo, JobResult, NewJob, QueueStats, S
 
 STALE_HEARTBEATS = 5  # a claim goes stale after this many missed heartbeat intervals
 
+Completion = tuple[uuid.UUID, str, JobResult]  # (job id, runner, result)
+PopRequest = tuple[str, str, int]  # (queue, runner, limit)
+
 
 class Storage(Protocol):
     def push(self, job: NewJob) -> uuid.UUID:
@@ -52,9 +55,14 @@ class Storage(Protocol):
         """Settle one held job with the result of its attempt."""
         ...
 
-    def complete_many(self, items: Sequence[tuple[uuid.UUID, str, JobResult]]) -> list[Disposition]:
-        """``complete`` for each (job id, runner, result), in order; a database
-        backend settles them in as few statements as it can."""
+    def complete_and_pop(
+        self, completions: Sequence[Completion], pops: Sequence[PopRequest]
+    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+        """``complete`` each (job id, runner, result), then ``pop`` each
+        (queue, runner, limit), in order: what one round of runners' messages
+        asks. Returns the dispositions and each pop's jobs. A database backend
+        does it in as few round trips as it can; see ``complete_then_pop``.
+        """
         ...
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
@@ -117,3 +125,12 @@ class Storage(Protocol):
     def close(self) -> None:
         """Release connections and files; the storage is not used after."""
         ...
+
+
+def complete_then_pop(
+    storage: Storage, completions: Sequence[Completion], pops: Sequence[PopRequest]
+) -> tuple[list[Disposition], list[list[JobInfo]]]:
+    """``complete_and_pop`` one call at a time: for backends with no round
+    trips to save, and the meaning every backend must match."""
+    settled = [storage.complete(job_id, runner, result) for job_id, runner, result in completions]
+    return settled, [storage.pop(queue, runner, limit) for queue, runner, limit in pops]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from sortedcontainers import SortedList
 
 from storage.clock import Clock, SystemClock
-from storage.contract import STALE_HEARTBEATS
+from storage.contract import STALE_HEARTBEATS, Completion, PopRequest, complete_then_pop
 from storage.ids import IdGenerator, id_time, to_uuid
 from storage.model import (
     Disposition,
@@ -190,8 +190,10 @@ class MemoryStorage:
         self._by_runner[runner].discard(entry.id)
         return self._settle(entry, result, self._now_us())
 
-    def complete_many(self, items: Sequence[tuple[uuid.UUID, str, JobResult]]) -> list[Disposition]:
-        return [self.complete(job_id, runner, result) for job_id, runner, result in items]
+    def complete_and_pop(
+        self, completions: Sequence[Completion], pops: Sequence[PopRequest]
+    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+        return complete_then_pop(self, completions, pops)
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         now = self._now_us()

@@ -69,7 +69,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from storage.clock import Clock
-from storage.contract import STALE_HEARTBEATS
+from storage.contract import STALE_HEARTBEATS, Completion, PopRequest
 from storage.ids import IdGenerator, id_time, to_uuid
 from storage.model import (
     Disposition,
@@ -222,26 +222,41 @@ FROM unnest(%(id)s::uuid[], %(queue)s::text[], %(name)s::text[], %(args)s::bytea
         heartbeat_interval, lease_us, timeout, unique_key)
 ON CONFLICT (live_key) WHERE live_key IS NOT NULL DO NOTHING"""
 
-# Stale claims first (earliest expiry), then due pending jobs, ``limit`` in
-# all; SKIP LOCKED so that concurrent pops on other hosts never wait for or
-# take the same rows. The source and old sort key come back so that the
-# caller can put the claims in order (RETURNING has none).
-_POP = """WITH stale AS MATERIALIZED (
+# One round of runners' messages in one statement: delete the jobs completed
+# with success by their holders (``done``), then claim up to ``total`` jobs,
+# stale claims first (earliest expiry), then due pending jobs. The claims are
+# numbered in that order and the n-th goes to ``slots[n]``, the runner of the
+# n-th job asked for, so the first request gets the first jobs, as
+# consecutive pops would. SKIP LOCKED: concurrent claims on other hosts never
+# wait for or take the same rows. A row deleted by ``done`` is not a stale
+# claim to take (the CTEs share one snapshot, so it is left out by hand).
+_COMPLETE_AND_POP = """WITH done AS (
+    DELETE FROM {jobs}
+    WHERE id = ANY(%(done)s::uuid[]) AND status = 1
+        AND runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], id)]
+    RETURNING id
+), stale AS MATERIALIZED (
     SELECT id, mark AS k FROM {jobs}
-    WHERE queue = %(queue)s AND status = 1 AND mark < {now}
-    ORDER BY mark, id LIMIT %(limit)s
+    WHERE queue = %(queue)s AND status = 1 AND mark < {now} AND id NOT IN (SELECT id FROM done)
+    ORDER BY mark, id LIMIT %(total)s
     FOR UPDATE SKIP LOCKED
 ), due AS MATERIALIZED (
     SELECT id, run_at AS k FROM {jobs}
     WHERE queue = %(queue)s AND status = 0 AND run_at <= {now}
-    ORDER BY run_at, id LIMIT (SELECT %(limit)s - count(*) FROM stale)
+    ORDER BY run_at, id LIMIT (SELECT %(total)s - count(*) FROM stale)
     FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id, 0 AS src, k FROM stale UNION ALL SELECT id, 1, k FROM due
+    SELECT id, row_number() OVER (ORDER BY src, k, id) AS n
+    FROM (SELECT id, 0 AS src, k FROM stale UNION ALL SELECT id, 1, k FROM due) AS u
+), claimed AS (
+    UPDATE {jobs} j SET status = 1, runner = (%(slots)s::text[])[p.n], mark = {now} + j.lease_us
+    FROM picked p
+    WHERE j.id = p.id
+    RETURNING p.n, {returning}
 )
-UPDATE {jobs} j SET status = 1, runner = %(runner)s, mark = {now} + j.lease_us
-FROM picked p WHERE j.id = p.id
-RETURNING p.src, p.k, {returning}"""
+SELECT * FROM claimed
+UNION ALL
+SELECT 0, id, {nulls} FROM done"""
 
 _HEARTBEAT = """UPDATE {jobs} SET mark = {now} + lease_us
 WHERE id = ANY(%(ids)s::uuid[]) AND status = 1 AND runner = %(runner)s
@@ -249,7 +264,6 @@ RETURNING id"""
 
 _ONE = "id = %(id)s AND status = 1 AND runner = %(runner)s"
 _ALL = "status = 1 AND runner = %(runner)s"
-_MANY = "id = ANY(%(ids)s) AND status = 1 AND runner = %(runner)s"
 
 _ALLOWS = "(max_retries IS NULL OR retry_count + 1 <= max_retries)"
 # As Backoff.delay, then rounded to µs; round() on float8 is half-even, like
@@ -316,11 +330,11 @@ class _Statements:
 
         self.insert = fmt(_INSERT)
         self.insert_returning = fmt(_INSERT + "\nRETURNING id")
-        self.pop = fmt(_POP, returning=_returning("j."))
+        nulls = ", ".join(["NULL"] * (len(_COLUMNS.split(",")) - 1))
+        self.complete_and_pop = fmt(_COMPLETE_AND_POP, returning=_returning("j."), nulls=nulls)
         self.heartbeat = fmt(_HEARTBEAT)
         self.settle_one = {k: fmt(v, target=_ONE) for k, v in _SETTLE.items()}
         self.settle_all = {k: fmt(v, target=_ALL) for k, v in _SETTLE.items()}
-        self.settle_many_success = fmt(_SETTLE[Outcome.SUCCESS], target=_MANY)
         self.requeue = fmt(_REQUEUE)
         self.purge = fmt(_PURGE)
         self.info = fmt(_INFO, columns=_COLUMNS)
@@ -328,6 +342,22 @@ class _Statements:
         self.stats = fmt(_STATS)
         self.next_due = fmt(_NEXT_DUE)
         self.live_keys = fmt(_LIVE_KEYS)
+
+
+# Set on each of the actor's connections. Statements are prepared once and
+# their plan is kept: a plan made while the table was small (a service just
+# started) would go on scanning the whole table for every claim once a burst
+# has filled it. Every statement of the claim path has an index to use, so
+# forbidding sequential scans keeps those plans right at any size; and the
+# penalty that forbidding adds to a plan's cost must not switch JIT compiling
+# on, which costs tens of ms and never pays off for statements this short.
+_SESSION: list[LiteralString] = ["SET enable_seqscan = off", "SET jit = off"]
+
+
+def _configure(conn: Conn) -> None:
+    for statement in _SESSION:
+        conn.execute(statement)
+    conn.commit()
 
 
 class RolledBackError(Exception):
@@ -403,6 +433,7 @@ class PostgresStorage:
             kwargs={"autocommit": False, "prepare_threshold": 0},
             open=False,
             name=f"jobarbiter-{schema}",
+            configure=_configure,
         )
         self._pool.open(wait=True)
         self._conn: Conn | None = None
@@ -613,13 +644,7 @@ class PostgresStorage:
         return found
 
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
-        rows = self._write(
-            self._sql.pop,
-            {"queue": queue, "runner": runner, "limit": limit, "now": self._now_param()},
-        ).fetchall()
-        if len(rows) > 1:
-            rows.sort(key=lambda row: (row[0], row[1], row[2]))
-        return [self._info(row, 2) for row in rows]
+        return self.complete_and_pop([], [(queue, runner, limit)])[1][0]
 
     def heartbeat(self, runner: str, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
         wanted = list(job_ids)
@@ -639,27 +664,48 @@ class PostgresStorage:
             return Disposition.NOT_HELD
         return _disposition(result.outcome, row[1])
 
-    def complete_many(self, items: Sequence[tuple[uuid.UUID, str, JobResult]]) -> list[Disposition]:
-        # The hot path is many successes of one runner: one DELETE for each
-        # runner's successes, one statement per other completion.
-        found: list[Disposition | None] = [None] * len(items)
-        successes: dict[str, list[int]] = {}
-        for at, (job_id, runner, result) in enumerate(items):
-            if result.outcome is Outcome.SUCCESS:
-                successes.setdefault(runner, []).append(at)
+    def complete_and_pop(
+        self, completions: Sequence[Completion], pops: Sequence[PopRequest]
+    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+        # The hot path is a few successes and a few pops of one queue: one
+        # statement. Other outcomes are settled first, one statement each;
+        # completions of distinct jobs do not depend on each other's order.
+        settled: list[Disposition | None] = [None] * len(completions)
+        done: dict[uuid.UUID, int] = {}  # a success to delete -> its place
+        distinct = len({job_id for job_id, _, _ in completions}) == len(completions)
+        for at, (job_id, runner, result) in enumerate(completions):
+            if result.outcome is Outcome.SUCCESS and distinct:
+                done[job_id] = at
             else:
-                found[at] = self.complete(job_id, runner, result)
-        for runner, places in successes.items():
-            ids = [items[at][0] for at in places]
-            if len(ids) == 1:
-                found[places[0]] = self.complete(ids[0], runner, items[places[0]][2])
-                continue
-            rows = self._write(self._sql.settle_many_success, {"ids": ids, "runner": runner})
-            gone = {row[0] for row in rows.fetchall()}
+                settled[at] = self.complete(job_id, runner, result)
+        by_queue: dict[str, list[int]] = {}
+        for at, (queue, _, _) in enumerate(pops):
+            by_queue.setdefault(queue, []).append(at)
+        popped: list[list[JobInfo]] = [[] for _ in pops]
+        if done and not by_queue:
+            by_queue[""] = []  # successes alone: the statement with no claims
+        for queue, places in by_queue.items():
+            slots = [pops[at][1] for at in places for _ in range(pops[at][2])]
+            params: dict[str, Any] = {
+                "done": list(done),
+                "done_by": [completions[at][1] for at in done.values()],
+                "queue": queue,
+                "slots": slots,
+                "total": len(slots),
+                "now": self._now_param(),
+            }
+            rows = self._write(self._sql.complete_and_pop, params).fetchall()
+            deleted = {row[1] for row in rows if row[0] == 0}
+            for job_id, at in done.items():
+                settled[at] = Disposition.FINISHED if job_id in deleted else Disposition.NOT_HELD
+            done = {}
+            claims = sorted((row for row in rows if row[0] != 0), key=lambda row: row[0])
+            slot = 0
             for at in places:
-                held = items[at][0] in gone
-                found[at] = Disposition.FINISHED if held else Disposition.NOT_HELD
-        return [d if d is not None else Disposition.NOT_HELD for d in found]
+                share = max(pops[at][2], 0)
+                popped[at] = [self._info(row, 1) for row in claims[slot : slot + share]]
+                slot += share
+        return [d if d is not None else Disposition.NOT_HELD for d in settled], popped
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         params = self._settle_params(result)

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from storage.clock import Clock, SystemClock
-from storage.contract import STALE_HEARTBEATS
+from storage.contract import STALE_HEARTBEATS, Completion, PopRequest, complete_then_pop
 from storage.ids import IdGenerator, id_time, to_uuid
 from storage.model import (
     Disposition,
@@ -434,9 +434,10 @@ class SqliteStorage:
         return self._settle(row, result, self._now_us())
 
     @_atomic
-    def complete_many(self, items: Sequence[tuple[uuid.UUID, str, JobResult]]) -> list[Disposition]:
-        # One local call each: SQLite has no round trips to save.
-        return [self.complete(job_id, runner, result) for job_id, runner, result in items]
+    def complete_and_pop(
+        self, completions: Sequence[Completion], pops: Sequence[PopRequest]
+    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+        return complete_then_pop(self, completions, pops)
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         rows = self._conn.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from storage import Disposition, JobResult, ManualClock, Status, Storage
+from storage import Backoff, Disposition, JobResult, ManualClock, Status, Storage
 
 from .support import QUEUE, ids, info, new_job, policy, pop_one
 
@@ -132,26 +132,75 @@ def test_jobs_not_running_cannot_be_completed(storage: Storage, clock: ManualClo
     assert info(storage, scheduled).status is Status.PENDING
 
 
-def test_complete_many_equals_completing_one_by_one(storage: Storage, clock: ManualClock) -> None:
+def test_complete_and_pop_settles_as_one_by_one(storage: Storage, clock: ManualClock) -> None:
     a, b, c, d = (storage.push(new_job()) for _ in range(4))
     held = ids(storage.pop(QUEUE, "r1", limit=3))
     assert held == [a, b, c]
     assert ids(storage.pop(QUEUE, "r2")) == [d]
 
-    settled = storage.complete_many(
+    settled, popped = storage.complete_and_pop(
         [
             (a, "r1", JobResult.success()),
             (b, "r1", JobResult.failure("boom")),
             (c, "r1", JobResult.success()),
             (d, "r1", JobResult.success()),  # held by r2: not r1's to settle
-        ]
+            (a, "r1", JobResult.success()),  # twice: the second finds it gone
+        ],
+        [],
     )
     assert settled == [
         Disposition.FINISHED,
         Disposition.RETRYING,
         Disposition.FINISHED,
         Disposition.NOT_HELD,
+        Disposition.NOT_HELD,
     ]
+    assert popped == []
     assert storage.info(a) is None and storage.info(c) is None
     assert info(storage, b).retry_count == 1
     assert info(storage, d).runner == "r2"
+
+
+def test_complete_and_pop_deals_jobs_in_request_order(storage: Storage, clock: ManualClock) -> None:
+    first = [storage.push(new_job()) for _ in range(4)]
+    other = storage.push(new_job(queue="other"))
+
+    settled, popped = storage.complete_and_pop(
+        [],
+        [(QUEUE, "r1", 2), ("other", "r1", 3), (QUEUE, "r2", 1), (QUEUE, "r3", 2)],
+    )
+    assert settled == []
+    assert [ids(jobs) for jobs in popped] == [first[:2], [other], first[2:3], first[3:]]
+    assert [j.runner for j in popped[3]] == ["r3"]
+    assert info(storage, first[2]).runner == "r2"
+
+
+def test_complete_and_pop_completes_before_it_pops(storage: Storage, clock: ManualClock) -> None:
+    now_due = policy(backoff=Backoff.linear(0.0), heartbeat=1.0)
+    failing = storage.push(new_job(policy=now_due))
+    stale = storage.push(new_job(policy=now_due))
+    assert ids(storage.pop(QUEUE, "r1", limit=2)) == [failing, stale]
+    clock.advance(5.5)  # r1's claims are stale now
+
+    settled, popped = storage.complete_and_pop(
+        [(failing, "r1", JobResult.failure("boom")), (stale, "r1", JobResult.success())],
+        [(QUEUE, "r2", 5)],
+    )
+    # The success took the stale claim out first; the failure is due again at once.
+    assert settled == [Disposition.RETRYING, Disposition.FINISHED]
+    assert [ids(jobs) for jobs in popped] == [[failing]]
+
+
+def test_complete_and_pop_by_a_stranger_leaves_a_stale_claim_to_take(
+    storage: Storage, clock: ManualClock
+) -> None:
+    job_id = storage.push(new_job(policy=policy(heartbeat=1.0)))
+    storage.pop(QUEUE, "r1")
+    clock.advance(5.5)
+
+    settled, popped = storage.complete_and_pop(
+        [(job_id, "r2", JobResult.success())], [(QUEUE, "r2", 1)]
+    )
+    assert settled == [Disposition.NOT_HELD]
+    assert [ids(jobs) for jobs in popped] == [[job_id]]
+    assert info(storage, job_id).runner == "r2"

@@ -366,6 +366,38 @@ class StorageMachine(RuleBasedStateMachine):
                 runner = data.draw(st.sampled_from(RUNNERS), label="runner")
         self._complete(job_id, runner, result)
 
+    @rule(data=st.data())
+    def complete_and_pop(self, data: st.DataObject) -> None:
+        """A round of runners' messages: some completions (mostly of held jobs
+        by their holders), then some pops, in one call."""
+        completions = []
+        for _ in range(data.draw(st.integers(0, 4), label="completions")):
+            running = self._running()
+            if running and data.draw(st.integers(0, 4), label="held?") > 0:
+                job = data.draw(st.sampled_from(running), label="held job")
+                assert job.runner is not None
+                job_id, runner = job.id, job.runner
+            elif self.pushed:
+                job_id = self._any_id(data)
+                runner = data.draw(st.sampled_from(RUNNERS), label="runner")
+            else:
+                continue
+            completions.append((job_id, runner, data.draw(RESULTS, label="result")))
+        pops = data.draw(
+            st.lists(
+                st.tuples(st.sampled_from(QUEUES), st.sampled_from(RUNNERS), st.integers(1, 3)),
+                max_size=4,
+            ),
+            label="pops",
+        )
+        settled, popped = self.storage.complete_and_pop(completions, pops)
+        assert settled == [self.model.complete(*c) for c in completions]
+        assert [[job.id for job in jobs] for jobs in popped] == [self.model.pop(*p) for p in pops]
+        for (queue, runner, _), jobs in zip(pops, popped, strict=True):
+            for job in jobs:
+                assert (job.status, job.runner, job.queue) == (Status.RUNNING, runner, queue)
+                self._check_job(job)
+
     def _complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> None:
         disposition = self.storage.complete(job_id, runner, result)
         assert disposition is self.model.complete(job_id, runner, result)
