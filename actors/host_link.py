@@ -1,7 +1,8 @@
 """HostLink: the host's end of one arbiter's link.
 
 Its reader thread turns each frame from the arbiter into one Batch for the
-StorageActor (told, never asked, so a slow storage never blocks the socket),
+StorageActor (left with its Rounds, never asked, so a slow storage never
+blocks the socket),
 and it is the Reply through which the StorageActor hands jobs back: deliveries
 are buffered and leave as one frame when the actor flushes.
 """
@@ -14,7 +15,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pykka
 import structlog
 
 from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push
@@ -39,12 +39,12 @@ class HostLink:
         self,
         sock: socket.socket,
         runner: str,
-        storage: pykka.ActorRef[Any],
+        submit: Callable[[Batch], None],
         on_event: LinkEvent,
     ) -> None:
         self.runner = runner
         self._sock = sock
-        self._storage = storage
+        self._submit = submit
         self._on_event = on_event
         self._writer = FrameWriter(sock)
         self._thread = threading.Thread(
@@ -130,7 +130,7 @@ class HostLink:
                 raise FrameError(f"unknown message {kind!r}")
         if ops:
             answer = self._answerer(requests) if requests else _ignore
-            self._storage.tell(Batch(tuple(ops), answer))
+            self._submit(Batch(tuple(ops), answer))
 
     def _answerer(self, requests: list[tuple[int, int]]) -> Callable[[list[Any]], None]:
         def answer(answers: list[Any]) -> None:

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import pykka
@@ -152,15 +153,16 @@ class StorageActor(pykka.ThreadingActor):
             return None
         # Every answer leaves after the commit: an acknowledged job is durable.
         try:
+            if isinstance(message, _Round):
+                self._run_round(message.rounds.take())
+                return None
             if isinstance(message, Batch):
+                if message.answer is not None:
+                    self._run_round([message])
+                    return None
                 answers = self._run_batch(message.ops)
                 failed = self._commit()
-                if failed is not None:
-                    answers = [failed] * len(answers)
-                if message.answer is not None:
-                    message.answer(answers)
-                    return None
-                return answers
+                return answers if failed is None else [failed] * len(answers)
             answer = self._run(message)
             failed = self._commit()
             if failed is not None:
@@ -171,34 +173,57 @@ class StorageActor(pykka.ThreadingActor):
 
     # -- dispatch -------------------------------------------------------------
 
+    def _run_round(self, batches: list[Batch]) -> None:
+        """Run batches as one: one ``complete_and_pop``, one commit, then each
+        batch's answers to its sender."""
+        ops = [op for batch in batches for op in batch.ops]
+        answers = self._run_batch(ops)
+        failed = self._commit()
+        if failed is not None:
+            answers = [failed] * len(answers)
+        start = 0
+        for batch in batches:
+            end = start + len(batch.ops)
+            if batch.answer is not None:
+                batch.answer(answers[start:end])
+            start = end
+
     def _run_batch(self, ops: Sequence[object]) -> list[Any]:
         """Answer every op of a batch, in as few storage calls as it allows.
 
-        The ops that are neither completions nor pops answered through a Reply
-        run first, in order; then the completions and those pops together, in
-        one ``complete_and_pop``. A batch holds what runners sent since the
-        last one, so this only moves a runner's completions after its other
-        messages (heartbeats, a drain, pushes), none of which they affect.
+        The completions and the pops that answer through a Reply go first,
+        together, in one ``complete_and_pop``; then the other ops, in order.
+        Those others do not depend on that order (heartbeats; pushes, which
+        serve any pop that was parked meanwhile), except a Drain or Retire:
+        its runner's pops wait until after it, so they find the runner drained.
         """
         answers: list[Any] = [None] * len(ops)
         completes: list[int] = []
         waiting: list[Pop] = []
+        others: list[int] = []
         for at, op in enumerate(ops):
             if isinstance(op, Complete):
                 completes.append(at)
             elif isinstance(op, Pop) and op.reply is not None:
                 waiting.append(op)
             else:
-                answers[at] = self._run_safely(op)
+                others.append(at)
+        leaving = {op.runner for op in ops if isinstance(op, Drain | Retire)}
         if completes or waiting:
             batch = [cast(Complete, ops[at]) for at in completes]
+            pops = [op for op in waiting if op.runner not in leaving]
             try:
                 dispositions: Sequence[Disposition | StorageError]
-                dispositions = self._complete_and_pop(batch, waiting)
+                dispositions = self._complete_and_pop(batch, pops)
             except StorageError as exc:
                 dispositions = [exc] * len(batch)
             for at, disposition in zip(completes, dispositions, strict=True):
                 answers[at] = disposition
+        for at in others:
+            answers[at] = self._run_safely(ops[at])
+        late = [op for op in waiting if op.runner in leaving]
+        if late:
+            self._complete_and_pop([], late)  # answered empty: their runner is leaving
         return answers
 
     def _complete_and_pop(self, completes: list[Complete], pops: list[Pop]) -> list[Disposition]:
@@ -217,6 +242,8 @@ class StorageActor(pykka.ThreadingActor):
                 groups.setdefault((pop.queue, pop.runner), []).append(pop)
         items = [(done.job_id, done.runner, done.result) for done in completes]
         claims = [(q, r, sum(p.limit for p in group)) for (q, r), group in groups.items()]
+        if not items and not claims:
+            return []
         try:
             dispositions, claimed = self._storage.complete_and_pop(items, claims)
         except Exception as exc:
@@ -492,6 +519,42 @@ class StorageActor(pykka.ThreadingActor):
 
     def _is_idle(self) -> bool:
         return all(s.pending == 0 and s.running == 0 for s in self._storage.stats().values())
+
+
+class Rounds:
+    """Where the links leave their batches for a StorageActor.
+
+    The actor is told once for the first batch left; every batch left before
+    it gets to them runs with it as one round (see ``_run_round``). So when
+    many runners send at once, their completions and pops share one storage
+    call and one commit, instead of one each; on a database server that is
+    most of the cost of a job. A batch still reaches the actor before any
+    message sent after it was left.
+    """
+
+    def __init__(self, storage: pykka.ActorRef[Any]) -> None:
+        self._storage = storage
+        self._lock = threading.Lock()
+        self._pending: list[Batch] = []
+
+    def submit(self, batch: Batch) -> None:
+        with self._lock:
+            self._pending.append(batch)
+            first = len(self._pending) == 1
+        if first:
+            self._storage.tell(_Round(self))
+
+    def take(self) -> list[Batch]:
+        with self._lock:
+            taken, self._pending = self._pending, []
+        return taken
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """Run what ``rounds`` holds."""
+
+    rounds: Rounds
 
 
 class _Recheck:

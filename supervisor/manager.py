@@ -43,7 +43,7 @@ from actors.ops import (
     Stats,
     WhenIdle,
 )
-from actors.storage_actor import StorageActor, wait_for
+from actors.storage_actor import Rounds, StorageActor, wait_for
 from storage import Job, JobInfo, JobResult, QueueStats, Status
 from supervisor.every import Recurring
 from supervisor.handle import QueueHandle, StorageTransport
@@ -217,6 +217,7 @@ class ManagerActor(pykka.ThreadingActor):
         super().__init__()
         self._config = config
         self._storage = storage
+        self._rounds = Rounds(storage)  # every link's batches, run together
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot(index) for index in range(processes)]
         self._stopping = False
@@ -292,7 +293,7 @@ class ManagerActor(pykka.ThreadingActor):
         link = HostLink(
             host_end,
             runner,
-            self._storage,
+            self._rounds.submit,
             lambda kind, detail: me.tell(_LinkEvent(index, runner, kind, detail)),
         )
         link.start()

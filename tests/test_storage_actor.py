@@ -30,7 +30,7 @@ from actors.ops import (
     Unpark,
     WhenIdle,
 )
-from actors.storage_actor import FutureReply, StorageActor, pop_wait, wait_for
+from actors.storage_actor import FutureReply, Rounds, StorageActor, pop_wait, wait_for
 from storage import (
     Backoff,
     Disposition,
@@ -294,6 +294,91 @@ def test_a_batch_with_an_answer_callback_answers_through_it(actor: Ref) -> None:
     assert counts == {"q": QueueStats(pending=1, running=0, dead=0)}
     assert ask(actor, Batch((Stats(),), answer=answered.put)) is None
     assert answered.get(timeout=PATIENCE) == [counts]
+
+
+class CountingStorage(MemoryStorage):
+    """Counts complete_and_pop calls; the first one blocks until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[int, int]] = []  # (completions, pops) per call
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def complete_and_pop(self, completions: Any, pops: Any) -> Any:
+        self.calls.append((len(completions), len(pops)))
+        self.entered.set()
+        self.release.wait(PATIENCE)
+        return super().complete_and_pop(completions, pops)
+
+
+def test_batches_left_while_the_actor_is_busy_run_as_one_round() -> None:
+    storage = CountingStorage()
+    ref = StorageActor.start(storage)
+    answered: queue.Queue[tuple[object, list[Any]]] = queue.Queue()
+
+    def answer(name: object) -> Callable[[list[Any]], None]:
+        return lambda answers: answered.put((name, answers))
+
+    try:
+        rounds = Rounds(ref)
+        ids = push(ref, *(ping(n=n) for n in range(6)))
+        pop(ref, "r1", limit=3)
+        first = FutureReply()
+        rounds.submit(Batch((Pop("q", "r2", 1, first, "w"),), answer("first")))
+        assert storage.entered.wait(PATIENCE)  # the actor is inside that round now
+        replies = [FutureReply() for _ in range(3)]
+        for n, (job_id, reply) in enumerate(zip(ids[:3], replies, strict=True)):
+            ops = (Complete(job_id, "r1", JobResult.success()), Pop("q", "r1", 1, reply, n))
+            rounds.submit(Batch(ops, answer(n)))
+        storage.release.set()
+
+        got = dict(answered.get(timeout=PATIENCE) for _ in range(4))
+        assert got == {
+            "first": [None],
+            0: [Disposition.FINISHED, None],
+            1: [Disposition.FINISHED, None],
+            2: [Disposition.FINISHED, None],
+        }
+        # The three batches left during the first round ran as one call, their
+        # three pops as one claim for the runner, dealt out in order.
+        assert storage.calls == [(0, 1), (3, 1)]
+        assert [job.id for job in first.future.get(timeout=PATIENCE)] == [ids[3]]
+        assert [job.id for job in replies[0].future.get(timeout=PATIENCE)] == [ids[4]]
+        assert [job.id for job in replies[1].future.get(timeout=PATIENCE)] == [ids[5]]
+        assert unanswered(replies[2])  # nothing left for it: parked
+    finally:
+        storage.release.set()
+        ref.stop()
+
+
+def test_a_batch_settles_its_completions_before_a_retire(actor: Ref) -> None:
+    first, second = push(actor, ping(), ping())
+    pop(actor, "r1", limit=2)
+
+    answers = ask(
+        actor,
+        Batch(
+            (
+                Complete(first, "r1", JobResult.failure("timeout")),
+                Retire("r1", JobResult.unexecuted()),
+            )
+        ),
+    )
+
+    assert answers[0] is Disposition.RETRYING
+    assert info(actor, first).last_error == "timeout"
+    assert info(actor, second).retry_count == 0  # put back unexecuted
+
+
+def test_a_pop_after_a_drain_in_one_batch_finds_the_runner_drained(actor: Ref) -> None:
+    (job_id,) = push(actor, ping())
+    reply = FutureReply()
+
+    ask(actor, Batch((Drain("r1"), Pop("q", "r1", 1, reply, "w"))))
+
+    assert reply.future.get(timeout=PATIENCE) == []
+    assert info(actor, job_id).status is Status.PENDING
 
 
 def test_an_op_that_raises_in_a_batch_is_answered_as_storage_error(
