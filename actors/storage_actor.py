@@ -71,8 +71,14 @@ class _Waker:
 
     def wake_at(self, at: float | None) -> None:
         with self._cond:
-            if at != self._at:
-                self._at = at
+            if at == self._at:
+                return
+            sooner = at is not None and (self._at is None or at < self._at)
+            self._at = at
+            if sooner:
+                # Only then: a later time is found when the thread wakes at
+                # the earlier one; waking it for each message would cost a
+                # thread switch per message on a busy actor.
                 self._cond.notify()
 
     def stop(self) -> None:

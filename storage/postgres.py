@@ -687,10 +687,10 @@ class PostgresStorage:
         for queue, places in by_queue.items():
             slots = [pops[at][1] for at in places for _ in range(pops[at][2])]
             params: dict[str, Any] = {
-                "done": list(done),
-                "done_by": [completions[at][1] for at in done.values()],
+                "done": _uuid_array(done),
+                "done_by": _text_array([completions[at][1] for at in done.values()]),
                 "queue": queue,
-                "slots": slots,
+                "slots": _text_array(slots),
                 "total": len(slots),
                 "now": self._now_param(),
             }
@@ -812,6 +812,17 @@ class PostgresStorage:
             enqueued_at=dt.datetime.fromtimestamp(id_time(job_id.int), dt.UTC),
             unique_key=unique_key,
         )
+
+
+# Arrays travel as literals: psycopg dumps a list element by element, which on
+# the claim path cost more host time than the rest of the statement.
+def _uuid_array(ids: Iterable[uuid.UUID]) -> str:
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
+def _text_array(items: Iterable[str]) -> str:
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return "{" + ",".join(quoted) + "}"
 
 
 def _disposition(outcome: Outcome, status: int) -> Disposition:

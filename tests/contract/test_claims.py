@@ -204,3 +204,18 @@ def test_complete_and_pop_by_a_stranger_leaves_a_stale_claim_to_take(
     assert settled == [Disposition.NOT_HELD]
     assert [ids(jobs) for jobs in popped] == [[job_id]]
     assert info(storage, job_id).runner == "r2"
+
+
+def test_any_runner_name_claims_and_settles(storage: Storage, clock: ManualClock) -> None:
+    odd = 'r "1", {x} \\ NULL'
+    first, second = storage.push(new_job()), storage.push(new_job())
+
+    _, popped = storage.complete_and_pop([], [(QUEUE, odd, 1), (QUEUE, "NULL", 1)])
+    assert [ids(jobs) for jobs in popped] == [[first], [second]]
+    assert info(storage, first).runner == odd
+    assert info(storage, second).runner == "NULL"
+
+    settled, _ = storage.complete_and_pop(
+        [(first, odd, JobResult.success()), (second, "NULL", JobResult.success())], []
+    )
+    assert settled == [Disposition.FINISHED, Disposition.FINISHED]
