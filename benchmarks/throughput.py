@@ -12,11 +12,20 @@ arbiter has built its state and a warm-up batch has run, then measures:
   minus the stamp taken just before ``queue``;
 * CPU seconds of the host and of all arbiters during the throughput phase.
 
+With ``--against``, after the grid each named peer library (see
+``benchmarks.peers``) runs one no-op trial of the same N jobs through the peers
+harness, on as many worker processes as the grid's largest ``--processes``, on
+the PostgreSQL server of ``JOBARBITER_BENCH_PG`` (in its database
+``jobarbiter_peers``); a second table sets jobarbiter's processed jobs/s beside
+theirs. It is meant for ``--storage postgres``: the same server for all.
+
 Run from the repository root:
 
     python -m benchmarks.throughput                  # default grid, 20000 jobs
     python -m benchmarks.throughput --quick          # smoke run
     python -m benchmarks.throughput --processes 2 --workers 4 --json out.json
+    python -m benchmarks.throughput --storage postgres --processes 2 --workers 4,32 \\
+        --against procrastinate,pgqueuer
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -43,6 +53,8 @@ from typing import Any
 import psutil
 import structlog
 
+from benchmarks.peers import LIBRARIES, marks, report
+from benchmarks.peers.harness import Limits, Spec, Trial, run_trial
 from benchmarks.workloads import Noop, Stamp, make_state, read_samples, ready_workers
 from supervisor import Manager, MemoryStorage, SqliteStorage, Storage, WorkerConfig
 
@@ -83,6 +95,43 @@ STORAGES: dict[str, Callable[[], Storage]] = {
     "sqlite": sqlite_storage,
     "postgres": postgres_storage,
 }
+
+# --against: one no-op trial per peer library through the peers harness.
+PEER_LIMITS = Limits(ready=60.0, run=300.0, crash=30.0)  # crash: unused by no-op trials
+PEER_SLEEP_MS = 10.0  # unused by no-op trials
+PEER_CRASH_HOLD = 60.0  # unused by no-op trials
+PG_SERVER_KEYS = {"host", "port", "user", "password"}
+
+
+def peers_server(dsn: str) -> str:
+    """The server of a PostgreSQL DSN as the peers take it: ``postgresql://user@host:port``.
+
+    The peers append ``/<database>`` to it, so it has neither a database nor
+    parameters; ValueError for a DSN whose other parameters would be lost.
+    """
+    if dsn.startswith(("postgresql://", "postgres://")):
+        parts = urllib.parse.urlsplit(dsn)
+        extra = sorted(urllib.parse.parse_qs(parts.query, keep_blank_values=True))
+        scheme, netloc = parts.scheme, parts.netloc
+    else:  # key=value form
+        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 - postgres extra
+
+        params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+        extra = sorted(set(params) - PG_SERVER_KEYS - {"dbname"})
+        host, port = params.get("host", ""), params.get("port", "")
+        if "," in host or "," in port:
+            raise ValueError("names several hosts; give it in URL form")
+        user = urllib.parse.quote(params.get("user", ""), safe="")
+        if "password" in params:
+            user += ":" + urllib.parse.quote(params["password"], safe="")
+        scheme = "postgresql"
+        netloc = (f"{user}@" if user else "") + urllib.parse.quote(host, safe="")
+        netloc += f":{port}" if port else ""
+    if extra:
+        raise ValueError(f"has parameters the peers cannot take: {', '.join(extra)}")
+    if not netloc:
+        raise ValueError("names no host; the peers need one")
+    return f"{scheme}://{netloc}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +315,49 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+PEERS_LEGEND = """\
+vs <peer>: jobarbiter's processed jobs/s divided by that peer's jobs/s.
+jobarbiter: processed = N / (join returned - queue_many started); peers: from the first job
+queued to the last one finished; both include the queueing. A peer that failed or timed out
+shows its status (a timeout its partial rate) and gets no ratio."""
+
+
+def run_peers(
+    libraries: Sequence[str], spec: Spec, show: Callable[[int, str], None]
+) -> list[Trial]:
+    """One trial per library; a failure is recorded in its Trial, never raised."""
+    from benchmarks.peers.__main__ import loader  # noqa: PLC0415 - it imports this module
+
+    trials = []
+    for done, library in enumerate(libraries):
+        show(done, f"{library} {spec.workload}")
+        try:
+            trial = run_trial(loader(library), library, spec, PEER_LIMITS)
+        except Exception as exc:  # a peer module that fails to import other than ImportError
+            trial = Trial(library, spec.workload, spec.jobs, status="failed")
+            trial.detail = f"{type(exc).__name__}: {exc}"
+        trials.append(trial)
+    return trials
+
+
+def ratio_cell(result: Result, trial: Trial) -> str:
+    """jobarbiter's processed jobs/s over a peer's, for a peer trial that completed."""
+    if trial.status != "ok" or not trial.jobs_per_s:
+        return ""
+    return f"{result.processed_jobs_per_s / trial.jobs_per_s:.2f}x"
+
+
+def peers_table(results: Sequence[Result], trials: Sequence[Trial], processes: int) -> str:
+    header = ["library", "proc", "workers", "jobs/s", *(f"vs {t.library}" for t in trials)]
+    rows = [header]
+    for r in results:
+        rates = [str(r.processes), str(r.workers), f"{r.processed_jobs_per_s:,.0f}"]
+        rows.append(["jobarbiter", *rates, *(ratio_cell(r, t) for t in trials)])
+    for t in trials:
+        rows.append([t.library, str(processes), "-", report.rate_cell(t), *([""] * len(trials))])
+    return report.grid(rows, [False, *([True] * (len(header) - 1))])
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
@@ -286,6 +378,14 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def library_list(text: str) -> list[str]:
+    picked = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [p for p in picked if p not in LIBRARIES]
+    if unknown or not picked:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(LIBRARIES)}; got {text!r}")
+    return picked
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -317,7 +417,24 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"smoke run: {QUICK_JOBS} jobs, {QUICK_SAMPLES} latency samples unless given",
     )
+    parser.add_argument(
+        "--against",
+        type=library_list,
+        default=[],
+        metavar="LIBS",
+        help=(
+            "after the grid, run the same no-op jobs through these peer libraries "
+            f"(comma-separated, from {','.join(LIBRARIES)}) on the PostgreSQL server of "
+            "JOBARBITER_BENCH_PG; meant for --storage postgres (default none)"
+        ),
+    )
     args = parser.parse_args(argv)
+    args.peers_pg = None
+    if args.against:
+        try:
+            args.peers_pg = peers_server(PG_DSN)
+        except ValueError as exc:
+            parser.error(f"--against: JOBARBITER_BENCH_PG {exc}")
     if args.jobs is None:
         args.jobs = QUICK_JOBS if args.quick else 20000
     if args.latency_samples is None:
@@ -355,8 +472,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.jobs} no-op jobs per point, {args.latency_samples} latency samples")
     print(table(results))
     print(LEGEND)
+    trials: list[Trial] = []
+    if args.against:
+        os.environ[marks.PG_ENV] = args.peers_pg  # the server the grid used
+        spec = Spec(
+            workload="noop",
+            jobs=args.jobs,
+            sleep_ms=PEER_SLEEP_MS,
+            processes=max(args.processes),
+            concurrency=None,
+            crash_hold=PEER_CRASH_HOLD,
+        )
+        progress = Progress(len(args.against))
+        try:
+            trials = run_peers(args.against, spec, progress.show)
+            progress.show(len(args.against), "done")
+        finally:
+            progress.close()
+        where = (
+            "same PostgreSQL, same run"
+            if args.storage == "postgres"
+            else f"same run, jobarbiter on {args.storage} storage"
+        )
+        print(
+            f"\n{where}: no-op jobs/s (peers: {spec.processes} worker "
+            f"process{'es' if spec.processes > 1 else ''} each, their default concurrency)"
+        )
+        print(peers_table(results, trials, spec.processes))
+        print(PEERS_LEGEND)
+        print("\npeer trials:")
+        print(report.details(trials, {}))
     given = sys.argv[1:] if argv is None else list(argv)
-    report = {
+    figures: dict[str, Any] = {
         "benchmark": "throughput",
         "command": shlex.join(["python", "-m", "benchmarks.throughput", *given]),
         "machine": machine(),
@@ -365,8 +512,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "storage": args.storage,
         "results": [asdict(r) for r in results],
     }
+    if args.against:
+        figures["peers"] = [asdict(t) for t in trials]
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    args.json.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"figures written to {args.json}")
     return 0
 

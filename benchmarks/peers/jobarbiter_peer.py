@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 from benchmarks.peers import marks
-from benchmarks.peers.harness import Peer, Spec, task_for
+from benchmarks.peers.harness import Peer, Spec, recreate_pg_database, task_for
 from supervisor import DEFAULT_WORKER_COUNT, Job, Manager, MemoryStorage, Storage, WorkerConfig
 
 STOP_TIMEOUT = 2.0
@@ -41,7 +42,7 @@ JOBS: dict[str, type[Job]] = {"noop": PeerNoop, "sleep": PeerNap, "crash": PeerC
 
 class JobarbiterPeer(Peer):
     name = "jobarbiter"
-    distributions = ("jobarbiter", "pykka", "msgpack")
+    distributions: ClassVar[tuple[str, ...]] = ("jobarbiter", "pykka", "msgpack")
     broker = "MemoryStorage in the host process"
     reliability = (
         "defaults: a dead arbiter's jobs are released as failed attempts and retried "
@@ -96,6 +97,9 @@ class JobarbiterPostgresPeer(JobarbiterPeer):
     name = "jobarbiter-postgres"
     distributions = ("jobarbiter", "pykka", "msgpack", "psycopg")
     broker = "PostgresStorage (schema jobarbiter) in the peers' database"
+
+    def reset(self) -> None:
+        recreate_pg_database()  # an empty database, created if it did not exist
 
     def storage(self) -> Storage:
         from storage.postgres import PostgresStorage  # noqa: PLC0415 - postgres extra
