@@ -61,7 +61,8 @@ class Storage(Protocol):
         """``complete`` each (job id, runner, result), then ``pop`` each
         (queue, runner, limit), in order: what one round of runners' messages
         asks. Returns the dispositions and each pop's jobs. A database backend
-        does it in as few round trips as it can; see ``complete_then_pop``.
+        does it in as few round trips as it can, and may commit it at once
+        when nothing else is uncommitted; see ``complete_then_pop``.
         """
         ...
 

@@ -43,7 +43,10 @@ before it answers) commits it; rows claimed stay locked until then, which
 other hosts see as "skip". Reads made outside a transaction run in autocommit
 so that no idle transaction holds locks between messages. A failed operation
 poisons the transaction: ``commit()`` then rolls back and raises, so nothing
-done since the last commit is acknowledged.
+done since the last commit is acknowledged. One exception, the hot path: a
+``complete_and_pop`` that is a single statement and finds no transaction open
+(the StorageActor calls it first in each round) is a transaction of its own,
+durable when it returns: one round trip instead of three.
 
 Wake-ups: a message that pushed or put a job back due sends a NOTIFY with its
 commit; ``subscribe`` starts a listener thread on its own connection that
@@ -456,9 +459,14 @@ class PostgresStorage:
             self._fail(exc)
             raise
 
-    def _read(self, query: LiteralString, params: dict[str, Any]) -> list[Row]:
-        """Run a query; in autocommit when no transaction is open, so that a
-        read between messages leaves no idle transaction holding locks."""
+    def _rows(self, query: LiteralString, params: dict[str, Any]) -> list[Row]:
+        return self._write(query, params).fetchall()
+
+    def _alone(self, query: LiteralString, params: dict[str, Any]) -> list[Row]:
+        """Run one statement as a transaction of its own when none is open,
+        else as part of the open one. A read between messages so leaves no
+        idle transaction holding locks, and a lone write is durable when it
+        returns, in one round trip instead of three (BEGIN, it, COMMIT)."""
         conn = self._connection()
         idle = conn.info.transaction_status == TransactionStatus.IDLE
         if idle:
@@ -644,7 +652,7 @@ class PostgresStorage:
         return found
 
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
-        return self.complete_and_pop([], [(queue, runner, limit)])[1][0]
+        return self._complete_and_pop([], [(queue, runner, limit)], may_commit=False)[1][0]
 
     def heartbeat(self, runner: str, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
         wanted = list(job_ids)
@@ -667,9 +675,16 @@ class PostgresStorage:
     def complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
     ) -> tuple[list[Disposition], list[list[JobInfo]]]:
-        # The hot path is a few successes and a few pops of one queue: one
-        # statement. Other outcomes are settled first, one statement each;
-        # completions of distinct jobs do not depend on each other's order.
+        """The hot path is a few successes and a few pops of one queue: one
+        statement, which commits by itself when no transaction is open (the
+        StorageActor runs it first in a round). Other outcomes are settled
+        first, one statement each, and then everything waits for commit();
+        completions of distinct jobs do not depend on each other's order."""
+        return self._complete_and_pop(completions, pops, may_commit=True)
+
+    def _complete_and_pop(
+        self, completions: Sequence[Completion], pops: Sequence[PopRequest], *, may_commit: bool
+    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
         settled: list[Disposition | None] = [None] * len(completions)
         done: dict[uuid.UUID, int] = {}  # a success to delete -> its place
         distinct = len({job_id for job_id, _, _ in completions}) == len(completions)
@@ -678,12 +693,14 @@ class PostgresStorage:
                 done[job_id] = at
             else:
                 settled[at] = self.complete(job_id, runner, result)
+                may_commit = False
         by_queue: dict[str, list[int]] = {}
         for at, (queue, _, _) in enumerate(pops):
             by_queue.setdefault(queue, []).append(at)
         popped: list[list[JobInfo]] = [[] for _ in pops]
         if done and not by_queue:
             by_queue[""] = []  # successes alone: the statement with no claims
+        run = self._alone if may_commit and len(by_queue) == 1 else self._rows
         for queue, places in by_queue.items():
             slots = [pops[at][1] for at in places for _ in range(pops[at][2])]
             params: dict[str, Any] = {
@@ -694,7 +711,7 @@ class PostgresStorage:
                 "total": len(slots),
                 "now": self._now_param(),
             }
-            rows = self._write(self._sql.complete_and_pop, params).fetchall()
+            rows = run(self._sql.complete_and_pop, params)
             deleted = {row[1] for row in rows if row[0] == 0}
             for job_id, at in done.items():
                 settled[at] = Disposition.FINISHED if job_id in deleted else Disposition.NOT_HELD
@@ -754,7 +771,7 @@ class PostgresStorage:
     # -- reading -------------------------------------------------------------------
 
     def info(self, job_id: uuid.UUID) -> JobInfo | None:
-        rows = self._read(self._sql.info, {"id": job_id})
+        rows = self._alone(self._sql.info, {"id": job_id})
         return self._info(rows[0], 0) if rows else None
 
     def list(
@@ -771,16 +788,16 @@ class PostgresStorage:
             "offset": offset,
             "limit": limit,
         }
-        return [self._info(row, 0) for row in self._read(self._sql.list, params)]
+        return [self._info(row, 0) for row in self._alone(self._sql.list, params)]
 
     def stats(self) -> dict[str, QueueStats]:
         return {
             queue: QueueStats(pending=pending, running=running, dead=dead)
-            for queue, pending, running, dead in self._read(self._sql.stats, {})
+            for queue, pending, running, dead in self._alone(self._sql.stats, {})
         }
 
     def next_due(self, queue: str) -> float | None:
-        rows = self._read(self._sql.next_due, {"queue": queue})
+        rows = self._alone(self._sql.next_due, {"queue": queue})
         due = rows[0][0] if rows else None
         return None if due is None else int(due) / _US
 

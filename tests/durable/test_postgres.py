@@ -248,6 +248,31 @@ def test_nothing_is_visible_to_other_hosts_before_commit(
     assert b.info(job_id) is not None
 
 
+def test_a_lone_complete_and_pop_commits_itself_but_not_inside_a_transaction(
+    hosts: Callable[..., PostgresStorage],
+) -> None:
+    a, b = hosts(), hosts()
+    first, second, third = a.push_many([job(1), job(2), job(3)])
+    a.commit()
+
+    # Nothing open: one statement, durable when it returns.
+    _, popped = a.complete_and_pop([], [(QUEUE, "ra", 1)])
+    assert [j.id for j in popped[0]] == [first]
+    assert b.stats() == {QUEUE: QueueStats(pending=2, running=1, dead=0)}
+    settled, _ = a.complete_and_pop([(first, "ra", JobResult.success())], [])
+    assert settled == [Disposition.FINISHED]
+    assert b.info(first) is None
+
+    # After another write of the same message it joins that transaction.
+    a.heartbeat("ra", [uuid.uuid4()])
+    _, popped = a.complete_and_pop([], [(QUEUE, "ra", 1)])
+    assert [j.id for j in popped[0]] == [second]
+    assert b.stats() == {QUEUE: QueueStats(pending=2, running=0, dead=0)}
+    a.commit()
+    assert b.stats() == {QUEUE: QueueStats(pending=1, running=1, dead=0)}
+    assert b.info(third) is not None
+
+
 def test_the_database_clock_is_used(hosts: Callable[..., PostgresStorage], dsn: str) -> None:
     a = hosts()
     with psycopg.connect(dsn) as conn:
