@@ -42,6 +42,8 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import structlog
+
 from storage.clock import Clock, SystemClock
 from storage.contract import STALE_HEARTBEATS, Completion, PopRequest, complete_then_pop
 from storage.ids import IdGenerator, id_time, to_uuid
@@ -55,6 +57,8 @@ from storage.model import (
     Status,
 )
 from storage.policy import Backoff, MaxRetries, Policy
+
+log = structlog.get_logger("jobarbiter.storage.sqlite")
 
 _US = 1_000_000
 RECOVERED_ERROR = "host died (recovered on open)"
@@ -154,6 +158,7 @@ class SqliteStorage:
         timeout: float = 5.0,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
+        self._path = os.fspath(path)
         self._unregistered_delay_us = round(unregistered_delay * _US)
         self._ids = IdGenerator()
         self._policies: dict[tuple[Any, ...], Policy] = {}
@@ -194,8 +199,15 @@ class SqliteStorage:
         newest = conn.execute("SELECT max(id) FROM jobs").fetchone()[0]
         self._last_id = 0 if newest is None else int.from_bytes(newest, "big")
         self._recount()
-        self._recover()
+        dead = self._recover()
         self.commit()
+        if self.recovered:
+            log.warning(
+                "jobs an earlier host was running counted as failed attempts",
+                path=self._path,
+                jobs=self.recovered,
+                now_dead=dead,
+            )
 
     def _migrate(self) -> None:
         conn = self._conn
@@ -217,7 +229,7 @@ class SqliteStorage:
     def schema_version(self) -> int:
         return int(self._conn.execute("SELECT max(version) FROM schema_version").fetchone()[0])
 
-    def _recover(self) -> None:
+    def _recover(self) -> int:
         # The lock we hold means whoever ran these is gone: count the attempt
         # as failed, so a job that kills its host still ends dead.
         rows = self._conn.execute(
@@ -225,9 +237,9 @@ class SqliteStorage:
         ).fetchall()
         result = JobResult.failure(RECOVERED_ERROR)
         now = self._now_us()
-        for row in rows:
-            self._settle(row, result, now)
+        settled = [self._settle(row, result, now) for row in rows]
         self.recovered = len(rows)
+        return settled.count(Disposition.DEAD)
 
     # -- time and transactions ---------------------------------------------------------
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+import structlog
 
 import storage.sqlite
 from storage import Backoff, JobResult, ManualClock, NewJob, QueueStats, Status
@@ -63,9 +64,13 @@ def test_jobs_left_running_are_failed_attempts_on_the_next_open(
     first.close()
 
     clock.advance(5)
-    second = SqliteStorage(path, clock=clock)
+    with structlog.testing.capture_logs() as logs:
+        second = SqliteStorage(path, clock=clock)
 
     assert second.recovered == 2
+    assert [(e["event"], e["jobs"], e["now_dead"]) for e in logs] == [
+        ("jobs an earlier host was running counted as failed attempts", 2, 1)
+    ]
     job = info(second, retrying)
     assert (job.status, job.retry_count, job.runner) == (Status.PENDING, 1, None)
     assert job.last_error == RECOVERED_ERROR
