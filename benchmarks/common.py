@@ -1,4 +1,4 @@
-"""Pieces shared by ``benchmarks.tune`` and ``benchmarks.peers``.
+"""Pieces shared by ``benchmarks.throughput``, ``benchmarks.tune`` and ``benchmarks.peers``.
 
 Jobs here are importable by name (arbiters are spawned), so they live in a
 module, not in a benchmark's ``__main__``:
@@ -8,16 +8,22 @@ module, not in a benchmark's ``__main__``:
 * ``Probe``: records how long after its enqueue stamp it started.
 
 The rest is measuring plumbing: readiness of every worker, a warm-up batch,
-median and spread of repeats, peak resident memory, package versions,
-``MODULE:ATTR`` loading and JSON output.
+median and spread of repeats, percentiles, CPU seconds, peak resident memory,
+package versions and machine facts, ``MODULE:ATTR`` loading, a progress bar
+and JSON output.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
 import json
+import math
+import os
+import platform
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -25,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.throughput import jobs_done
+import psutil
+
 from benchmarks.workloads import BenchState, make_state, ready_workers
 from supervisor import Job, Manager
 
@@ -194,3 +201,71 @@ def load_attr(reference: str) -> Any:
 def write_json(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+# -- plumbing shared with benchmarks.throughput -------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on stderr (one line per update if not a tty)."""
+
+    def __init__(self, total: int, width: int = 24) -> None:
+        self._total = total
+        self._width = width
+        self._tty = sys.stderr.isatty()
+        self._last = 0
+
+    def show(self, done: int, label: str) -> None:
+        filled = self._width * done // self._total
+        line = f"[{'#' * filled}{'-' * (self._width - filled)}] {done}/{self._total} {label}"
+        if self._tty:
+            sys.stderr.write("\r" + line.ljust(self._last))
+            self._last = len(line)
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self._tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of ``values``, for ``q`` in (0, 100]."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def jobs_done(manager: Manager) -> int:
+    return sum(a.jobs_done for a in manager.stats().arbiters)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "physical_cpus": psutil.cpu_count(logical=False),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+    }
+
+
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values

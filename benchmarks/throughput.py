@@ -35,9 +35,7 @@ import atexit
 import functools
 import json
 import logging
-import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -50,9 +48,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import structlog
 
+from benchmarks.common import Progress, cpu_seconds, int_list, jobs_done, machine, percentile
 from benchmarks.peers import LIBRARIES, marks, report
 from benchmarks.peers.harness import Limits, Spec, Trial, run_trial
 from benchmarks.workloads import Noop, Stamp, make_state, read_samples, ready_workers
@@ -154,49 +152,7 @@ class Result:
     latency_max_ms: float
 
 
-# -- progress ----------------------------------------------------------------------
-
-
-class Progress:
-    """A one-line progress bar on stderr (one line per update if not a tty)."""
-
-    def __init__(self, total: int, width: int = 24) -> None:
-        self._total = total
-        self._width = width
-        self._tty = sys.stderr.isatty()
-        self._last = 0
-
-    def show(self, done: int, label: str) -> None:
-        filled = self._width * done // self._total
-        line = f"[{'#' * filled}{'-' * (self._width - filled)}] {done}/{self._total} {label}"
-        if self._tty:
-            sys.stderr.write("\r" + line.ljust(self._last))
-            self._last = len(line)
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self._tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 # -- measuring ---------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of ``values``, for ``q`` in (0, 100]."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        total += times.user + times.system
-    return total
 
 
 def wait_ready(manager: Manager, out_dir: str, workers: int, processes: int) -> list[int]:
@@ -212,10 +168,6 @@ def wait_ready(manager: Manager, out_dir: str, workers: int, processes: int) -> 
     if not all(a.alive and a.pid is not None for a in arbiters):
         raise RuntimeError(f"an arbiter is not alive: {arbiters}")
     return [a.pid for a in arbiters if a.pid is not None]
-
-
-def jobs_done(manager: Manager) -> int:
-    return sum(a.jobs_done for a in manager.stats().arbiters)
 
 
 def run_point(
@@ -356,28 +308,6 @@ def peers_table(results: Sequence[Result], trials: Sequence[Trial], processes: i
     for t in trials:
         rows.append([t.library, str(processes), "-", report.rate_cell(t), *([""] * len(trials))])
     return report.grid(rows, [False, *([True] * (len(header) - 1))])
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu_count": os.cpu_count(),
-        "physical_cpus": psutil.cpu_count(logical=False),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-    }
-
-
-def int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def library_list(text: str) -> list[str]:

@@ -58,10 +58,16 @@ import structlog
 from benchmarks.common import (
     Nap,
     Probe,
+    Progress,
     Spin,
+    cpu_seconds,
+    int_list,
+    jobs_done,
     load_attr,
+    machine,
     median_spread,
     peak_rss,
+    percentile,
     probe_state,
     reset_peak_rss,
     versions,
@@ -70,7 +76,6 @@ from benchmarks.common import (
     warm_up,
     write_json,
 )
-from benchmarks.throughput import Progress, cpu_seconds, int_list, jobs_done, machine, percentile
 from benchmarks.workloads import Noop, read_samples
 from supervisor import Job, Manager, WorkerConfig
 

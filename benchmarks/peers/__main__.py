@@ -41,10 +41,9 @@ from typing import Any
 
 import structlog
 
-from benchmarks.common import versions, write_json
+from benchmarks.common import Progress, machine, versions, write_json
 from benchmarks.peers import LIBRARIES, marks, report
 from benchmarks.peers.harness import Limits, Peer, Spec, run_trial
-from benchmarks.throughput import Progress, machine
 
 WORKLOADS = ["noop", "sleep", "crash"]
 DEFAULT_JSON = Path(__file__).resolve().parents[1] / "results" / "peers.json"
