@@ -233,9 +233,12 @@ ON CONFLICT (live_key) WHERE live_key IS NOT NULL DO NOTHING"""
 # consecutive pops would. SKIP LOCKED: concurrent claims on other hosts never
 # wait for or take the same rows. A row deleted by ``done`` is not a stale
 # claim to take (the CTEs share one snapshot, so it is left out by hand).
+# ``runner`` is set exactly while a job runs, so the delete needs no
+# ``status = 1``; without it the only index it can use is the primary key,
+# where with it a plan may scan every held job of every host.
 _COMPLETE_AND_POP = """WITH done AS (
     DELETE FROM {jobs}
-    WHERE id = ANY(%(done)s::uuid[]) AND status = 1
+    WHERE id = ANY(%(done)s::uuid[])
         AND runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], id)]
     RETURNING id
 ), stale AS MATERIALIZED (
