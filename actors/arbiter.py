@@ -144,7 +144,7 @@ class Arbiter(pykka.ThreadingActor):
                 if len(self._stopped_workers) == len(self.workers):
                     self._leave()
             case WorkerFailed(_, error):
-                self._link.send(["fatal", error])
+                self._link.send(["fatal", error], wait=True)
                 os._exit(EXIT_FATAL)
         return None
 
@@ -155,7 +155,9 @@ class Arbiter(pykka.ThreadingActor):
 
     def _leave(self) -> None:
         self._quit.set()
-        self._link.send(["bye"])
+        # Waits for a worker's flush in flight too: the process ends next, and
+        # a completion cut off here would make a finished job run again.
+        self._link.send(["bye"], wait=True)
         # Ends the main thread's read loop, and with it the process.
         self._sock.shutdown(socket.SHUT_RD)
 

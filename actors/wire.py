@@ -57,20 +57,25 @@ class FrameWriter:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._pending: list[Any] = []
         self._flushing = False
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Any, *, wait: bool = False) -> None:
+        """Send ``message``; with ``wait``, return only once it and everything
+        buffered before it are written, even by another thread: a process
+        about to exit must not cut off a flush in flight."""
         self.buffer(message)
-        self.flush()
+        self.flush(wait=wait)
 
     def buffer(self, message: Any) -> None:
         with self._lock:
             self._pending.append(message)
 
-    def flush(self) -> None:
+    def flush(self, *, wait: bool = False) -> None:
         with self._lock:
+            while self._flushing and wait:
+                self._lock.wait()
             if self._flushing or not self._pending:
                 return
             self._flushing = True
@@ -80,11 +85,13 @@ class FrameWriter:
                     batch, self._pending = self._pending, []
                     if not batch:
                         self._flushing = False
+                        self._lock.notify_all()
                         return
                 self._sock.sendall(pack_frame(batch))
         except BaseException:
             with self._lock:
                 self._flushing = False
+                self._lock.notify_all()
             raise
 
 

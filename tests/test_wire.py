@@ -1,0 +1,79 @@
+"""The link's frames: a FrameWriter shared by threads, and reading frames back."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from actors.wire import FrameWriter, read_frames
+
+PATIENCE = 10.0
+
+
+class SlowSocket:
+    """Records what is written; the first sendall blocks until released."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def sendall(self, data: bytes) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(PATIENCE)
+        self.frames.append(bytes(data))
+
+
+@pytest.fixture
+def slow() -> Iterator[SlowSocket]:
+    sock = SlowSocket()
+    yield sock
+    sock.release.set()
+
+
+def messages(frames: list[bytes]) -> list[Any]:
+    a, b = socket.socketpair()
+    with a, b:
+        for frame in frames:
+            a.sendall(frame)
+        a.shutdown(socket.SHUT_WR)
+        return [message for batch in read_frames(b) for message in batch]
+
+
+def test_a_sender_that_waits_returns_only_once_a_flush_in_flight_wrote_its_message(
+    slow: SlowSocket,
+) -> None:
+    writer = FrameWriter(cast(socket.socket, slow))
+    flusher = threading.Thread(target=writer.send, args=(["done", 1],))
+    flusher.start()
+    assert slow.entered.wait(PATIENCE)  # that thread is writing, and blocked
+
+    writer.send(["not waiting"])  # finds a flush in flight: only buffers
+    assert slow.frames == []
+    waited = threading.Event()
+    leaving = threading.Thread(target=lambda: (writer.send(["bye"], wait=True), waited.set()))
+    leaving.start()
+    assert not waited.wait(0.2)  # still blocked behind the flush in flight
+
+    slow.release.set()
+    assert waited.wait(PATIENCE)
+    flusher.join(PATIENCE)
+    leaving.join(PATIENCE)
+    assert messages(slow.frames) == [["done", 1], ["not waiting"], ["bye"]]
+
+
+def test_a_failed_write_does_not_leave_waiting_senders_hanging() -> None:
+    class Broken:
+        def sendall(self, data: bytes) -> None:
+            raise BrokenPipeError("peer gone")
+
+    writer = FrameWriter(cast(socket.socket, Broken()))
+    with pytest.raises(BrokenPipeError):
+        writer.send(["done", 1], wait=True)
+    with pytest.raises(BrokenPipeError):
+        writer.send(["bye"], wait=True)  # a new flush, not a wait forever
