@@ -269,3 +269,16 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of ``choices``, each once."""
+
+    def parse(text: str) -> list[str]:
+        picked = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+        unknown = [p for p in picked if p not in choices]
+        if unknown or not picked:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}; got {text!r}")
+        return picked
+
+    return parse

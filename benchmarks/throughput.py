@@ -50,7 +50,15 @@ from typing import Any
 
 import structlog
 
-from benchmarks.common import Progress, cpu_seconds, int_list, jobs_done, machine, percentile
+from benchmarks.common import (
+    Progress,
+    cpu_seconds,
+    int_list,
+    jobs_done,
+    machine,
+    names,
+    percentile,
+)
 from benchmarks.peers import LIBRARIES, marks, report
 from benchmarks.peers.harness import Limits, Spec, Trial, run_trial
 from benchmarks.workloads import Noop, Stamp, make_state, read_samples, ready_workers
@@ -310,14 +318,6 @@ def peers_table(results: Sequence[Result], trials: Sequence[Trial], processes: i
     return report.grid(rows, [False, *([True] * (len(header) - 1))])
 
 
-def library_list(text: str) -> list[str]:
-    picked = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [p for p in picked if p not in LIBRARIES]
-    if unknown or not picked:
-        raise argparse.ArgumentTypeError(f"choose from {', '.join(LIBRARIES)}; got {text!r}")
-    return picked
-
-
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.throughput",
@@ -349,7 +349,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--against",
-        type=library_list,
+        type=names(list(LIBRARIES)),
         default=[],
         metavar="LIBS",
         help=(

@@ -41,23 +41,12 @@ from typing import Any
 
 import structlog
 
-from benchmarks.common import Progress, machine, versions, write_json
+from benchmarks.common import Progress, machine, names, versions, write_json
 from benchmarks.peers import LIBRARIES, marks, report
 from benchmarks.peers.harness import Limits, Peer, Spec, run_trial
 
 WORKLOADS = ["noop", "sleep", "crash"]
 DEFAULT_JSON = Path(__file__).resolve().parents[1] / "results" / "peers.json"
-
-
-def names(choices: Sequence[str]) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        picked = [part.strip() for part in text.split(",") if part.strip()]
-        unknown = [p for p in picked if p not in choices]
-        if unknown or not picked:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}; got {text!r}")
-        return picked
-
-    return parse
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
