@@ -75,5 +75,17 @@ def test_a_failed_write_does_not_leave_waiting_senders_hanging() -> None:
     writer = FrameWriter(cast(socket.socket, Broken()))
     with pytest.raises(BrokenPipeError):
         writer.send(["done", 1], wait=True)
-    with pytest.raises(BrokenPipeError):
-        writer.send(["bye"], wait=True)  # a new flush, not a wait forever
+
+    raised: list[BaseException] = []
+
+    def leave() -> None:
+        try:
+            writer.send(["bye"], wait=True)
+        except BaseException as exc:
+            raised.append(exc)
+
+    leaving = threading.Thread(target=leave, daemon=True)
+    leaving.start()
+    leaving.join(PATIENCE)
+    assert not leaving.is_alive()  # a new flush of its own, not a wait forever
+    assert [type(exc) for exc in raised] == [BrokenPipeError]
