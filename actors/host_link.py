@@ -15,16 +15,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push
 from actors.wire import FrameError, FrameWriter, read_frames, unpack_completion, unpack_new_job
 from storage import JobInfo
 
-log = structlog.get_logger("jobarbiter.link")
-
-# What a link tells its owner: ("fatal", error) when the arbiter could not
-# start, ("recycle", reason) when it reached a limit and is draining itself,
+# What a link tells its owner: ("ready", None) once the arbiter's workers are
+# all built, ("fatal", error) when the arbiter could not start or a worker
+# failed, ("recycle", reason) when it reached a limit and is draining itself,
 # ("bye", None) when it drained and is leaving, ("bad_frame", reason) when it
 # broke the protocol.
 LinkEvent = Callable[[str, str | None], None]
@@ -124,7 +121,7 @@ class HostLink:
                 # In order: pops sent after this must find the runner drained.
                 ops.append(Drain(runner))
                 self._on_event(kind, message[1])
-            elif kind in ("fatal", "bye"):
+            elif kind in ("fatal", "bye", "ready"):
                 self._on_event(kind, message[1] if len(message) > 1 else None)
             else:
                 raise FrameError(f"unknown message {kind!r}")

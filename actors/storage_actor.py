@@ -1,5 +1,8 @@
 """StorageActor: the only owner of a Storage.
 
+It opens the storage when it starts, on its own thread; ask it ``Opened()``
+to learn whether that worked (the answer raises what ``open()`` raised).
+
 Every read and write of jobs goes through this actor's mailbox, so a backend
 is only ever called from one thread. Pops that find nothing due are parked per
 queue and answered when a push arrives or the earliest due time passes; a
@@ -20,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import pykka
-import structlog
 
 from actors.ops import (
     Batch,
@@ -43,9 +45,10 @@ from actors.ops import (
     Unpark,
     WhenIdle,
 )
-from storage import Disposition, JobInfo, JobResult, Storage
+from storage import Disposition, JobInfo, JobResult, Outcome, Storage
+from storage.events import EventLog
 
-log = structlog.get_logger("jobarbiter.storage")
+log = EventLog("storage")
 
 # Messages handled while deliveries stay buffered, when the mailbox is busy.
 MAX_UNFLUSHED = 16
@@ -129,12 +132,16 @@ class StorageActor(pykka.ThreadingActor):
         self._next_idle_check = 0.0
         self._idle_recheck_armed = False
         self._waker: _Waker | None = None
+        self._open_failed: Exception | None = None
         self.done_by_runner: dict[str, int] = {}
-        # Bound once: an unbound structlog proxy re-binds on every call, which
-        # costs more than the job itself on the hot path.
-        self._log = log.bind()
 
     def on_start(self) -> None:
+        try:
+            self._storage.open()
+        except Exception as exc:
+            # Kept for the Opened probe: raised to whoever started us, by name.
+            self._open_failed = exc
+            return
         self._waker = _Waker(self.actor_ref, self._storage.now)
         me = self.actor_ref
 
@@ -150,9 +157,14 @@ class StorageActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         if self._waker is not None:
             self._waker.stop()
-        self._storage.close()
+        if self._open_failed is None:
+            self._storage.close()
 
     def on_receive(self, message: Any) -> Any:
+        if self._open_failed is not None:
+            raise self._open_failed
+        if isinstance(message, Opened):
+            return None
         if isinstance(message, _Recheck):
             self._idle_recheck_armed = False
             self._after_message()
@@ -286,7 +298,7 @@ class StorageActor(pykka.ThreadingActor):
             return self._failed(op, exc)
 
     def _failed(self, op: object, exc: Exception) -> StorageError:
-        self._log.error("storage operation failed", op=type(op).__name__, exc_info=exc)
+        log.error("storage operation failed", op=type(op).__name__, exc_info=exc)
         return StorageError(op, exc)
 
     def _run(self, op: object) -> Any:
@@ -364,10 +376,16 @@ class StorageActor(pykka.ThreadingActor):
 
     def _deliver(self, op: Pop, jobs: list[JobInfo]) -> None:
         assert op.reply is not None
+        if log.debugging:
+            for job in jobs:
+                log.debug(
+                    "job started",
+                    job_id=job.id,
+                    job_name=job.name,
+                    queue=job.queue,
+                    runner=op.runner,
+                )
         for job in jobs:
-            self._log.debug(
-                "job started", job_id=job.id, name=job.name, queue=job.queue, runner=op.runner
-            )
             if job.timeout is not None:
                 delivery = next(self._deliveries)
                 self._timed[(op.runner, job.id)] = delivery
@@ -423,10 +441,10 @@ class StorageActor(pykka.ThreadingActor):
         self._settled_since_idle_check = True
         if disposition is Disposition.FINISHED:
             self.done_by_runner[runner] = self.done_by_runner.get(runner, 0) + 1
-            self._log.debug("job succeeded", job_id=job_id, runner=runner)
+            log.debug("job succeeded", job_id=job_id, runner=runner)
             return
         if disposition is Disposition.NOT_HELD:
-            self._log.info(
+            log.info(
                 "completion from a runner that no longer holds the job",
                 job_id=job_id,
                 runner=runner,
@@ -436,15 +454,18 @@ class StorageActor(pykka.ThreadingActor):
         info = self._storage.info(job_id)
         fields: dict[str, Any] = {"job_id": job_id, "runner": runner}
         if info is not None:
-            fields.update(name=info.name, queue=info.queue, retry_count=info.retry_count)
+            fields.update(job_name=info.name, queue=info.queue, retry_count=info.retry_count)
             # A retry or a put-back may be due at once: wake its parked pops.
             self._serve(info.queue)
         if disposition is Disposition.RETRYING:
-            self._log.warning("job failed, will retry", error=_first_line(result.error), **fields)
+            log.warning("job failed, will retry", error=_first_line(result.error), **fields)
         elif disposition is Disposition.DEAD:
-            self._log.error("job dead, out of retries", error=_first_line(result.error), **fields)
+            log.error("job dead, out of retries", error=_first_line(result.error), **fields)
+        elif result.outcome is Outcome.UNREGISTERED:
+            # Never silent: a deploy that forgot a job class strands its jobs.
+            log.warning("job not registered; put back for later", error=result.error, **fields)
         else:
-            self._log.info("job put back", outcome=result.outcome.value, **fields)
+            log.info("job put back", outcome=result.outcome.value, **fields)
 
     # -- after each message -----------------------------------------------------
 
@@ -491,7 +512,7 @@ class StorageActor(pykka.ThreadingActor):
             except Exception as exc:
                 # A dead destination is the Manager's to deal with (it sees the
                 # process die); the jobs it held are released then.
-                self._log.info("could not deliver to a runner", error=str(exc))
+                log.info("could not deliver to a runner", error=str(exc))
 
     def _arm_waker(self) -> None:
         if self._waker is None:
@@ -517,14 +538,17 @@ class StorageActor(pykka.ThreadingActor):
             info = self._storage.info(job_id)
             if info is None or info.runner != runner:
                 continue
-            self._log.error(
-                "job timed out", job_id=job_id, name=info.name, runner=runner, timeout=timeout
+            log.error(
+                "job timed out", job_id=job_id, job_name=info.name, runner=runner, timeout=timeout
             )
             if self._on_timeout is not None:
                 self._on_timeout(runner, job_id, timeout)
 
     def _is_idle(self) -> bool:
-        return all(s.pending == 0 and s.running == 0 for s in self._storage.stats().values())
+        # Jobs scheduled for later do not count: join() would wait for them.
+        return all(
+            s.pending == s.scheduled and s.running == 0 for s in self._storage.stats().values()
+        )
 
 
 class Rounds:
@@ -561,6 +585,10 @@ class _Round:
     """Run what ``rounds`` holds."""
 
     rounds: Rounds
+
+
+class Opened:
+    """Answered once the storage is open; raises what ``open()`` raised."""
 
 
 class _Recheck:

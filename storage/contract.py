@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from storage.model import Disposition, JobInfo, JobResult, NewJob, QueueStats, Status
 
@@ -27,6 +27,16 @@ PopRequest = tuple[str, str, int]  # (queue, runner, limit)
 
 
 class Storage(Protocol):
+    def open(self) -> Storage:
+        """Open files and connections, migrate, recover; returns the storage.
+
+        Building a storage opens nothing (a module that builds a config at
+        import time must be safe to import); the StorageActor calls ``open``
+        once, on its own thread, before anything else. Raises, naming the
+        file or the database, when it cannot.
+        """
+        ...
+
     def push(self, job: NewJob) -> uuid.UUID:
         """Store one job; returns its id.
 
@@ -126,6 +136,25 @@ class Storage(Protocol):
     def close(self) -> None:
         """Release connections and files; the storage is not used after."""
         ...
+
+
+class NotOpen:
+    """Stands in for a backend's connection until ``open()``, so that a call
+    made too early says so instead of failing on None."""
+
+    def __init__(self, storage: object) -> None:
+        self._storage = storage
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(
+            f"{self._storage!r} is not open: the StorageActor opens it when the "
+            "Manager starts (call open() to use it alone)"
+        )
+
+
+def not_open(storage: object) -> Any:
+    """A NotOpen, typed to stand in for any connection."""
+    return NotOpen(storage)
 
 
 def complete_then_pop(

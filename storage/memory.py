@@ -86,6 +86,9 @@ class MemoryStorage:
         self._jobs: dict[int, _Entry] = {}
         self._pending: dict[str, SortedList] = {}
         self._held: dict[str, SortedList] = {}
+        # The pending keys of jobs that failed before: told apart from jobs
+        # scheduled for later, which join() does not wait for.
+        self._retrying: dict[str, SortedList] = {}
         self._dead: dict[str, dict[int, _Entry]] = {}
         self._by_runner: dict[str, set[int]] = {}
         self._unique: dict[str, int] = {}  # unique key -> id of the live job holding it
@@ -94,6 +97,9 @@ class MemoryStorage:
 
     def now(self) -> float:
         return self._clock.now()
+
+    def open(self) -> MemoryStorage:
+        return self  # nothing to open
 
     def commit(self) -> None:
         pass  # nothing outlives the process anyway
@@ -149,6 +155,8 @@ class MemoryStorage:
         pending = self._pending.get(queue)
         while pending and len(claimed) < limit and (pending[0] >> 128) <= now:
             entry = self._jobs[pending.pop(0) & _ID_MASK]
+            if entry.retry_count:
+                self._retrying[queue].remove(entry.key)
             entry.status = Status.RUNNING
             claimed.append(self._claim(entry, runner, now))
         return claimed
@@ -245,6 +253,11 @@ class MemoryStorage:
         entry.status = Status.PENDING
         entry.key = (run_at << 128) | entry.id
         self._pending[entry.queue].add(entry.key)
+        if entry.retry_count:
+            retrying = self._retrying.get(entry.queue)
+            if retrying is None:
+                retrying = self._retrying[entry.queue] = SortedList()
+            retrying.add(entry.key)
 
     def requeue(self, job_id: uuid.UUID) -> bool:
         entry = self._jobs.get(job_id.int)
@@ -303,11 +316,18 @@ class MemoryStorage:
 
     def stats(self) -> dict[str, QueueStats]:
         stats = {}
+        due = (self._now_us() << 128) | _ID_MASK  # every key of a job due now is <= it
         for queue in sorted(self._queues()):
+            pending = self._pending.get(queue, ())
+            later = len(pending) - pending.bisect_right(due) if pending else 0
+            if later:
+                retrying = self._retrying.get(queue, ())
+                later -= len(retrying) - retrying.bisect_right(due) if retrying else 0
             counts = QueueStats(
-                pending=len(self._pending.get(queue, ())),
+                pending=len(pending),
                 running=len(self._held.get(queue, ())),
                 dead=len(self._dead.get(queue, ())),
+                scheduled=later,
             )
             if counts.pending or counts.running or counts.dead:
                 stats[queue] = counts

@@ -94,6 +94,12 @@ class Disposition(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class QueueStats:
+    """Counts of one queue's jobs. ``scheduled`` is the part of ``pending``
+    that is not due yet and has never failed (``schedule()`` for later):
+    what ``join`` does not wait for. A retry waiting out its backoff is
+    pending, not scheduled."""
+
     pending: int
     running: int
     dead: int
+    scheduled: int = 0

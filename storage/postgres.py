@@ -65,14 +65,19 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, LiteralString, cast
 
-import psycopg
-import psycopg.errors
-import structlog
-from psycopg.pq import TransactionStatus
-from psycopg_pool import ConnectionPool
+try:
+    import psycopg
+    import psycopg.errors
+    from psycopg.pq import TransactionStatus
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # the optional ``postgres`` extra is not installed
+    raise ImportError(
+        "PostgresStorage needs psycopg: pip install 'jobarbiter[postgres]'", name=exc.name
+    ) from exc
 
 from storage.clock import Clock
-from storage.contract import STALE_HEARTBEATS, Completion, PopRequest
+from storage.contract import STALE_HEARTBEATS, Completion, NotOpen, PopRequest, not_open
+from storage.events import EventLog
 from storage.ids import IdGenerator, id_time, to_uuid
 from storage.model import (
     Disposition,
@@ -85,7 +90,7 @@ from storage.model import (
 )
 from storage.policy import Backoff, MaxRetries
 
-log = structlog.get_logger("jobarbiter.storage.postgres")
+log = EventLog("storage.postgres")
 
 _US = 1_000_000
 _PENDING, _RUNNING, _DEAD = 0, 1, 2
@@ -312,7 +317,8 @@ ORDER BY queue, status, CASE WHEN status = 0 THEN run_at ELSE mark END, id
 OFFSET %(offset)s LIMIT %(limit)s"""
 
 _STATS = """SELECT queue, count(*) FILTER (WHERE status = 0), count(*) FILTER (WHERE status = 1),
-    count(*) FILTER (WHERE status = 2)
+    count(*) FILTER (WHERE status = 2),
+    count(*) FILTER (WHERE status = 0 AND retry_count = 0 AND run_at > {now})
 FROM {jobs} GROUP BY queue ORDER BY queue"""
 
 # A claim may be taken once its expiry is strictly in the past: one µs after.
@@ -414,6 +420,7 @@ class PostgresStorage:
         self._schema = schema
         self._unregistered_delay_us = round(unregistered_delay * _US)
         self._poll_interval = poll_interval
+        self._pool_size = pool_size
         self._sql = _Statements(schema)
         self._channel = _channel(schema)
         self._ids = IdGenerator()
@@ -426,23 +433,39 @@ class PostgresStorage:
         self._listener: _Listener | None = None
         self._backend_pid = 0
 
+        self._pool: ConnectionPool[Conn] = not_open(self)
+        self._conn: Conn | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage(schema={self._schema!r})"  # the dsn may hold a password
+
+    def open(self) -> PostgresStorage:
+        """Connect, create or migrate the schema, and open the pool."""
+        dsn, schema = self._dsn, self._schema
         # A plain connection first: it fails at once when nothing answers,
         # where a pool would keep retrying in the background.
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn = psycopg.connect(dsn, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise psycopg.OperationalError(
+                f"PostgresStorage cannot reach its database: {exc}".strip()
+            ) from exc
+        with conn:
             migrate(conn, schema)
-            if clock is None:
+            if self._clock is None:
                 self._measure_offset(conn)
-        self._pool: ConnectionPool[Conn] = ConnectionPool(
+        pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
             min_size=1,
-            max_size=pool_size,
+            max_size=self._pool_size,
             kwargs={"autocommit": False, "prepare_threshold": 0},
             open=False,
             name=f"jobarbiter-{schema}",
             configure=_configure,
         )
-        self._pool.open(wait=True)
-        self._conn: Conn | None = None
+        pool.open(wait=True)
+        self._pool = pool
+        return self
 
     # -- connection and transaction -----------------------------------------------
 
@@ -536,6 +559,8 @@ class PostgresStorage:
         if self._listener is not None:
             self._listener.stop()
             self._listener = None
+        if isinstance(self._pool, NotOpen):
+            return
         conn, self._conn = self._conn, None
         if conn is not None:
             if not conn.broken:
@@ -795,8 +820,10 @@ class PostgresStorage:
 
     def stats(self) -> dict[str, QueueStats]:
         return {
-            queue: QueueStats(pending=pending, running=running, dead=dead)
-            for queue, pending, running, dead in self._alone(self._sql.stats, {})
+            queue: QueueStats(pending=pending, running=running, dead=dead, scheduled=later)
+            for queue, pending, running, dead, later in self._alone(
+                self._sql.stats, {"now": self._now_param()}
+            )
         }
 
     def next_due(self, queue: str) -> float | None:

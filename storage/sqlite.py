@@ -42,10 +42,16 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import structlog
-
 from storage.clock import Clock, SystemClock
-from storage.contract import STALE_HEARTBEATS, Completion, PopRequest, complete_then_pop
+from storage.contract import (
+    STALE_HEARTBEATS,
+    Completion,
+    NotOpen,
+    PopRequest,
+    complete_then_pop,
+    not_open,
+)
+from storage.events import EventLog
 from storage.ids import IdGenerator, id_time, to_uuid
 from storage.model import (
     Disposition,
@@ -58,7 +64,7 @@ from storage.model import (
 )
 from storage.policy import Backoff, MaxRetries, Policy
 
-log = structlog.get_logger("jobarbiter.storage.sqlite")
+log = EventLog("storage.sqlite")
 
 _US = 1_000_000
 RECOVERED_ERROR = "host died (recovered on open)"
@@ -145,8 +151,9 @@ def _utc(us: int) -> dt.datetime:
 class SqliteStorage:
     """A Storage in one SQLite file, owned by one host at a time.
 
-    Opening the file migrates it to the current schema and settles the jobs
-    that a dead host left running as failed attempts.
+    Building one opens nothing; ``open()`` (the StorageActor calls it) opens
+    the file, migrates it to the current schema and settles the jobs that a
+    dead host left running as failed attempts.
     """
 
     def __init__(
@@ -167,24 +174,36 @@ class SqliteStorage:
         # the next commit() must fail, for the operations it took with it.
         self._lost: BaseException | None = None
         self._closed = False
-        # The StorageActor's thread uses the connection, but it is made here,
-        # on the thread that builds the config; only one thread at a time.
-        self._conn = sqlite3.connect(
-            path, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
+        self._timeout = timeout
+        self._conn: sqlite3.Connection = not_open(self)
         self.recovered = 0  # jobs found running on open, settled as failed attempts
+
+    def __repr__(self) -> str:
+        return f"SqliteStorage({self._path!r})"
+
+    def open(self) -> SqliteStorage:
+        """Open the file, take its lock, migrate it and recover what an earlier
+        host left running."""
+        # Opened on the StorageActor's thread, which alone uses it after.
+        self._closed = False
+        self._conn = sqlite3.connect(
+            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
         try:
             self._open()
         except sqlite3.OperationalError as exc:
             self._conn.close()
+            self._conn = not_open(self)
             if "locked" in str(exc):
                 raise sqlite3.OperationalError(
-                    f"{path} is open in another host (one host per file): {exc}"
+                    f"{self._path} is open in another host (one host per file): {exc}"
                 ) from exc
-            raise
+            raise sqlite3.OperationalError(f"cannot open {self._path}: {exc}") from exc
         except BaseException:
             self._conn.close()
+            self._conn = not_open(self)
             raise
+        return self
 
     def _open(self) -> None:
         conn = self._conn
@@ -291,7 +310,7 @@ class SqliteStorage:
         pass  # one host per file: every change comes through our actor
 
     def close(self) -> None:
-        if self._closed:
+        if self._closed or isinstance(self._conn, NotOpen):
             return
         try:
             self.commit()
@@ -636,10 +655,24 @@ class SqliteStorage:
 
     def stats(self) -> dict[str, QueueStats]:
         return {
-            queue: QueueStats(pending=count[0], running=count[1], dead=count[2])
+            queue: QueueStats(
+                pending=count[0],
+                running=count[1],
+                dead=count[2],
+                scheduled=self._scheduled(queue) if count[0] else 0,
+            )
             for queue, count in sorted(self._counts.items())
             if any(count)
         }
+
+    def _scheduled(self, queue: str) -> int:
+        # A range of the pending index: only the jobs not due yet are read.
+        row = self._conn.execute(
+            "SELECT count(*) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
+            " AND queue = ? AND run_at > ? AND retry_count = 0",
+            (queue, self._now_us()),
+        ).fetchone()
+        return int(row[0])
 
     def next_due(self, queue: str) -> float | None:
         count = self._counts.get(queue)

@@ -8,11 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
-
 from storage import Job
+from storage.events import EventLog
 
-log = structlog.get_logger("jobarbiter.every")
+log = EventLog("every")
 
 
 class Recurring:
@@ -67,4 +66,4 @@ class Recurring:
             try:
                 self._queue(job)
             except Exception as exc:
-                log.error("recurring job could not be queued", name=job.NAME, error=str(exc))
+                log.error("recurring job could not be queued", job_name=job.NAME, error=str(exc))

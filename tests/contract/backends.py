@@ -1,8 +1,8 @@
 """The storage backends that the contract suite runs against.
 
 To put a new backend under the contract, add one factory here: it takes the
-ManualClock the test drives and returns a fresh, empty Storage that reads the
-time from that clock only. If the storage has a ``close()`` method, the suite
+ManualClock the test drives and returns a fresh, empty, open Storage that reads
+the time from that clock only. If the storage has a ``close()`` method, the suite
 calls it when the test is done. The ``storage`` fixture (conftest.py) and the
 stateful model test (test_stateful.py) both run once per entry.
 """
@@ -22,14 +22,14 @@ BackendFactory = Callable[[ManualClock], Storage]
 
 
 def memory(clock: ManualClock) -> Storage:
-    return MemoryStorage(clock=clock)
+    return MemoryStorage(clock=clock).open()
 
 
 def sqlite(clock: ManualClock) -> Storage:
     # A fresh file per call, in a directory of its own (WAL mode adds files
     # beside it), removed once the storage is gone.
     directory = tempfile.mkdtemp(prefix="jobarbiter-contract-")
-    storage = SqliteStorage(str(Path(directory) / "jobs.db"), clock=clock)
+    storage = SqliteStorage(str(Path(directory) / "jobs.db"), clock=clock).open()
     weakref.finalize(storage, shutil.rmtree, directory, ignore_errors=True)
     return storage
 

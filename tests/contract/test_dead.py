@@ -87,7 +87,7 @@ def test_purge_dead_forgets_jobs_dead_for_longer_than_given(
     assert storage.purge_dead() == 1
     assert storage.info(recent) is None
     assert info(storage, alive).status is Status.PENDING
-    assert storage.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0)}
+    assert storage.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0, scheduled=1)}
     assert storage.purge_dead() == 0
 
 

@@ -140,7 +140,7 @@ def test_queues_are_independent(storage: Storage, clock: ManualClock) -> None:
     assert storage.stats() == {
         "a": QueueStats(pending=1, running=1, dead=0),
         "b": QueueStats(pending=0, running=3, dead=0),
-        "c": QueueStats(pending=1, running=0, dead=0),
+        "c": QueueStats(pending=1, running=0, dead=0, scheduled=1),
     }
     assert storage.next_due("c") == clock.now() + 100
 

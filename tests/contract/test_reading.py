@@ -73,8 +73,8 @@ def test_list_pages_cover_the_listing_once(
 
 def test_stats_counts_per_queue(storage: Storage, populated: dict[str, uuid.UUID]) -> None:
     assert storage.stats() == {
-        "a": QueueStats(pending=2, running=0, dead=0),
-        "b": QueueStats(pending=1, running=1, dead=1),
+        "a": QueueStats(pending=2, running=0, dead=0, scheduled=2),
+        "b": QueueStats(pending=1, running=1, dead=1, scheduled=1),
     }
 
 
@@ -84,7 +84,7 @@ def test_stats_leaves_out_queues_with_nothing_left(
     storage.complete(populated["b_running"], "r1", JobResult.success())
     storage.purge_dead()
     assert set(storage.stats()) == {"a", "b"}
-    assert storage.stats()["b"] == QueueStats(pending=1, running=0, dead=0)
+    assert storage.stats()["b"] == QueueStats(pending=1, running=0, dead=0, scheduled=1)
 
 
 def test_next_due(storage: Storage, clock: ManualClock) -> None:

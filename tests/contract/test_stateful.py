@@ -222,11 +222,16 @@ class Model:
     def stats(self) -> dict[str, QueueStats]:
         stats = {}
         for queue in sorted({j.queue for j in self.jobs.values()}):
-            here = [j.status for j in self.jobs.values() if j.queue == queue]
+            jobs = [j for j in self.jobs.values() if j.queue == queue]
+            here = [j.status for j in jobs]
             stats[queue] = QueueStats(
                 pending=here.count(Status.PENDING),
                 running=here.count(Status.RUNNING),
                 dead=here.count(Status.DEAD),
+                scheduled=sum(
+                    j.status is Status.PENDING and j.retry_count == 0 and j.run_at > self.now
+                    for j in jobs
+                ),
             )
         return stats
 

@@ -126,7 +126,7 @@ def contract_storage(clock: ManualClock) -> PostgresStorage:
         atexit.register(cleanup)
     admin, schema = _contract
     admin.execute(f"DELETE FROM {quote_ident(schema)}.jobs")
-    return PostgresStorage(dsn, clock=clock, schema=schema, pool_size=1)
+    return PostgresStorage(dsn, clock=clock, schema=schema, pool_size=1).open()
 
 
 # -- the host -------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def hosts(dsn: str, schema: str) -> Iterator[Callable[..., PostgresStorage]]:
     made: list[PostgresStorage] = []
 
     def make(**kwargs: Any) -> PostgresStorage:
-        storage = PostgresStorage(dsn, schema=schema, **kwargs)
+        storage = PostgresStorage(dsn, schema=schema, **kwargs).open()
         made.append(storage)
         return storage
 
@@ -374,7 +374,7 @@ def test_migrations_print_as_sql_that_applies_twice(dsn: str, schema: str) -> No
         ).fetchone()
     assert row is not None
     assert row[0] == list(range(1, len(MIGRATIONS) + 1))
-    storage = PostgresStorage(dsn, schema=schema)  # finds the schema up to date
+    storage = PostgresStorage(dsn, schema=schema).open()  # finds the schema up to date
     try:
         job_id = storage.push(job())
         assert [j.id for j in storage.pop(QUEUE, "r")] == [job_id]
@@ -390,7 +390,7 @@ def test_hosts_starting_together_migrate_once(dsn: str, schema: str) -> None:
     def open_one() -> None:
         start.wait()
         try:
-            made.append(PostgresStorage(dsn, schema=schema))
+            made.append(PostgresStorage(dsn, schema=schema).open())
         except BaseException as exc:
             errors.append(exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-import structlog
 
 import storage.sqlite
 from storage import Backoff, JobResult, ManualClock, NewJob, QueueStats, Status
@@ -26,7 +26,7 @@ def path(tmp_path: Path) -> str:
 
 
 def test_a_reopened_file_keeps_its_jobs_and_their_order(path: str, clock: ManualClock) -> None:
-    first = SqliteStorage(path, clock=clock)
+    first = SqliteStorage(path, clock=clock).open()
     dead = first.push(new_job(policy=policy(retries=0)))
     kill(first, dead)
     a = first.push(new_job(unique_key="k", args=b"\x81\xa1n\x01"))
@@ -34,7 +34,7 @@ def test_a_reopened_file_keeps_its_jobs_and_their_order(path: str, clock: Manual
     first.close()
 
     clock.advance(10)
-    again = SqliteStorage(path, clock=clock)
+    again = SqliteStorage(path, clock=clock).open()
     assert again.recovered == 0
     assert ids(again.list()) == [a, b, dead]
     job = info(again, a)
@@ -51,9 +51,9 @@ def test_a_reopened_file_keeps_its_jobs_and_their_order(path: str, clock: Manual
 
 
 def test_jobs_left_running_are_failed_attempts_on_the_next_open(
-    path: str, clock: ManualClock
+    path: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = SqliteStorage(path, clock=clock)
+    first = SqliteStorage(path, clock=clock).open()
     retrying = first.push(
         new_job(unique_key="r", policy=policy(retries=1, backoff=Backoff.linear(2)))
     )
@@ -64,13 +64,13 @@ def test_jobs_left_running_are_failed_attempts_on_the_next_open(
     first.close()
 
     clock.advance(5)
-    with structlog.testing.capture_logs() as logs:
-        second = SqliteStorage(path, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="jobarbiter"):
+        second = SqliteStorage(path, clock=clock).open()
 
     assert second.recovered == 2
-    assert [(e["event"], e["jobs"], e["now_dead"]) for e in logs] == [
-        ("jobs an earlier host was running counted as failed attempts", 2, 1)
-    ]
+    events = [(r.name, vars(r)["event"], vars(r)["jobs"]) for r in caplog.records]
+    event = "jobs an earlier host was running counted as failed attempts"
+    assert events == [("jobarbiter.storage.sqlite", event, 2)]
     job = info(second, retrying)
     assert (job.status, job.retry_count, job.runner) == (Status.PENDING, 1, None)
     assert job.last_error == RECOVERED_ERROR
@@ -83,7 +83,7 @@ def test_jobs_left_running_are_failed_attempts_on_the_next_open(
     assert second.push(new_job(unique_key="d")) != dying  # dead: the key is free
     second.close()
 
-    third = SqliteStorage(path, clock=clock)
+    third = SqliteStorage(path, clock=clock).open()
     assert third.recovered == 0  # the recovery was committed
     third.close()
 
@@ -93,7 +93,7 @@ def test_what_was_not_committed_dies_with_the_process(path: str) -> None:
         "import os, sys\n"
         "from storage.sqlite import SqliteStorage\n"
         "from tests.contract.support import new_job\n"
-        "s = SqliteStorage(sys.argv[1])\n"
+        "s = SqliteStorage(sys.argv[1]).open()\n"
         "print(s.push(new_job()), flush=True)\n"
         "s.commit()\n"
         "s.push(new_job())\n"
@@ -106,13 +106,13 @@ def test_what_was_not_committed_dies_with_the_process(path: str) -> None:
         text=True,
         check=True,
     )
-    reopened = SqliteStorage(path)
+    reopened = SqliteStorage(path).open()
     assert [str(job_id) for job_id in ids(reopened.list())] == [done.stdout.strip()]
     reopened.close()
 
 
 def test_a_failed_operation_leaves_nothing_half_done(path: str, clock: ManualClock) -> None:
-    storage_ = SqliteStorage(path, clock=clock)
+    storage_ = SqliteStorage(path, clock=clock).open()
     kept = storage_.push(new_job())
     unbindable = NewJob("tests.Bad", QUEUE, cast(bytes, object()), policy())
     with pytest.raises(sqlite3.Error):
@@ -121,7 +121,7 @@ def test_a_failed_operation_leaves_nothing_half_done(path: str, clock: ManualClo
     storage_.commit()  # the operation before the failed one is still in it
     storage_.close()
 
-    reopened = SqliteStorage(path, clock=clock)
+    reopened = SqliteStorage(path, clock=clock).open()
     assert ids(reopened.list()) == [kept]
     reopened.close()
 
@@ -129,7 +129,7 @@ def test_a_failed_operation_leaves_nothing_half_done(path: str, clock: ManualClo
 def test_migrations_run_once_in_order_and_a_newer_file_is_refused(
     path: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fresh = SqliteStorage(path, clock=clock)
+    fresh = SqliteStorage(path, clock=clock).open()
     assert fresh.schema_version() == len(MIGRATIONS)
     kept = fresh.push(new_job())
     fresh.close()
@@ -137,7 +137,7 @@ def test_migrations_run_once_in_order_and_a_newer_file_is_refused(
     step = ("CREATE INDEX jobs_by_name ON jobs (name)",)
     monkeypatch.setattr(storage.sqlite, "MIGRATIONS", [*MIGRATIONS, step])
     for _ in range(2):  # the second open must not apply the step again
-        migrated = SqliteStorage(path, clock=clock)
+        migrated = SqliteStorage(path, clock=clock).open()
         assert migrated.schema_version() == len(MIGRATIONS) + 1
         assert ids(migrated.list()) == [kept]
         migrated.close()
@@ -147,12 +147,12 @@ def test_migrations_run_once_in_order_and_a_newer_file_is_refused(
 
     monkeypatch.undo()
     with pytest.raises(RuntimeError, match="newer jobarbiter"):
-        SqliteStorage(path, clock=clock)
+        SqliteStorage(path, clock=clock).open()
 
 
 def test_one_host_per_file(path: str) -> None:
-    owner = SqliteStorage(path)
+    owner = SqliteStorage(path).open()
     with pytest.raises(sqlite3.OperationalError, match="another host"):
-        SqliteStorage(path, timeout=0.1)
+        SqliteStorage(path, timeout=0.1).open()
     owner.close()
-    SqliteStorage(path).close()
+    SqliteStorage(path).open().close()
