@@ -1,31 +1,39 @@
 """Arbiter: the actor that runs inside each arbiter process.
 
-Contract: it starts ``count`` Worker actors for every configured queue,
-heartbeats all of the process's in-flight jobs in one message per interval,
-and on Stop lets every worker finish its job, says "bye" and ends the
-process. If a worker cannot build its state, it reports "fatal" to the host
-and ends the process with exit code 3; the host's Manager restarts it.
+Contract: it starts ``count`` Worker actors for every configured queue, says
+"ready" once every worker has built its state, heartbeats all of the
+process's in-flight jobs in one message per interval, and on Stop lets every
+worker finish its job, says "bye" and ends the process. If the spec's names
+cannot be imported, or a worker cannot build its state, it reports "fatal"
+to the host and ends the process with exit code 3; the host's Manager
+restarts it.
 
-``arbiter_main`` is the process's entry point; its main thread reads frames
-from the host and hands each message to its actor.
+``main`` is the process's entry point: it reads the spec (the first frame),
+imports what it names, and its main thread then reads frames from the host
+and hands each message to its actor.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import itertools
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
 import pykka
+import setproctitle
 
+from actors.refs import resolve
 from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
 from actors.worker import (
     InFlight,
@@ -33,7 +41,9 @@ from actors.worker import (
     StopWorker,
     Worker,
     WorkerFailed,
+    WorkerReady,
     WorkerStopped,
+    describe,
 )
 from storage import Job, NewJob
 
@@ -44,18 +54,47 @@ RSS_CHECK_INTERVAL = 0.5
 
 @dataclass(frozen=True, slots=True)
 class ArbiterSpec:
-    """Everything an arbiter process needs; pickled by the spawn start method,
-    so the job classes and factories travel by their importable names."""
+    """Everything an arbiter process needs, sent as its first frame. Job
+    classes and factories travel as ``module:qualname`` (see actors/refs.py)."""
 
     index: int
     runner: str
-    jobs: tuple[type[Job], ...]
+    jobs: tuple[str, ...]
     queues: tuple[tuple[str, int], ...]
-    state_factory: Callable[[Any], Any]
-    handle_factory: Callable[[Any], Any]  # builds the QueueHandle from a transport
+    state_factory: str
+    handle_factory: str  # builds the QueueHandle from a transport
     heartbeat_interval: float
+    sys_path: tuple[str, ...]  # the host's, so the same modules import
     max_rss: int | None = None  # bytes
     max_jobs: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_wire(cls, raw: dict[str, Any]) -> ArbiterSpec:
+        raw = dict(raw)
+        raw["jobs"] = tuple(raw["jobs"])
+        raw["queues"] = tuple((q, n) for q, n in raw["queues"])
+        raw["sys_path"] = tuple(raw["sys_path"])
+        return cls(**raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """What an ArbiterSpec names, imported."""
+
+    jobs: dict[str, type[Job]]
+    state_factory: Callable[[Any], Any]
+    handle_factory: Callable[[Any], Any]
+
+    @classmethod
+    def of(cls, spec: ArbiterSpec) -> Imported:
+        jobs: dict[str, type[Job]] = {}
+        for ref in spec.jobs:
+            job = resolve(ref)
+            jobs[job.NAME] = job
+        return cls(jobs, resolve(spec.state_factory), resolve(spec.handle_factory))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,23 +133,29 @@ class Arbiter(pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(
-        self, spec: ArbiterSpec, link: FrameWriter, sock: socket.socket, transport: LinkTransport
+        self,
+        spec: ArbiterSpec,
+        imported: Imported,
+        link: FrameWriter,
+        sock: socket.socket,
+        transport: LinkTransport,
     ) -> None:
         super().__init__()
         self._spec = spec
+        self._imported = imported
         self._link = link
         self._sock = sock
         self._transport = transport
         self._in_flight = InFlight()
+        self._ready_workers: set[int] = set()
         self._stopped_workers: set[int] = set()
         self._quit = threading.Event()
         self._stopping = False
         self.workers: list[pykka.ActorRef[Any]] = []
 
     def on_start(self) -> None:
-        spec = self._spec
-        handle = spec.handle_factory(self._transport)
-        jobs = {job.NAME: job for job in spec.jobs}
+        spec, imported = self._spec, self._imported
+        handle = imported.handle_factory(self._transport)
         index = itertools.count()
         for queue, count in spec.queues:
             for _ in range(count):
@@ -118,8 +163,8 @@ class Arbiter(pykka.ThreadingActor):
                     Worker.start(
                         index=next(index),
                         queue=queue,
-                        jobs=jobs,
-                        state_factory=spec.state_factory,
+                        jobs=imported.jobs,
+                        state_factory=imported.state_factory,
                         handle=handle,
                         link=self._link,
                         in_flight=self._in_flight,
@@ -127,6 +172,8 @@ class Arbiter(pykka.ThreadingActor):
                         max_jobs=spec.max_jobs,
                     )
                 )
+        if not self.workers:
+            self._link.send(["ready"])  # an arbiter of no workers is ready at once
         threading.Thread(target=self._monitor, name="jobarbiter-monitor", daemon=True).start()
 
     def on_receive(self, message: Any) -> Any:
@@ -139,6 +186,11 @@ class Arbiter(pykka.ThreadingActor):
                     # the workers send after this.
                     self._link.send(["recycle", reason])
                     self._stop_workers()
+            case WorkerReady(index):
+                self._ready_workers.add(index)
+                if len(self._ready_workers) == len(self.workers):
+                    # Past start-up: a death from now on is not a crash loop.
+                    self._link.send(["ready"])
             case WorkerStopped(index):
                 self._stopped_workers.add(index)
                 if len(self._stopped_workers) == len(self.workers):
@@ -150,6 +202,8 @@ class Arbiter(pykka.ThreadingActor):
 
     def _stop_workers(self) -> None:
         self._stopping = True
+        if not self.workers:
+            self._leave()
         for worker in self.workers:
             worker.tell(StopWorker())
 
@@ -181,15 +235,45 @@ class Arbiter(pykka.ThreadingActor):
                     self.actor_ref.tell(Recycle(f"rss {rss} bytes > max_rss {spec.max_rss}"))
 
 
-def arbiter_main(spec: ArbiterSpec, sock: socket.socket) -> None:
+def main() -> None:
+    """The arbiter process's entry point (see actors/launch.py): ``argv[1]`` is
+    the socket to the host, ``argv[2]`` the pipe end whose closing tells the
+    host this process ended."""
     # Ctrl-C reaches the whole process group; the host decides how to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Held open until the process ends, never by a job's own subprocesses.
+    os.set_inheritable(int(sys.argv[2]), False)
+    sock = socket.socket(fileno=int(sys.argv[1]))
     link = FrameWriter(sock)
+    frames = read_frames(sock)
+    try:
+        first, *backlog = next(frames)
+        if first[0] != "spec":
+            raise FrameError(f"expected the spec first, got {first[0]!r}")
+        spec = ArbiterSpec.from_wire(first[1])
+        setproctitle.setproctitle(f"jobarbiter arbiter {spec.index}")
+        sys.path[:] = spec.sys_path
+        imported = Imported.of(spec)
+    except Exception as exc:
+        with contextlib.suppress(OSError):  # the host may be gone already
+            link.send(["fatal", f"arbiter could not start: {describe(exc)}"], wait=True)
+        os._exit(EXIT_FATAL)
+    _serve(spec, imported, sock, link, itertools.chain([backlog], frames))
+
+
+def _serve(
+    spec: ArbiterSpec,
+    imported: Imported,
+    sock: socket.socket,
+    link: FrameWriter,
+    frames: Iterator[list[Any]],
+) -> None:
+    """Run the Arbiter, handing each message from the host to its actor."""
     transport = LinkTransport(link)
-    arbiter = Arbiter.start(spec, link, sock, transport)
+    arbiter = Arbiter.start(spec, imported, link, sock, transport)
     workers: list[pykka.ActorRef[Any]] = arbiter.proxy().workers.get()
     try:
-        for messages in read_frames(sock):
+        for messages in frames:
             for message in messages:
                 kind = message[0]
                 if kind == "job":

@@ -10,6 +10,7 @@ msgpack bin, never decoded on the way.
                                              ["stop"]
     ["hb", [id, ...]]
     ["req", request, "push", [new_job, ...]]
+    ["ready"]                                ["spec", {ArbiterSpec fields}]  (first)
     ["recycle", reason]
     ["fatal", error]
     ["bye"]

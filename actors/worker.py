@@ -14,6 +14,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import pykka
@@ -25,6 +26,13 @@ from storage import Job, JobResult
 @dataclass(frozen=True, slots=True)
 class StopWorker:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    """Its state is built: the worker is past start-up."""
+
+    index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +115,23 @@ class Worker(pykka.ThreadingActor):
     def on_start(self) -> None:
         try:
             self._state = self._state_factory(self._handle)
-        except Exception as exc:
+        except BaseException as exc:
             self._stopping = True
             self._arbiter.tell(WorkerFailed(self._index, f"state factory failed: {describe(exc)}"))
             return
+        self._arbiter.tell(WorkerReady(self._index))
         self._link.send(["next", self._index, self._queue, None])
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # A worker that died would leave its arbiter up and running nothing:
+        # the arbiter reports it and is replaced at once.
+        error = "worker failed" if exception_value is None else describe(exception_value)
+        self._arbiter.tell(WorkerFailed(self._index, f"worker {self._index} failed: {error}"))
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StopWorker):
@@ -140,7 +160,8 @@ class Worker(pykka.ThreadingActor):
         self._in_flight.add(raw_id)
         try:
             job_class.decode_args(args).run(self._state)
-        except Exception as exc:
+        except BaseException as exc:
+            # SystemExit and friends too: a job's failure, never its worker's.
             return JobResult.failure(describe(exc))
         finally:
             finished = self._in_flight.discard(raw_id)

@@ -19,8 +19,9 @@ from storage import (
     Storage,
 )
 from supervisor.config import DEFAULT_WORKER_COUNT, WorkerConfig
+from supervisor.errors import CrashLoopError, ManagerStopped
 from supervisor.handle import QueueHandle
-from supervisor.manager import ArbiterStats, Manager, ManagerStats
+from supervisor.manager import ArbiterState, ArbiterStats, Manager, ManagerStats
 
 if TYPE_CHECKING:
     from storage.postgres import PostgresStorage
@@ -36,13 +37,16 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_WORKER_COUNT",
+    "ArbiterState",
     "ArbiterStats",
     "Backoff",
+    "CrashLoopError",
     "Job",
     "JobInfo",
     "JobResult",
     "Manager",
     "ManagerStats",
+    "ManagerStopped",
     "ManualClock",
     "MaxRetries",
     "MemoryStorage",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
+import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
+from actors.refs import reference
 from storage import Job, MemoryStorage, Storage
+from supervisor.handle import check_queue_name
 from supervisor.manager import Manager
 
 if TYPE_CHECKING:
@@ -18,16 +20,6 @@ DEFAULT_WORKER_COUNT = 4
 def no_state(handle: QueueHandle) -> None:
     """The default state factory: jobs get ``None`` as their state."""
     return None
-
-
-def _importable(thing: object, what: str) -> None:
-    # Arbiters are spawned, not forked: what they need must travel by name.
-    try:
-        pickle.dumps(thing)
-    except Exception as exc:
-        raise TypeError(
-            f"{what} {thing!r} must be importable by name (defined at module top level): {exc}"
-        ) from exc
 
 
 class WorkerConfig:
@@ -50,11 +42,16 @@ class WorkerConfig:
         max_rss: int | None = None,
         max_jobs_per_arbiter: int | None = None,
     ) -> None:
-        if max_rss is not None and max_rss <= 0:
-            raise ValueError(f"max_rss must be a positive number of bytes, got {max_rss}")
-        if max_jobs_per_arbiter is not None and max_jobs_per_arbiter <= 0:
-            raise ValueError(f"max_jobs_per_arbiter must be positive, got {max_jobs_per_arbiter}")
-        self.storage: Storage = storage if storage is not None else MemoryStorage()
+        if max_rss is not None:
+            _int_at_least(max_rss, 1, "max_rss", "a positive int (bytes)")
+        if max_jobs_per_arbiter is not None:
+            _int_at_least(max_jobs_per_arbiter, 1, "max_jobs_per_arbiter", "a positive int")
+        if not callable(state):
+            raise TypeError(
+                "state must be a callable that takes a QueueHandle and returns one worker's "
+                f"state; got {state!r} ({type(state).__qualname__})"
+            )
+        self.storage: Storage = MemoryStorage() if storage is None else _storage(storage)
         self.state = state
         self.max_rss = max_rss
         self.max_jobs_per_arbiter = max_jobs_per_arbiter
@@ -69,23 +66,63 @@ class WorkerConfig:
         if known is not None and known is not job:
             raise ValueError(f"two job classes share the NAME {job.NAME!r}: {known} and {job}")
         job.field_names()  # refuses a class that is not a dataclass, now
-        _importable(job, "job class")
+        reference(job, "job class")  # arbiters import it by name: refuse now what cannot
         self.jobs[job.NAME] = job
         self.queues.setdefault(job.QUEUE, DEFAULT_WORKER_COUNT)
         return self
 
     def set_worker_count(self, queue: str, count: int) -> Self:
         """Worker actors for ``queue`` in each arbiter process."""
-        if count < 0:
-            raise ValueError(f"worker count for {queue!r} must be >= 0, got {count}")
+        check_queue_name(queue, "set_worker_count() queue")
+        _int_at_least(count, 0, f"worker count for queue {queue!r}", "an int >= 0")
         self.queues[queue] = count
         return self
 
     def start(self, processes: int = 1) -> Manager:
-        """Start the StorageActor, the Manager and ``processes`` arbiters."""
-        if processes < 1:
-            raise ValueError(f"processes must be >= 1, got {processes}")
-        if not self.jobs:
-            raise ValueError("register at least one job before start()")
-        _importable(self.state, "state factory")
+        """Open the storage and start the Manager and ``processes`` arbiters.
+
+        ``processes=0`` starts a producer: it queues and inspects jobs for
+        other hosts to run (on a shared storage), and runs none itself.
+        """
+        _int_at_least(processes, 0, "processes", "an int >= 0")
+        if processes and not self.jobs:
+            raise ValueError(
+                "register at least one job before start(), or start(processes=0) "
+                "for a host that only queues"
+            )
         return Manager(self, processes)
+
+
+def _int_at_least(value: object, minimum: int, what: str, expected: str) -> None:
+    # bool is an int, but True as a count is a slip, never meant.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be {expected}; got {value!r} ({type(value).__qualname__})")
+    if value < minimum:
+        raise ValueError(f"{what} must be {expected}; got {value!r}")
+
+
+# Backends do not subclass the Protocol, so "is a Storage" means "has its members".
+_STORAGE_MEMBERS = tuple(name for name in vars(Storage) if not name.startswith("_"))
+
+
+def _storage(storage: object) -> Storage:
+    # Looking on the class first runs no property of a storage not yet open.
+    missing = [
+        n for n in _STORAGE_MEMBERS if not (hasattr(type(storage), n) or hasattr(storage, n))
+    ]
+    if not missing and not isinstance(storage, type):
+        return cast(Storage, storage)
+    message = (
+        "storage must be a Storage such as MemoryStorage(), SqliteStorage(path) or "
+        "PostgresStorage(dsn); got "
+    )
+    if isinstance(storage, type):
+        name = storage.__qualname__
+        raise TypeError(f"{message}the class {name}: pass an instance, {name}(...)")
+    message += f"{storage!r} ({type(storage).__qualname__})"
+    if isinstance(storage, str | os.PathLike):
+        message += f": for a file, pass SqliteStorage({os.fspath(storage)!r})"
+    elif len(missing) < len(_STORAGE_MEMBERS) / 2:
+        # Most of the contract is there: a backend of one's own, unfinished.
+        message += f"; it lacks {', '.join(missing)}"
+    raise TypeError(message)

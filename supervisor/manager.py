@@ -10,26 +10,27 @@ wait for them, stop.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import multiprocessing
+import enum
 import multiprocessing.connection
 import os
 import signal
-import socket
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 import pykka
-import structlog
 
-from actors.arbiter import EXIT_FATAL, ArbiterSpec, arbiter_main
+from actors.arbiter import EXIT_FATAL, ArbiterSpec
 from actors.host_link import HostLink
+from actors.launch import ArbiterProcess, spawn
 from actors.ops import (
     Batch,
     Complete,
@@ -43,22 +44,37 @@ from actors.ops import (
     Stats,
     WhenIdle,
 )
-from actors.storage_actor import Rounds, StorageActor, wait_for
-from storage import Job, JobInfo, JobResult, QueueStats, Status
+from actors.refs import reference
+from actors.storage_actor import Opened, Rounds, StorageActor, wait_for
+from storage import Job, JobInfo, JobResult, NewJob, QueueStats, Status
+from storage.events import EventLog
+from supervisor.errors import CrashLoopError, ManagerStopped, last_line
 from supervisor.every import Recurring
-from supervisor.handle import QueueHandle, StorageTransport
+from supervisor.handle import QueueHandle, StorageTransport, check_job
+from supervisor.handle import job_id as parse_job_id
 
 if TYPE_CHECKING:
     from supervisor.config import WorkerConfig
 
-log = structlog.get_logger("jobarbiter.manager")
+log = EventLog("manager")
 
 FIRST_RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 10.0
 STABLE_AFTER = 60.0  # an arbiter that lived this long resets the backoff
-CRASH_LOOP_AFTER = 3  # quick deaths in a row before the state says "crash loop"
+CRASH_LOOP_AFTER = 3  # deaths in a row at start-up before the state says "crash loop"
 KILL_GRACE = 10.0  # how long stop() waits for killed arbiters to be reaped
 LINK_DRAIN_TIMEOUT = 5.0  # reading what a dead arbiter left in its socket
+
+
+class ArbiterState(enum.StrEnum):
+    """Where an arbiter is in its life. A str, so ``state == "running"`` works."""
+
+    STARTING = "starting"  # spawned; its workers are building their state
+    RUNNING = "running"  # every worker ready
+    RESTARTING = "restarting"  # died; restarts after a backoff
+    CRASH_LOOP = "crash loop"  # died at start-up 3 times in a row, and not ready since
+    STOPPING = "stopping"  # told to stop; finishing its jobs
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +86,7 @@ class ArbiterStats:
     recycles: int  # planned replacements (memory or job-count limit)
     rss: int | None  # bytes
     jobs_done: int
-    state: str  # "running", "restarting", "crash loop", "stopping", "stopped"
+    state: ArbiterState
     last_exit: str | None
     last_error: str | None
 
@@ -100,16 +116,12 @@ class _SentinelWatcher:
     def __init__(self) -> None:
         self._read_end, self._write_end = os.pipe()
         self._lock = threading.Lock()
-        self._watched: dict[
-            int, tuple[multiprocessing.process.BaseProcess, Callable[[int | None], None]]
-        ] = {}
+        self._watched: dict[int, tuple[ArbiterProcess, Callable[[int | None], None]]] = {}
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="jobarbiter-sentinels", daemon=True)
         self._thread.start()
 
-    def watch(
-        self, process: multiprocessing.process.BaseProcess, on_exit: Callable[[int | None], None]
-    ) -> None:
+    def watch(self, process: ArbiterProcess, on_exit: Callable[[int | None], None]) -> None:
         with self._lock:
             self._watched[process.sentinel] = (process, on_exit)
         os.write(self._write_end, b"w")
@@ -140,7 +152,7 @@ class _Slot:
     """One arbiter position; its process is replaced when it dies."""
 
     index: int
-    process: multiprocessing.process.BaseProcess | None = None
+    process: ArbiterProcess | None = None
     link: HostLink | None = None
     runner: str = ""
     runners: list[str] = field(default_factory=list)
@@ -149,8 +161,10 @@ class _Slot:
     recycling: str | None = None
     timed_out: dict[uuid.UUID, str] = field(default_factory=dict)
     quick_deaths: int = 0
+    ready: bool = False  # all its workers built their state
+    startup_deaths: int = 0  # deaths in a row before ready
     started_at: float = 0.0
-    state: str = "starting"
+    state: ArbiterState = ArbiterState.STARTING
     last_exit: str | None = None
     last_error: str | None = None
     timer: threading.Timer | None = None
@@ -210,20 +224,56 @@ class _Snapshot:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _WhenCrashLooping:
+    """Call ``done(error)`` once every arbiter is in a crash loop."""
+
+    done: Callable[[CrashLoopError], None]
+
+
+@dataclass(frozen=True, slots=True)
+class _CrashLooping:
+    """Answer the CrashLoopError that holds now, or None."""
+
+
+def arbiter_spec(config: WorkerConfig) -> ArbiterSpec:
+    """What every arbiter of this Manager runs, fixed when it starts (index
+    and runner are each arbiter's own)."""
+    jobs = config.jobs.values()
+    return ArbiterSpec(
+        index=-1,
+        runner="",
+        jobs=tuple(reference(job, "job class") for job in jobs),
+        queues=tuple((q, n) for q, n in config.queues.items() if n > 0),
+        state_factory=reference(config.state, "state factory"),
+        handle_factory=reference(QueueHandle, "handle factory"),
+        heartbeat_interval=min((job.HEARTBEAT_INTERVAL for job in jobs), default=5.0),
+        sys_path=tuple(sys.path),
+        max_rss=config.max_rss,
+        max_jobs=config.max_jobs_per_arbiter,
+    )
+
+
 class ManagerActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
-    def __init__(self, config: WorkerConfig, processes: int, storage: pykka.ActorRef[Any]) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        processes: int,
+        storage: pykka.ActorRef[Any],
+        spec: ArbiterSpec,
+    ) -> None:
         super().__init__()
         self._config = config
         self._storage = storage
         self._rounds = Rounds(storage)  # every link's batches, run together
-        self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot(index) for index in range(processes)]
         self._stopping = False
         self._stopped_waiters: list[Callable[[bool], None]] = []
         self._watcher: _SentinelWatcher | None = None
-        self._heartbeat = min(job.HEARTBEAT_INTERVAL for job in config.jobs.values())
+        self._crash_waiters: list[Callable[[CrashLoopError], None]] = []
+        self._spec = spec
 
     def on_start(self) -> None:
         self._watcher = _SentinelWatcher()
@@ -252,6 +302,7 @@ class ManagerActor(pykka.ThreadingActor):
             case _BeginStop(done):
                 self._begin_stop(done)
             case _GiveUp():
+                self._stopping = True  # what ends now is not restarted
                 for slot in self._alive():
                     assert slot.process is not None
                     # Back in storage first, so nothing depends on the kill.
@@ -261,33 +312,19 @@ class ManagerActor(pykka.ThreadingActor):
                 self._timed_out(runner, job_id, timeout)
             case _Snapshot():
                 return self._snapshot()
+            case _WhenCrashLooping(done):
+                self._crash_waiters.append(done)
+                self._tell_crash_waiters()
+            case _CrashLooping():
+                return self._crash_loop()
         return None
 
     # -- arbiters -----------------------------------------------------------------
 
     def _spawn(self, slot: _Slot) -> None:
-        config = self._config
         runner = f"{uuid.uuid4().hex[:12]}-{slot.index}"
-        spec = ArbiterSpec(
-            index=slot.index,
-            runner=runner,
-            jobs=tuple(config.jobs.values()),
-            queues=tuple((q, n) for q, n in config.queues.items() if n > 0),
-            state_factory=config.state,
-            handle_factory=QueueHandle,
-            heartbeat_interval=self._heartbeat,
-            max_rss=config.max_rss,
-            max_jobs=config.max_jobs_per_arbiter,
-        )
-        host_end, arbiter_end = socket.socketpair()
-        process = self._context.Process(
-            target=arbiter_main,
-            args=(spec, arbiter_end),
-            name=f"jobarbiter-arbiter-{slot.index}",
-            daemon=True,
-        )
-        process.start()
-        arbiter_end.close()
+        spec = dataclasses.replace(self._spec, index=slot.index, runner=runner)
+        process, host_end = spawn(spec)
         me = self.actor_ref
         index = slot.index
         link = HostLink(
@@ -300,7 +337,8 @@ class ManagerActor(pykka.ThreadingActor):
         slot.process, slot.link, slot.runner = process, link, runner
         slot.runners.append(runner)
         slot.started_at = time.monotonic()
-        slot.state = "running"
+        slot.state = ArbiterState.STARTING
+        slot.ready = False
         assert self._watcher is not None
         self._watcher.watch(process, lambda code: me.tell(_Exited(index, runner, code)))
         log.info(
@@ -325,7 +363,7 @@ class ManagerActor(pykka.ThreadingActor):
         if self._stopping:
             # Whatever it still held never finished: back unchanged.
             self._storage.tell(Retire(runner, JobResult.unexecuted()))
-            slot.state = "stopped"
+            slot.state = ArbiterState.STOPPED
             log.info("arbiter stopped", arbiter=slot.index, pid=pid, exit=how)
             self._maybe_all_stopped()
             return
@@ -356,20 +394,18 @@ class ManagerActor(pykka.ThreadingActor):
         self._storage.tell(Retire(runner, JobResult.failure(f"arbiter died ({how})")))
         lived = time.monotonic() - slot.started_at
         slot.quick_deaths = 1 if lived >= STABLE_AFTER else slot.quick_deaths + 1
+        slot.startup_deaths = 0 if slot.ready else slot.startup_deaths + 1
         delay = min(FIRST_RESTART_DELAY * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY)
-        if slot.quick_deaths >= CRASH_LOOP_AFTER:
-            slot.state = "crash loop"
+        if slot.startup_deaths == CRASH_LOOP_AFTER:
             log.error(
                 "arbiter in a crash loop",
                 arbiter=slot.index,
-                pid=pid,
                 exit=how,
-                deaths_in_a_row=slot.quick_deaths,
+                deaths_at_start=slot.startup_deaths,
                 restart_in=delay,
-                last_error=slot.last_error,
+                last_error=last_line(slot.last_error) or "none reported",
             )
         else:
-            slot.state = "restarting"
             log.warning(
                 "arbiter died",
                 arbiter=slot.index,
@@ -378,10 +414,29 @@ class ManagerActor(pykka.ThreadingActor):
                 lived=round(lived, 3),
                 restart_in=delay,
             )
+        looping = slot.startup_deaths >= CRASH_LOOP_AFTER
+        slot.state = ArbiterState.CRASH_LOOP if looping else ArbiterState.RESTARTING
         me = self.actor_ref
         slot.timer = threading.Timer(delay, lambda: me.tell(_RestartDue(slot.index)))
         slot.timer.daemon = True
         slot.timer.start()
+        self._tell_crash_waiters()
+
+    def _crash_loop(self) -> CrashLoopError | None:
+        """The error to raise while every arbiter is in a crash loop, else None."""
+        slots = self._slots
+        if not slots or self._stopping:
+            return None
+        if all(s.startup_deaths >= CRASH_LOOP_AFTER and not s.ready for s in slots):
+            return CrashLoopError(tuple(s.last_error for s in slots))
+        return None
+
+    def _tell_crash_waiters(self) -> None:
+        error = self._crash_loop()
+        if error is not None:
+            waiters, self._crash_waiters = self._crash_waiters, []
+            for done in waiters:
+                done(error)
 
     def _timed_out(self, runner: str, job_id: uuid.UUID, timeout: float) -> None:
         slot = next((s for s in self._slots if s.runner == runner), None)
@@ -400,9 +455,15 @@ class ManagerActor(pykka.ThreadingActor):
     def _link_event(self, slot: _Slot, runner: str, kind: str, detail: str | None) -> None:
         if slot.runner != runner:
             return
-        if kind == "fatal":
+        if kind == "ready":
+            slot.ready = True
+            slot.startup_deaths = 0
+            if slot.state is ArbiterState.STARTING:
+                slot.state = ArbiterState.RUNNING
+        elif kind == "fatal":
+            if detail != slot.last_error:  # the whole traceback once, not per restart
+                log.warning("arbiter failed", arbiter=slot.index, error=detail)
             slot.last_error = detail
-            log.error("arbiter could not start", arbiter=slot.index, error=detail)
         elif kind == "bad_frame":
             slot.last_error = f"bad frame: {detail}"
             log.error("arbiter broke the protocol; recycling it", arbiter=slot.index, reason=detail)
@@ -417,7 +478,9 @@ class ManagerActor(pykka.ThreadingActor):
         return [
             s
             for s in self._slots
-            if s.process is not None and s.state not in ("stopped",) and s.process.exitcode is None
+            if s.process is not None
+            and s.state is not ArbiterState.STOPPED
+            and s.process.exitcode is None
         ]
 
     # -- stopping -----------------------------------------------------------------
@@ -430,14 +493,14 @@ class ManagerActor(pykka.ThreadingActor):
                 slot.timer.cancel()
                 slot.timer = None
             if (
-                slot.state in ("restarting", "crash loop")
+                slot.state in (ArbiterState.RESTARTING, ArbiterState.CRASH_LOOP)
                 and slot.process is not None
                 and slot.process.exitcode is not None
             ):
-                slot.state = "stopped"
+                slot.state = ArbiterState.STOPPED
         for slot in self._alive():
             assert slot.link is not None
-            slot.state = "stopping"
+            slot.state = ArbiterState.STOPPING
             # Drain first: the storage must refuse this runner's next pops
             # before the arbiter hears "stop" and sends them.
             self._storage.tell(Drain(slot.runner))
@@ -445,18 +508,18 @@ class ManagerActor(pykka.ThreadingActor):
         self._maybe_all_stopped()
 
     def _maybe_all_stopped(self) -> None:
-        if all(s.state == "stopped" or s.process is None for s in self._slots):
+        if all(s.state is ArbiterState.STOPPED or s.process is None for s in self._slots):
             waiters, self._stopped_waiters = self._stopped_waiters, []
             for done in waiters:
                 done(True)
 
     # -- figures --------------------------------------------------------------------
 
-    def _state_of(self, slot: _Slot, alive: bool) -> str:
-        if not alive or slot.state != "running":
-            return slot.state
-        settling = time.monotonic() - slot.started_at < STABLE_AFTER
-        return "crash loop" if settling and slot.quick_deaths >= CRASH_LOOP_AFTER else "running"
+    def _state_of(self, slot: _Slot, alive: bool) -> ArbiterState:
+        looping = slot.startup_deaths >= CRASH_LOOP_AFTER
+        if alive and looping and slot.state is ArbiterState.STARTING:
+            return ArbiterState.CRASH_LOOP  # started again, and not ready yet: still in it
+        return slot.state
 
     def _snapshot(self) -> tuple[ArbiterStats, ...]:
         done = cast(dict[str, int], self._storage.ask(DoneCounts()))
@@ -487,66 +550,161 @@ class ManagerActor(pykka.ThreadingActor):
         return tuple(figures)
 
 
+class _HostTransport(StorageTransport):
+    """The Manager's transport: a stopped Manager says so by name, and a job
+    queued where no worker of this host will ever take it is warned of once."""
+
+    def __init__(self, storage: pykka.ActorRef[Any], served: frozenset[str] | None) -> None:
+        super().__init__(storage)
+        self._served = served  # None: the storage is shared, others may serve it
+        self._warned: set[str] = set()
+
+    def push(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        if self._served is not None:
+            for queue in {job.queue for job in jobs} - self._served - self._warned:
+                self._warned.add(queue)
+                log.warning(
+                    "jobs queued on a queue no worker of this host serves; they wait "
+                    "until a host that serves it runs",
+                    queue=queue,
+                    served=",".join(sorted(self._served)) or "none",
+                )
+        try:
+            return super().push(jobs)
+        except pykka.ActorDeadError:
+            raise ManagerStopped("queue") from None
+
+
+class _First:
+    """The first of several answers (idle, or a crash loop), for one waiter."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self.value: CrashLoopError | None = None
+
+    def set(self, value: CrashLoopError | None) -> None:
+        with self._lock:
+            if not self._event.is_set():
+                self.value = value
+                self._event.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._event.wait(timeout)
+
+
 class Manager(QueueHandle):
     """A running jobarbiter: a StorageActor, a ManagerActor and its arbiters.
 
     It is a QueueHandle (``queue``, ``queue_many``, ``schedule``) onto its
-    storage, plus supervision, inspection and stopping.
+    storage, plus supervision, inspection and stopping. With no arbiter
+    processes it is a producer only: it queues and inspects, and runs nothing.
 
     Use it as a context manager, or call ``stop``; ``run_forever`` blocks until
-    SIGTERM or SIGINT and then stops gracefully.
+    SIGTERM or SIGINT and then stops gracefully. After ``stop`` every call
+    raises ManagerStopped.
     """
 
     def __init__(self, config: WorkerConfig, processes: int) -> None:
+        spec = arbiter_spec(config)  # refuses what arbiters could not import, first
         relay = _TimeoutRelay()
         self._storage = StorageActor.start(config.storage, on_timeout=relay)
-        super().__init__(StorageTransport(self._storage))
+        try:
+            self._storage.ask(Opened())
+        except BaseException:
+            self._storage.stop()
+            raise
+        shared = config.storage.poll_interval is not None
+        served = frozenset(q for q, n in config.queues.items() if n > 0 and processes > 0)
+        self._transport = _HostTransport(self._storage, None if shared else served)
+        super().__init__(self._transport)
         self._recurring = Recurring(self.queue)
-        self._actor = ManagerActor.start(config, processes, self._storage)
+        self._actor = ManagerActor.start(config, processes, self._storage, spec)
         relay.target = self._actor
         self._stopped = False
         self._stop_lock = threading.Lock()
 
+    def _check(self, call: str) -> None:
+        if self._stopped:
+            raise ManagerStopped(call)
+
     # -- queueing ---------------------------------------------------------------------
+
+    def queue(self, job: Job, **options: Any) -> uuid.UUID:
+        self._check("queue")
+        return super().queue(job, **options)
+
+    def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
+        self._check("queue_many")
+        return super().queue_many(jobs)
+
+    def schedule(self, job: Job, at: Any, **options: Any) -> uuid.UUID:
+        self._check("schedule")
+        return super().schedule(job, at, **options)
 
     @property
     def handle(self) -> QueueHandle:
         """A plain QueueHandle onto the same storage, to hand to other code."""
-        return QueueHandle(StorageTransport(self._storage))
+        self._check("handle")
+        return QueueHandle(self._transport)
 
     def every(self, interval: dt.timedelta | float, job: Job) -> None:
         """Queue ``job`` every ``interval``, first after one interval, until stop."""
-        seconds = interval.total_seconds() if isinstance(interval, dt.timedelta) else interval
-        self._recurring.add(float(seconds), job)
+        self._check("every")
+        if isinstance(interval, dt.timedelta):
+            seconds = interval.total_seconds()
+        elif isinstance(interval, int | float) and not isinstance(interval, bool):
+            seconds = float(interval)
+        else:
+            raise TypeError(
+                f"every() takes a timedelta or seconds, got {type(interval).__name__}"
+            )
+        self._recurring.add(seconds, check_job(job, "every()"))
 
     # -- inspecting -------------------------------------------------------------------
 
-    def info(self, job_id: uuid.UUID) -> JobInfo | None:
-        return cast(JobInfo | None, self._storage.ask(Info(job_id)))
+    def info(self, job_id: uuid.UUID | str) -> JobInfo | None:
+        """The job as stored now, or None once it succeeded (or never existed)."""
+        self._check("info")
+        return cast(JobInfo | None, self._storage.ask(Info(parse_job_id(job_id))))
 
     def dead_jobs(self, queue: str | None = None, *, limit: int = 1000) -> list[JobInfo]:
+        self._check("dead_jobs")
         return cast(list[JobInfo], self._storage.ask(ListJobs(queue, Status.DEAD, 0, limit)))
 
-    def requeue(self, job_id: uuid.UUID) -> bool:
+    def requeue(self, job_id: uuid.UUID | str) -> bool:
         """Give a dead job a fresh set of retries, due now."""
-        return cast(bool, self._storage.ask(Requeue(job_id)))
+        self._check("requeue")
+        return cast(bool, self._storage.ask(Requeue(parse_job_id(job_id))))
 
     def purge_dead(self, older_than: dt.timedelta | float | None = None) -> int:
+        self._check("purge_dead")
         seconds = older_than.total_seconds() if isinstance(older_than, dt.timedelta) else older_than
         return cast(int, self._storage.ask(PurgeDead(seconds)))
 
     def stats(self) -> ManagerStats:
+        self._check("stats")
         return ManagerStats(
             queues=cast(dict[str, QueueStats], self._storage.ask(Stats())),
             arbiters=cast(tuple[ArbiterStats, ...], self._actor.ask(_Snapshot())),
         )
 
     def join(self, timeout: float | None = None) -> None:
-        """Block until no job is pending or running; TimeoutError after ``timeout`` s."""
-        try:
-            wait_for(self._storage, WhenIdle, timeout)
-        except pykka.Timeout:
-            raise TimeoutError(f"jobs still pending or running after {timeout} s") from None
+        """Block until no job is due or running.
+
+        Jobs scheduled for later (``schedule``, not yet due and never run) do
+        not count; retries waiting out their backoff do. Raises TimeoutError
+        after ``timeout`` seconds, and CrashLoopError as soon as every arbiter
+        is in a crash loop (nothing would ever run).
+        """
+        self._check("join")
+        first = _First()
+        self._storage.tell(WhenIdle(lambda _: first.set(None)))
+        self._actor.tell(_WhenCrashLooping(first.set))
+        if not first.wait(timeout):
+            raise TimeoutError(f"jobs still due or running after {timeout} s")
+        if first.value is not None:
+            raise first.value
 
     # -- stopping ---------------------------------------------------------------------
 
@@ -574,22 +732,53 @@ class Manager(QueueHandle):
         self._actor.stop()
         self._storage.stop()
 
-    def run_forever(self, grace: float = 30.0) -> None:
-        """Block until SIGTERM or SIGINT, then stop with ``grace`` seconds for running jobs."""
-        stop = threading.Event()
+    def run_forever(self, grace: float = 30.0, *, crash_loop_exit: float = 10.0) -> None:
+        """Block until SIGTERM or SIGINT, then stop with ``grace`` seconds for
+        running jobs; a second signal ends them at once (put back unexecuted).
+
+        Raises CrashLoopError, after stopping, once every arbiter has been in
+        a crash loop for ``crash_loop_exit`` seconds: a service that can run
+        no job should fail where its supervisor (systemd, Kubernetes) sees it.
+        """
+        self._check("run_forever")
+        wake = threading.Event()
+        signals: list[int] = []
+        failed: CrashLoopError | None = None
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("signal received, stopping", signal=signal.Signals(signum).name)
-            stop.set()
+            signals.append(signum)
+            name = signal.Signals(signum).name
+            if len(signals) == 1:
+                log.info("signal received, stopping", signal=name)
+            else:
+                log.warning("second signal: running jobs go back now", signal=name)
+                self._actor.tell(_GiveUp())
+            wake.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            while not stop.wait(3600):
-                pass
+            while not signals:
+                self._actor.tell(_WhenCrashLooping(lambda _: wake.set()))
+                wake.wait()
+                if signals:
+                    break
+                # A crash loop: a short grace to recover (a database back up).
+                wake.clear()
+                if wake.wait(crash_loop_exit) and signals:
+                    break
+                failed = cast(CrashLoopError | None, self._actor.ask(_CrashLooping()))
+                if failed is not None:
+                    log.error("giving up: every arbiter is in a crash loop", error=str(failed))
+                    break
+                wake.clear()
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            self.stop(timeout=grace)
+            try:
+                self.stop(timeout=grace)
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+        if failed is not None:
+            raise failed
 
     def __enter__(self) -> Manager:
         return self

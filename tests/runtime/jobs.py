@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -205,3 +206,16 @@ class Chaotic(Job):
     def run(self, state: Any) -> None:
         time.sleep(0.01)
         note("chaos.log", self.n)
+
+
+@dataclass
+class Exits(Job):
+    """Calls sys.exit in the job: a failed attempt, never a dead worker."""
+
+    MAX_RETRIES = MaxRetries.count(0)
+
+    code: int
+
+    def run(self, state: Any) -> None:
+        note("runs.log", "exits", os.getpid(), time.time())
+        sys.exit(self.code)

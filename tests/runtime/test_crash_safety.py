@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import structlog.testing
 
 from actors.ops import StorageError
 from supervisor import Manager, Status, WorkerConfig
@@ -154,9 +154,9 @@ def test_timeout_recycles_the_arbiter_and_spares_the_others(
 
 
 def test_storage_fault_is_an_error_to_the_caller_not_a_hang(
-    workdir: Path, managers: list[Manager]
+    workdir: Path, managers: list[Manager], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with structlog.testing.capture_logs() as logs:
+    with caplog.at_level(logging.ERROR, logger="jobarbiter"):
         manager = start(
             managers, WorkerConfig(storage=ExplodingStorage()).register(Record), processes=1
         )
@@ -165,7 +165,7 @@ def test_storage_fault_is_an_error_to_the_caller_not_a_hang(
         manager.queue(Record(tag="fine"))
         manager.join(timeout=30)
     assert [f[0] for f in lines(workdir, "runs.log")] == ["fine"]
-    failures = [e for e in logs if e["event"] == "storage operation failed"]
+    failures = [vars(r) for r in caplog.records if vars(r)["event"] == "storage operation failed"]
     assert [e["op"] for e in failures] == ["Push"]
 
 
