@@ -17,8 +17,8 @@ _EXT_DATE = 2
 _EXT_UUID = 3
 _EXT_TIMEDELTA = 4
 
-# What msgpack raises for a value it cannot carry (an unknown type, an int
-# past 64 bits, a nesting too deep).
+# What msgpack raises for a value it cannot carry (an unknown type or an int
+# past 64 bits, through _default; a nesting too deep).
 ENCODE_ERRORS = (TypeError, OverflowError, ValueError)
 
 
@@ -34,7 +34,18 @@ def _default(value: Any) -> msgpack.ExtType:
         return msgpack.ExtType(
             _EXT_TIMEDELTA, msgpack.packb([value.days, value.seconds, value.microseconds])
         )
+    if isinstance(value, int):
+        # msgpack asks here only for ints past its 64-bit range.
+        raise TypeError(
+            f"{_show_int(value)} is outside msgpack's integer range (-2**63 .. 2**64-1); "
+            "pass big integers as str"
+        )
     raise TypeError(f"cannot encode {type(value).__qualname__} with msgpack")
+
+
+def _show_int(value: int) -> str:
+    # str() of an int past sys.get_int_max_str_digits() raises ValueError.
+    return str(value) if value.bit_length() <= 256 else f"an int of {value.bit_length()} bits"
 
 
 def _ext_hook(code: int, data: bytes) -> Any:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeGuard, cast
 
 import pykka
 
@@ -27,12 +28,80 @@ class StorageTransport:
         return cast("list[uuid.UUID]", self._storage.ask(Push(tuple(jobs))))
 
 
-def _epoch(at: dt.datetime | dt.timedelta) -> float:
+def job_id(value: uuid.UUID | str) -> uuid.UUID:
+    """The job id ``value`` names: a UUID as returned by queue(), or its str form."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise ValueError(
+                f"not a job id: {value!r} (expected a UUID as returned by queue())"
+            ) from None
+    raise TypeError(f"a job id is a UUID as returned by queue() (or its str); got {_got(value)}")
+
+
+def _got(value: object) -> str:
+    return f"{value!r} ({type(value).__qualname__})"
+
+
+def check_job(job: object, method: str) -> Job:
+    """``job`` if it is a job instance; the error says how to make one."""
+    if isinstance(job, Job):
+        return job
+    if isinstance(job, type) and issubclass(job, Job):
+        name = job.__qualname__
+        raise TypeError(
+            f"{method} takes a job instance; got the class {name}: "
+            f"queue {name}(...) with its arguments"
+        )
+    raise TypeError(f"{method} takes a job instance (of a Job subclass); got {_got(job)}")
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    # bool is an int, but True as a duration is a slip, never meant.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_queue_name(queue: object, what: str) -> str:
+    """``queue`` if it can name a queue: a non-empty str."""
+    if isinstance(queue, str) and queue:
+        return queue
+    error = ValueError if isinstance(queue, str) else TypeError
+    raise error(f"{what} must be a queue name, a non-empty str; got {_got(queue)}")
+
+
+def _check_options(queue: object, timeout: object, unique_key: object) -> None:
+    if queue is not None:
+        check_queue_name(queue, "queue=")
+    if timeout is not None and not (_is_number(timeout) and timeout > 0):
+        error = ValueError if _is_number(timeout) else TypeError
+        raise error(f"timeout= must be a positive number of seconds (or None); got {_got(timeout)}")
+    if unique_key is not None and not isinstance(unique_key, str):
+        raise TypeError(f"unique_key= must be a str (or None); got {_got(unique_key)}")
+
+
+def _epoch(at: object) -> float:
+    if isinstance(at, dt.datetime):
+        if at.tzinfo is None:
+            raise ValueError(
+                f"schedule() at= needs an aware datetime; got the naive {at!r}: "
+                "give it a tzinfo (datetime.now(UTC) + ...), or pass a timedelta"
+            )
+        return at.timestamp()
     if isinstance(at, dt.timedelta):
-        return dt.datetime.now(dt.UTC).timestamp() + at.total_seconds()
-    if at.tzinfo is None:
-        raise ValueError("schedule needs an aware datetime (or a timedelta from now)")
-    return at.timestamp()
+        seconds = at.total_seconds()
+    elif _is_number(at):
+        seconds = float(at)
+    else:
+        raise TypeError(
+            "schedule() at= takes an aware datetime, a timedelta, "
+            f"or a number of seconds from now (int or float); got {_got(at)}"
+        )
+    if not math.isfinite(seconds):
+        raise ValueError(f"schedule() at= must be a finite number of seconds; got {at!r}")
+    return dt.datetime.now(dt.UTC).timestamp() + seconds
 
 
 class QueueHandle:
@@ -52,22 +121,36 @@ class QueueHandle:
     ) -> uuid.UUID:
         """Queue one job. With ``unique_key`` (or ``UNIQUE = True`` on the job),
         a pending or running job with that key is returned instead of a new one."""
+        job = check_job(job, "queue()")
+        _check_options(queue, timeout, unique_key)
         new = job.to_new(queue=queue, timeout=timeout, unique_key=unique_key)
         return self._transport.push([new])[0]
 
     def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
-        """Queue many jobs in one round trip; all are encoded before any is stored."""
-        return self._transport.push([job.to_new() for job in jobs])
+        """Queue many jobs in one round trip; all are checked and encoded before
+        any is stored."""
+        if isinstance(jobs, Job):
+            raise TypeError(
+                f"queue_many() takes an iterable of jobs; got one {type(jobs).__qualname__}: "
+                "queue it with queue()"
+            )
+        news = [
+            check_job(job, f"queue_many() (at index {i})").to_new() for i, job in enumerate(jobs)
+        ]
+        return self._transport.push(news)
 
     def schedule(
         self,
         job: Job,
-        at: dt.datetime | dt.timedelta,
+        at: dt.datetime | dt.timedelta | float,
         *,
         queue: str | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
     ) -> uuid.UUID:
-        """Queue a job to run no earlier than ``at`` (an aware datetime, or a delay)."""
+        """Queue a job to run no earlier than ``at``: an aware datetime, or a delay
+        as a timedelta or in seconds."""
+        job = check_job(job, "schedule()")
+        _check_options(queue, timeout, unique_key)
         new = job.to_new(queue=queue, run_at=_epoch(at), timeout=timeout, unique_key=unique_key)
         return self._transport.push([new])[0]
