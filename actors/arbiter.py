@@ -33,7 +33,7 @@ import psutil
 import pykka
 import setproctitle
 
-from actors.refs import resolve
+from actors.refs import load, resolve
 from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
 from actors.worker import (
     InFlight,
@@ -55,14 +55,15 @@ RSS_CHECK_INTERVAL = 0.5
 @dataclass(frozen=True, slots=True)
 class ArbiterSpec:
     """Everything an arbiter process needs, sent as its first frame. Job
-    classes and factories travel as ``module:qualname`` (see actors/refs.py)."""
+    classes travel as ``module:qualname``, factories pickled: both are
+    imported by name (see actors/refs.py)."""
 
     index: int
     runner: str
     jobs: tuple[str, ...]
     queues: tuple[tuple[str, int], ...]
-    state_factory: str
-    handle_factory: str  # builds the QueueHandle from a transport
+    state_factory: bytes  # see actors.refs.portable
+    handle_factory: bytes  # builds the QueueHandle from a transport
     heartbeat_interval: float
     sys_path: tuple[str, ...]  # the host's, so the same modules import
     max_rss: int | None = None  # bytes
@@ -94,7 +95,7 @@ class Imported:
         for ref in spec.jobs:
             job = resolve(ref)
             jobs[job.NAME] = job
-        return cls(jobs, resolve(spec.state_factory), resolve(spec.handle_factory))
+        return cls(jobs, load(spec.state_factory), load(spec.handle_factory))
 
 
 @dataclass(frozen=True, slots=True)

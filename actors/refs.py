@@ -2,13 +2,19 @@
 
 An arbiter is a fresh interpreter that never runs the user's main script (it
 would redo whatever the script does at module level: open a file, bind a
-port). So what it needs travels as ``module:qualname`` and is imported there;
-``reference`` refuses, with the fix in its message, what could not be.
+port). So the code it needs travels by name and is imported there: a job
+class as ``module:qualname`` (``reference``), a factory pickled (``portable``),
+which names its function or class the same way and carries the arguments of
+a ``functools.partial`` or the fields of an instance. Both refuse, with the
+fix in the message, what an arbiter could not import.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
+import pickle
 from typing import Any
 
 
@@ -52,3 +58,25 @@ def resolve(ref: str) -> Any:
     for part in qualname.split("."):
         found = getattr(found, part)
     return found
+
+
+def portable(thing: object, what: str) -> bytes:
+    """``thing`` (a function, a class, a partial of one, or an instance of an
+    importable class) as bytes an arbiter can load; see ``load``."""
+    code: Any = thing
+    while isinstance(code, functools.partial):
+        code = code.func
+    if inspect.ismethod(code):
+        code = code.__func__
+    if not (isinstance(code, type) or inspect.isfunction(code) or inspect.isbuiltin(code)):
+        code = type(code)  # an instance: its class must be importable
+    reference(code, what)
+    try:
+        return pickle.dumps(thing)
+    except Exception as exc:
+        raise TypeError(f"{what} {thing!r} cannot be sent to an arbiter: {exc}") from exc
+
+
+def load(data: bytes) -> Any:
+    """What ``portable`` packed; imports its code by name."""
+    return pickle.loads(data)
