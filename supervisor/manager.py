@@ -44,7 +44,7 @@ from actors.ops import (
     Stats,
     WhenIdle,
 )
-from actors.refs import reference
+from actors.refs import portable, reference
 from actors.storage_actor import Opened, Rounds, StorageActor, wait_for
 from storage import Job, JobInfo, JobResult, NewJob, QueueStats, Status
 from storage.events import EventLog
@@ -163,6 +163,7 @@ class _Slot:
     quick_deaths: int = 0
     ready: bool = False  # all its workers built their state
     startup_deaths: int = 0  # deaths in a row before ready
+    start_failures: int = 0  # deaths before ready, ever
     started_at: float = 0.0
     state: ArbiterState = ArbiterState.STARTING
     last_exit: str | None = None
@@ -226,7 +227,7 @@ class _Snapshot:
 
 @dataclass(frozen=True, slots=True)
 class _WhenCrashLooping:
-    """Call ``done(error)`` once every arbiter is in a crash loop."""
+    """Call ``done(error)`` once every arbiter is in a crash loop that goes on."""
 
     done: Callable[[CrashLoopError], None]
 
@@ -245,8 +246,8 @@ def arbiter_spec(config: WorkerConfig) -> ArbiterSpec:
         runner="",
         jobs=tuple(reference(job, "job class") for job in jobs),
         queues=tuple((q, n) for q, n in config.queues.items() if n > 0),
-        state_factory=reference(config.state, "state factory"),
-        handle_factory=reference(QueueHandle, "handle factory"),
+        state_factory=portable(config.state, "state factory"),
+        handle_factory=portable(QueueHandle, "handle factory"),
         heartbeat_interval=min((job.HEARTBEAT_INTERVAL for job in jobs), default=5.0),
         sys_path=tuple(sys.path),
         max_rss=config.max_rss,
@@ -272,7 +273,8 @@ class ManagerActor(pykka.ThreadingActor):
         self._stopping = False
         self._stopped_waiters: list[Callable[[bool], None]] = []
         self._watcher: _SentinelWatcher | None = None
-        self._crash_waiters: list[Callable[[CrashLoopError], None]] = []
+        # Each with every slot's start_failures when it began waiting.
+        self._crash_waiters: list[tuple[Callable[[CrashLoopError], None], tuple[int, ...]]] = []
         self._spec = spec
 
     def on_start(self) -> None:
@@ -313,8 +315,7 @@ class ManagerActor(pykka.ThreadingActor):
             case _Snapshot():
                 return self._snapshot()
             case _WhenCrashLooping(done):
-                self._crash_waiters.append(done)
-                self._tell_crash_waiters()
+                self._crash_waiters.append((done, tuple(s.start_failures for s in self._slots)))
             case _CrashLooping():
                 return self._crash_loop()
         return None
@@ -395,6 +396,7 @@ class ManagerActor(pykka.ThreadingActor):
         lived = time.monotonic() - slot.started_at
         slot.quick_deaths = 1 if lived >= STABLE_AFTER else slot.quick_deaths + 1
         slot.startup_deaths = 0 if slot.ready else slot.startup_deaths + 1
+        slot.start_failures += not slot.ready
         delay = min(FIRST_RESTART_DELAY * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY)
         if slot.startup_deaths == CRASH_LOOP_AFTER:
             log.error(
@@ -432,11 +434,20 @@ class ManagerActor(pykka.ThreadingActor):
         return None
 
     def _tell_crash_waiters(self) -> None:
+        """Tell the waiters for whom every arbiter is in a crash loop and has died
+        at start-up again since they began to wait: a loop that goes on, not one
+        that outside kills left behind and the next restart ends."""
         error = self._crash_loop()
-        if error is not None:
-            waiters, self._crash_waiters = self._crash_waiters, []
-            for done in waiters:
+        if error is None:
+            return
+        failures = [s.start_failures for s in self._slots]
+        kept = []
+        for done, since in self._crash_waiters:
+            if all(now > then for now, then in zip(failures, since, strict=True)):
                 done(error)
+            else:
+                kept.append((done, since))
+        self._crash_waiters = kept
 
     def _timed_out(self, runner: str, job_id: uuid.UUID, timeout: float) -> None:
         slot = next((s for s in self._slots if s.runner == runner), None)
@@ -694,8 +705,9 @@ class Manager(QueueHandle):
 
         Jobs scheduled for later (``schedule``, not yet due and never run) do
         not count; retries waiting out their backoff do. Raises TimeoutError
-        after ``timeout`` seconds, and CrashLoopError as soon as every arbiter
-        is in a crash loop (nothing would ever run).
+        after ``timeout`` seconds, and CrashLoopError once every arbiter is in a
+        crash loop (3 deaths in a row at start-up) and has died at start-up
+        again since join began: nothing would ever run.
         """
         self._check("join")
         first = _First()
