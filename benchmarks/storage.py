@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import logging
 import os
 import platform
 import subprocess
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import structlog
 
 from actors.ops import Batch, Complete, Pop, Push, Stats
 from actors.storage_actor import StorageActor
@@ -217,9 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         print(memory_child(int(count), method))
         return 0
 
-    # structlog's default configuration prints every debug line; a benchmark
-    # measures the storage, not the terminal.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
     print(
         f"jobarbiter storage benchmark: Python {platform.python_version()}, "

@@ -48,8 +48,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from benchmarks.common import (
     Progress,
     cpu_seconds,
@@ -145,6 +143,7 @@ class Result:
     processes: int
     workers: int
     storage: str
+    logging: str  # how the host's logging was configured: see LOGGING
     jobs: int
     startup_s: float
     enqueue_s: float
@@ -178,6 +177,29 @@ def wait_ready(manager: Manager, out_dir: str, workers: int, processes: int) -> 
     return [a.pid for a in arbiters if a.pid is not None]
 
 
+def configure_logging(mode: str) -> None:
+    """Set the host's logging as a user's service might have it (see LOGGING)."""
+    root, ours = logging.getLogger(), logging.getLogger("jobarbiter")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.setLevel(logging.WARNING)
+    ours.setLevel(logging.NOTSET)
+    if mode == "warning":
+        logging.basicConfig(level=logging.WARNING)
+    elif mode == "debug":
+        # Every event formatted and written, to a sink that costs no terminal.
+        sink = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - lives until exit
+        sink.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(sink)
+        ours.setLevel(logging.DEBUG)
+
+
+# Host logging modes: "unconfigured" (nothing set up, as in a plain script),
+# "warning" (logging.basicConfig at WARNING), "debug" (the library's debug
+# events formatted and written to /dev/null: the cost of per-job events).
+LOGGING = ("unconfigured", "warning", "debug")
+
+
 def run_point(
     processes: int,
     workers: int,
@@ -185,8 +207,10 @@ def run_point(
     jobs: int,
     samples: int,
     storage: str,
+    log_mode: str,
     phase: Callable[[str], None],
 ) -> Result:
+    configure_logging(log_mode)
     with tempfile.TemporaryDirectory(prefix="jobarbiter-bench-") as out_dir:
         config = (
             WorkerConfig(storage=STORAGES[storage](), state=functools.partial(make_state, out_dir))
@@ -229,6 +253,7 @@ def run_point(
         processes=processes,
         workers=workers,
         storage=storage,
+        logging=log_mode,
         jobs=jobs,
         startup_s=startup_s,
         enqueue_s=t1 - t0,
@@ -250,6 +275,7 @@ def run_point(
 COLUMNS: list[tuple[str, str, str]] = [  # (header, Result field, format)
     ("proc", "processes", "d"),
     ("workers", "workers", "d"),
+    ("logging", "logging", "s"),
     ("enqueue jobs/s", "enqueue_jobs_per_s", ",.0f"),
     ("processed jobs/s", "processed_jobs_per_s", ",.0f"),
     ("drain jobs/s", "drain_jobs_per_s", ",.0f"),
@@ -280,6 +306,25 @@ vs <peer>: jobarbiter's processed jobs/s divided by that peer's jobs/s.
 jobarbiter: processed = N / (join returned - queue_many started); peers: from the first job
 queued to the last one finished; both include the queueing. A peer that failed or timed out
 shows its status (a timeout its partial rate) and gets no ratio."""
+
+
+def logging_table(results: Sequence[Result], modes: Sequence[str]) -> str:
+    """Each point's processed jobs/s under each logging mode, as a ratio to the first."""
+    by_point: dict[tuple[int, int], dict[str, float]] = {}
+    for r in results:
+        by_point.setdefault((r.processes, r.workers), {})[r.logging] = r.processed_jobs_per_s
+    rows = [["proc", "workers", *modes, *(f"{m} / {modes[0]}" for m in modes[1:])]]
+    for (processes, workers), rates in by_point.items():
+        base = rates[modes[0]]
+        rows.append(
+            [
+                str(processes),
+                str(workers),
+                *(f"{rates[m]:,.0f}" for m in modes),
+                *(f"{rates[m] / base:.2f}x" for m in modes[1:]),
+            ]
+        )
+    return report.grid(rows, [True] * len(rows[0]))
 
 
 def run_peers(
@@ -337,6 +382,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--storage", choices=sorted(STORAGES), default="memory")
     parser.add_argument(
+        "--logging",
+        type=names(list(LOGGING)),
+        default=["unconfigured"],
+        metavar="MODES",
+        help=(
+            "the host's logging, one run per mode at each grid point, side by side: "
+            f"{','.join(LOGGING)} (default unconfigured; "
+            "unconfigured,warning prints the ratio of the two)"
+        ),
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         default=DEFAULT_JSON,
@@ -376,13 +432,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    grid = [(p, w) for p in args.processes for w in args.workers]
+    grid = [(p, w, m) for p in args.processes for w in args.workers for m in args.logging]
     progress = Progress(len(grid))
     results: list[Result] = []
     try:
-        for done, (processes, workers) in enumerate(grid):
-            point = f"p={processes} w={workers}"
+        for done, (processes, workers, log_mode) in enumerate(grid):
+            point = f"p={processes} w={workers} logging={log_mode}"
 
             def phase(what: str, done: int = done, point: str = point) -> None:
                 progress.show(done, f"{point} {what}")
@@ -393,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 jobs=args.jobs,
                 samples=args.latency_samples,
                 storage=args.storage,
+                log_mode=log_mode,
                 phase=phase,
             )
             results.append(result)
@@ -402,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.jobs} no-op jobs per point, {args.latency_samples} latency samples")
     print(table(results))
     print(LEGEND)
+    if len(args.logging) > 1:
+        print(f"\nprocessed jobs/s against logging={args.logging[0]}, same run:")
+        print(logging_table(results, args.logging))
     trials: list[Trial] = []
     if args.against:
         os.environ[marks.PG_ENV] = args.peers_pg  # the server the grid used

@@ -53,8 +53,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from benchmarks.common import (
     Nap,
     Probe,
@@ -560,10 +558,8 @@ def sweep(args: argparse.Namespace, workload: Workload) -> list[Point]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    structlog.configure(  # the library's warnings (an arbiter killed on purpose) go to stderr
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    # The library's warnings (an arbiter killed on purpose) go to stderr.
+    logging.basicConfig(level=logging.WARNING)
     workload = workload_from(args)
     info = machine()
     started = time.monotonic()

@@ -39,8 +39,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from benchmarks.common import Progress, machine, names, versions, write_json
 from benchmarks.peers import LIBRARIES, marks, report
 from benchmarks.peers.harness import Limits, Peer, Spec, run_trial
@@ -157,10 +155,8 @@ def library_facts(libraries: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    structlog.configure(  # the library's warnings (an arbiter killed on purpose) go to stderr
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    # The library's warnings (an arbiter killed on purpose) go to stderr.
+    logging.basicConfig(level=logging.WARNING)
     os.environ[marks.REDIS_ENV] = args.redis
     os.environ[marks.PG_ENV] = args.pg
     limits = Limits(ready=args.ready_timeout, run=args.timeout, crash=args.crash_timeout)

@@ -13,7 +13,6 @@ level defines things and does nothing else.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -21,8 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import structlog
 
 from storage.sqlite import SqliteStorage
 from supervisor import Backoff, Job, MaxRetries, WorkerConfig
@@ -53,7 +50,6 @@ class Mark(Job):
 def main(argv: Sequence[str]) -> int:
     db, out, count = argv[0], argv[1], int(argv[2])
     processes = int(argv[3]) if len(argv) > 3 else 2
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     os.environ[OUT_VAR] = out
     config = WorkerConfig(storage=SqliteStorage(db)).register(Mark)
     manager = config.set_worker_count("default", 4).start(processes=processes)
