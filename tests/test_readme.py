@@ -1,0 +1,91 @@
+"""The README's code runs as it stands, so it cannot drift from the library.
+
+Its Quickstart blocks carry ``<!-- file: PATH -->`` markers: they are written
+to those paths and the service is run as the README says. A block marked
+``<!-- replaces: NAME in PATH -->`` replaces the statement that assigns NAME
+in that file (the Storage section's SQLite config) and the service runs again.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BLOCK = re.compile(r"<!-- (file|replaces): ([^>]+?) -->\n```python\n(.*?)```", re.S)
+
+pytestmark = pytest.mark.processes
+
+
+def blocks(kind: str) -> dict[str, str]:
+    return {target: code for found, target, code in BLOCK.findall(README) if found == kind}
+
+
+def replace_assignment(source: str, name: str, code: str) -> str:
+    """``source`` with the top-level statement that assigns ``name`` replaced by ``code``."""
+    lines = source.splitlines(keepends=True)
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            assert node.end_lineno is not None
+            return "".join([*lines[: node.lineno - 1], code, *lines[node.end_lineno :]])
+    raise AssertionError(f"no top-level assignment to {name!r}")
+
+
+def run_service(app: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "myapp.service"],
+        cwd=app,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    files = blocks("file")
+    assert set(files) == {"myapp/jobs.py", "myapp/service.py"}
+    for path, code in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(code)
+    return tmp_path
+
+
+def check_quickstart_run(app: Path) -> None:
+    done = run_service(app)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # nothing configured: the library stays quiet
+    first, second = done.stdout.splitlines()
+    assert first == "None"  # the job succeeded
+    assert second.startswith("ManagerStats(queues={'mail': QueueStats(pending=1, ")
+    assert "scheduled=1)" in second  # the mail for later, which join does not wait for
+    mails = (app / "outbox.txt").read_text().splitlines()
+    assert len(mails) == 101
+    assert sorted(mails)[0] == "a@example.com hi"
+    (app / "outbox.txt").unlink()
+
+
+def test_the_quickstart_runs_as_written(app: Path) -> None:
+    check_quickstart_run(app)
+
+
+def test_the_quickstart_on_sqlite_runs_as_written(app: Path) -> None:
+    replacements = blocks("replaces")
+    assert list(replacements) == ["config in myapp/service.py"]
+    name, _, path = "config in myapp/service.py".partition(" in ")
+    service = app / path
+    service.write_text(
+        replace_assignment(service.read_text(), name, replacements["config in myapp/service.py"])
+    )
+    check_quickstart_run(app)
+    assert (app / "jobs.db").exists()
