@@ -46,7 +46,7 @@ from actors.ops import (
     WhenIdle,
 )
 from storage import Disposition, JobInfo, JobResult, Outcome, Storage
-from storage.events import EventLog
+from storage.events import EventLog, last_line
 
 log = EventLog("storage")
 
@@ -458,9 +458,9 @@ class StorageActor(pykka.ThreadingActor):
             # A retry or a put-back may be due at once: wake its parked pops.
             self._serve(info.queue)
         if disposition is Disposition.RETRYING:
-            log.warning("job failed, will retry", error=_first_line(result.error), **fields)
+            log.warning("job failed, will retry", error=last_line(result.error), **fields)
         elif disposition is Disposition.DEAD:
-            log.error("job dead, out of retries", error=_first_line(result.error), **fields)
+            log.error("job dead, out of retries", error=last_line(result.error), **fields)
         elif result.outcome is Outcome.UNREGISTERED:
             # Never silent: a deploy that forgot a job class strands its jobs.
             log.warning("job not registered; put back for later", error=result.error, **fields)
@@ -597,10 +597,6 @@ class _Recheck:
 
 class _Commit:
     """Names the commit in errors and logs, like an operation."""
-
-
-def _first_line(text: str | None) -> str | None:
-    return None if text is None else text.strip().splitlines()[-1] if text.strip() else text
 
 
 def wait_for(

@@ -68,3 +68,11 @@ class EventLog:
             self.logger.log(level, "%s", line, exc_info=exc_info, extra=extra, stacklevel=3)
         except Exception:
             pass  # see the module docstring: logging must not take us down
+
+
+def last_line(text: str | None) -> str | None:
+    """An error's final line, for a log line: a traceback's names the exception."""
+    if text is None:
+        return None
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else text

@@ -186,23 +186,22 @@ class SqliteStorage:
         host left running."""
         # Opened on the StorageActor's thread, which alone uses it after.
         self._closed = False
-        self._conn = sqlite3.connect(
-            self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
         try:
+            self._conn = sqlite3.connect(
+                self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
             self._open()
-        except sqlite3.OperationalError as exc:
-            self._conn.close()
-            self._conn = not_open(self)
+        except BaseException as exc:
+            if not isinstance(self._conn, NotOpen):
+                self._conn.close()
+                self._conn = not_open(self)
+            if not isinstance(exc, sqlite3.OperationalError):
+                raise
             if "locked" in str(exc):
                 raise sqlite3.OperationalError(
                     f"{self._path} is open in another host (one host per file): {exc}"
                 ) from exc
             raise sqlite3.OperationalError(f"cannot open {self._path}: {exc}") from exc
-        except BaseException:
-            self._conn.close()
-            self._conn = not_open(self)
-            raise
         return self
 
     def _open(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from storage.events import last_line
+
 
 class ManagerStopped(RuntimeError):  # noqa: N818 - the name says what happened
     """The Manager was stopped; every later call raises this."""
@@ -26,11 +28,3 @@ class CrashLoopError(RuntimeError):
         super().__init__(
             f"every arbiter ({len(errors)}) is in a crash loop, dying at start-up: {why}"
         )
-
-
-def last_line(text: str | None) -> str | None:
-    """An error's final line (a traceback's names the exception)."""
-    if text is None:
-        return None
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else text

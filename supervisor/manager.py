@@ -47,8 +47,8 @@ from actors.ops import (
 from actors.refs import portable, reference
 from actors.storage_actor import Opened, Rounds, StorageActor, wait_for
 from storage import Job, JobInfo, JobResult, NewJob, QueueStats, Status
-from storage.events import EventLog
-from supervisor.errors import CrashLoopError, ManagerStopped, last_line
+from storage.events import EventLog, last_line
+from supervisor.errors import CrashLoopError, ManagerStopped
 from supervisor.every import Recurring
 from supervisor.handle import QueueHandle, StorageTransport, check_job
 from supervisor.handle import job_id as parse_job_id

@@ -4,11 +4,14 @@ Its Quickstart blocks carry ``<!-- file: PATH -->`` markers: they are written
 to those paths and the service is run as the README says. A block marked
 ``<!-- replaces: NAME in PATH -->`` replaces the statement that assigns NAME
 in that file (the Storage section's SQLite config) and the service runs again.
+A ``<!-- snippet: NAME -->`` block (the logging examples) runs ahead of a few
+of the library's events, and what they print is checked.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import subprocess
@@ -19,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-BLOCK = re.compile(r"<!-- (file|replaces): ([^>]+?) -->\n```python\n(.*?)```", re.S)
+BLOCK = re.compile(r"<!-- (file|replaces|snippet): ([^>]+?) -->\n```python\n(.*?)```", re.S)
 
 pytestmark = pytest.mark.processes
 
@@ -89,3 +92,37 @@ def test_the_quickstart_on_sqlite_runs_as_written(app: Path) -> None:
     )
     check_quickstart_run(app)
     assert (app / "jobs.db").exists()
+
+
+EVENTS = """
+import uuid
+from storage.events import EventLog
+
+log = EventLog("manager")
+log.info("arbiter started", arbiter=0, pid=42)
+log.debug("job succeeded", job_id=uuid.UUID(int=7), runner="r-0")
+"""
+
+
+def run_snippet(name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", blocks("snippet")[name] + EVENTS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def test_the_logging_snippet_shows_lifecycle_and_per_job_events() -> None:
+    assert run_snippet("logging").stderr.splitlines() == [
+        "INFO:jobarbiter.manager:arbiter started arbiter=0 pid=42",
+        "DEBUG:jobarbiter.manager:job succeeded "
+        "job_id=00000000-0000-0000-0000-000000000007 runner=r-0",
+    ]
+
+
+def test_the_structlog_snippet_gives_structured_events() -> None:
+    events = [json.loads(line) for line in run_snippet("structlog").stderr.splitlines()]
+    assert events == [{"arbiter": 0, "pid": 42, "event": "arbiter started", "level": "info"}]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.conninfo
 import pykka
 import pytest
 
@@ -35,6 +36,7 @@ from storage import (
     Status,
 )
 from storage.postgres import MIGRATIONS, PostgresStorage, RolledBackError, migration_sql
+from supervisor import WorkerConfig
 
 from .pg_host import fresh_schema, require_postgres
 
@@ -408,3 +410,17 @@ def test_hosts_starting_together_migrate_once(dsn: str, schema: str) -> None:
     finally:
         for storage in made:
             storage.close()
+
+
+def test_building_opens_nothing_and_start_names_the_database() -> None:
+    storage = PostgresStorage("postgresql://postgres@127.0.0.1:1/nowhere", schema="unused")
+    with pytest.raises(psycopg.OperationalError, match=r"PostgresStorage cannot reach its"):
+        WorkerConfig(storage=storage).start(processes=0)
+    assert not [a for a in pykka.ActorRegistry.get_all() if a.is_alive()]
+
+
+def test_a_missing_database_is_named(dsn: str) -> None:
+    missing = psycopg.conninfo.make_conninfo(dsn, dbname="jobarbiter_no_such_db")
+    storage = PostgresStorage(missing, schema="unused")
+    with pytest.raises(psycopg.OperationalError, match=r'database "jobarbiter_no_such_db"'):
+        storage.open()

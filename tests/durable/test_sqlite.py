@@ -10,11 +10,13 @@ from contextlib import closing
 from pathlib import Path
 from typing import cast
 
+import pykka
 import pytest
 
 import storage.sqlite
 from storage import Backoff, JobResult, ManualClock, NewJob, QueueStats, Status
 from storage.sqlite import MIGRATIONS, RECOVERED_ERROR, SqliteStorage
+from supervisor import WorkerConfig
 from tests.contract.support import QUEUE, ids, info, kill, new_job, policy, utc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,3 +158,14 @@ def test_one_host_per_file(path: str) -> None:
         SqliteStorage(path, timeout=0.1).open()
     owner.close()
     SqliteStorage(path).open().close()
+
+
+def test_building_opens_nothing_and_start_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "missing-folder" / "jobs.db"
+    storage_ = SqliteStorage(path)  # a module may build this at import time
+    assert not path.parent.exists()
+    with pytest.raises(RuntimeError, match=r"SqliteStorage\('.*jobs.db'\) is not open"):
+        storage_.pop(QUEUE, "r1")
+    with pytest.raises(sqlite3.OperationalError, match=rf"cannot open {path}: unable to open"):
+        WorkerConfig(storage=storage_).start(processes=0)
+    assert not [a for a in pykka.ActorRegistry.get_all() if a.is_alive()]

@@ -173,7 +173,9 @@ def sleepy_starts(workdir: Path, tag: str) -> list[list[str]]:
     return [f for f in lines(workdir, "sleepy.log") if f[0] == "start" and f[1] == tag]
 
 
-def run_cli_until_sigterm(workdir: Path, sleep: float, grace: float) -> tuple[int, str]:
+def run_cli_until_sigterm(
+    workdir: Path, sleep: float, grace: float, signals: int = 1
+) -> tuple[int, str]:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "JOBARBITER_TEST_SLEEP": str(sleep), "PYTHONPATH": str(root)}
     command = [
@@ -190,7 +192,9 @@ def run_cli_until_sigterm(workdir: Path, sleep: float, grace: float) -> tuple[in
     ]
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=root) as cli:
         wait_until(lambda: sleepy_starts(workdir, "deploy"), what="the job to start")
-        cli.send_signal(signal.SIGTERM)
+        for _ in range(signals):
+            cli.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # the second one lands in the grace period
         _, err = cli.communicate(timeout=60)
     return cli.returncode, err
 
@@ -212,3 +216,18 @@ def test_cli_sigterm_past_grace_puts_the_job_back_before_killing(workdir: Path) 
     stopped = names.index("arbiter stopped")
     assert put_back < stopped
     assert events[stopped]["exit"] == "signal SIGKILL"
+
+
+def test_cli_second_sigterm_puts_the_job_back_at_once_and_says_so(workdir: Path) -> None:
+    started = time.monotonic()
+    code, err = run_cli_until_sigterm(workdir, sleep=30.0, grace=30.0, signals=2)
+    assert time.monotonic() - started < 20  # not the 30 s grace, nor the job's 30 s
+    assert code == 0
+    assert [f[0] for f in lines(workdir, "sleepy.log")] == ["start"]
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    second = names.index("second signal: running jobs go back now")
+    assert events[second]["level"] == "warning"
+    put_back = names.index("job put back")
+    assert events[put_back]["outcome"] == "unexecuted"
+    assert second < put_back < names.index("arbiter stopped")
