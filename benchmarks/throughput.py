@@ -24,6 +24,8 @@ Run from the repository root:
     python -m benchmarks.throughput                  # default grid, 20000 jobs
     python -m benchmarks.throughput --quick          # smoke run
     python -m benchmarks.throughput --processes 2 --workers 4 --json out.json
+    python -m benchmarks.throughput --processes 2 --workers 4,32 --repeats 4 \\
+        --logging unconfigured,warning             # logging's cost, side by side
     python -m benchmarks.throughput --storage postgres --processes 2 --workers 4,32 \\
         --against procrastinate,pgqueuer
 """
@@ -309,10 +311,16 @@ shows its status (a timeout its partial rate) and gets no ratio."""
 
 
 def logging_table(results: Sequence[Result], modes: Sequence[str]) -> str:
-    """Each point's processed jobs/s under each logging mode, as a ratio to the first."""
-    by_point: dict[tuple[int, int], dict[str, float]] = {}
+    """Each point's median processed jobs/s under each logging mode, and its
+    ratio to the first mode's."""
+    runs: dict[tuple[int, int], dict[str, list[float]]] = {}
     for r in results:
-        by_point.setdefault((r.processes, r.workers), {})[r.logging] = r.processed_jobs_per_s
+        point = runs.setdefault((r.processes, r.workers), {})
+        point.setdefault(r.logging, []).append(r.processed_jobs_per_s)
+    by_point = {
+        point: {mode: statistics.median(rates) for mode, rates in modes_.items()}
+        for point, modes_ in runs.items()
+    }
     rows = [["proc", "workers", *modes, *(f"{m} / {modes[0]}" for m in modes[1:])]]
     for (processes, workers), rates in by_point.items():
         base = rates[modes[0]]
@@ -382,6 +390,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--storage", choices=sorted(STORAGES), default="memory")
     parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="runs per grid point; the logging modes alternate their order (default 1)",
+    )
+    parser.add_argument(
         "--logging",
         type=names(list(LOGGING)),
         default=["unconfigured"],
@@ -425,14 +439,22 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.jobs = QUICK_JOBS if args.quick else 20000
     if args.latency_samples is None:
         args.latency_samples = QUICK_SAMPLES if args.quick else 300
-    if args.jobs < 1 or args.latency_samples < 1:
-        parser.error("--jobs and --latency-samples must be >= 1")
+    if args.jobs < 1 or args.latency_samples < 1 or args.repeats < 1:
+        parser.error("--jobs, --latency-samples and --repeats must be >= 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
-    grid = [(p, w, m) for p in args.processes for w in args.workers for m in args.logging]
+    # Each repeat of a point runs the logging modes in the other order, so that
+    # whatever favours the first (or second) run of a point hits every mode.
+    grid = [
+        (p, w, m)
+        for p in args.processes
+        for w in args.workers
+        for r in range(args.repeats)
+        for m in (args.logging if r % 2 == 0 else args.logging[::-1])
+    ]
     progress = Progress(len(grid))
     results: list[Result] = []
     try:
@@ -459,7 +481,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(results))
     print(LEGEND)
     if len(args.logging) > 1:
-        print(f"\nprocessed jobs/s against logging={args.logging[0]}, same run:")
+        print(
+            f"\nmedian processed jobs/s of {args.repeats} run(s) per mode, "
+            f"against logging={args.logging[0]}, same run:"
+        )
         print(logging_table(results, args.logging))
     trials: list[Trial] = []
     if args.against:
