@@ -11,6 +11,7 @@ gone, however it ended.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -68,5 +69,7 @@ def spawn(spec: ArbiterSpec) -> tuple[ArbiterProcess, socket.socket]:
         child_end.close()
         os.close(child_alive)
     # The spec is the first frame; the socket buffers it until the child reads.
-    host_end.sendall(pack_frame([["spec", spec.to_wire()]]))
+    # A child that died first is reported by its sentinel, like any death.
+    with contextlib.suppress(OSError):
+        host_end.sendall(pack_frame([["spec", spec.to_wire()]]))
     return ArbiterProcess(popen, sentinel), host_end

@@ -106,7 +106,7 @@ def describe_exit(code: int | None) -> str:
         except ValueError:
             return f"signal {-code}"
     if code == EXIT_FATAL:
-        return f"exit code {code} (fatal at start)"
+        return f"exit code {code} (it reported a fatal error)"
     return f"exit code {code}"
 
 

@@ -40,7 +40,7 @@ def test_every_arbiter_in_a_crash_loop_fails_join_fast_and_loud(
     # Each death before that was a warning with how it ended.
     deaths = [vars(r) for r in caplog.records if vars(r)["event"] == "arbiter died"]
     assert deaths and {r["levelname"] for r in deaths} == {"WARNING"}
-    assert {r["exit"] for r in deaths} == {"exit code 3 (fatal at start)"}
+    assert {r["exit"] for r in deaths} == {"exit code 3 (it reported a fatal error)"}
     assert {a.state for a in manager.stats().arbiters} <= {"crash loop"}
 
 
