@@ -19,6 +19,7 @@ the actor that logged.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 # Attributes a LogRecord has of its own: a field of that name would clash.
@@ -61,6 +62,8 @@ class EventLog:
 
     def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
         exc_info = fields.pop("exc_info", None)
+        # Ids as their str, as they print: renderers would show UUID('...').
+        fields = {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in fields.items()}
         extra = {(f"{k}_" if k in _RESERVED else k): v for k, v in fields.items()}
         extra["event"] = event
         line = " ".join([event, *(f"{k}={_shown(v)}" for k, v in fields.items())])

@@ -76,6 +76,9 @@ class ArbiterState(enum.StrEnum):
     STOPPING = "stopping"  # told to stop; finishing its jobs
     STOPPED = "stopped"
 
+    def __repr__(self) -> str:
+        return repr(self.value)  # stats() prints state='running'
+
 
 @dataclass(frozen=True, slots=True)
 class ArbiterStats:
