@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import time
 from pathlib import Path
 
@@ -107,13 +108,21 @@ def test_out_of_retries_ends_dead_with_the_traceback(
     assert manager.stats().queues["default"].dead == 1
 
 
-def test_unregistered_job_is_delayed_not_looped(workdir: Path, managers: list[Manager]) -> None:
+def test_unregistered_job_is_delayed_not_looped(
+    workdir: Path, managers: list[Manager], caplog: pytest.LogCaptureFixture
+) -> None:
     manager = start(managers, WorkerConfig().register(Record), processes=1)
-    job_id = manager.queue(Unregistered(tag="u"))
-    wait_until(
-        lambda: (i := manager.info(job_id)) is not None and i.last_error is not None,
-        what="the unregistered job to be put back",
-    )
+    with caplog.at_level(logging.WARNING, logger="jobarbiter"):
+        job_id = manager.queue(Unregistered(tag="u"))
+        wait_until(
+            lambda: (i := manager.info(job_id)) is not None and i.last_error is not None,
+            what="the unregistered job to be put back",
+        )
+    warned = [vars(r) for r in caplog.records if r.levelno == logging.WARNING]
+    assert [(w["event"], w["job_name"]) for w in warned] == [
+        ("job not registered; put back for later", Unregistered.NAME)
+    ]
+    assert "no job named" in warned[0]["error"]
     time.sleep(0.3)  # a busy loop would hand it out again and again meanwhile
 
     info = manager.info(job_id)
