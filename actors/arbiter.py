@@ -33,10 +33,25 @@ import psutil
 import pykka
 import setproctitle
 
+from actors.executor import InFlight, ThreadExecutor
+from actors.protocol import (
+    Answer,
+    Beat,
+    Bye,
+    Deliver,
+    Fatal,
+    ProtocolError,
+    PushJobs,
+    Ready,
+    Recycling,
+    Spec,
+    Stop,
+    decode,
+    encode,
+)
 from actors.refs import load, resolve
 from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
 from actors.worker import (
-    InFlight,
     Recycle,
     StopWorker,
     Worker,
@@ -68,6 +83,7 @@ class ArbiterSpec:
     sys_path: tuple[str, ...]  # the host's, so the same modules import
     max_rss: int | None = None  # bytes
     max_jobs: int | None = None
+    prefetch: int = 0  # jobs each queue may hold beyond its workers (see executor.py)
 
     def to_wire(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -117,7 +133,7 @@ class LinkTransport:
         with self._lock:
             request = next(self._ids)
             self._waiting[request] = future
-        self._link.send(["req", request, "push", [pack_new_job(job) for job in jobs]])
+        self._link.send(encode(PushJobs(request, [pack_new_job(job) for job in jobs])))
         ok, payload = future.get(timeout=REQUEST_TIMEOUT)
         if not ok:
             raise RuntimeError(f"the host refused the jobs: {payload}")
@@ -148,6 +164,10 @@ class Arbiter(pykka.ThreadingActor):
         self._sock = sock
         self._transport = transport
         self._in_flight = InFlight()
+        self.executors = {
+            queue: ThreadExecutor(queue, spec.prefetch, link, self._in_flight)
+            for queue, _ in spec.queues
+        }
         self._ready_workers: set[int] = set()
         self._stopped_workers: set[int] = set()
         self._quit = threading.Event()
@@ -163,7 +183,7 @@ class Arbiter(pykka.ThreadingActor):
                 self.workers.append(
                     Worker.start(
                         index=next(index),
-                        queue=queue,
+                        executor=self.executors[queue],
                         jobs=imported.jobs,
                         state_factory=imported.state_factory,
                         handle=handle,
@@ -174,7 +194,7 @@ class Arbiter(pykka.ThreadingActor):
                     )
                 )
         if not self.workers:
-            self._link.send(["ready"])  # an arbiter of no workers is ready at once
+            self._link.send(encode(Ready()))  # an arbiter of no workers is ready at once
         threading.Thread(target=self._monitor, name="jobarbiter-monitor", daemon=True).start()
 
     def on_receive(self, message: Any) -> Any:
@@ -185,24 +205,26 @@ class Arbiter(pykka.ThreadingActor):
                 if not self._stopping:
                     # The host drains this runner before it reads anything
                     # the workers send after this.
-                    self._link.send(["recycle", reason])
+                    self._link.send(encode(Recycling(reason)))
                     self._stop_workers()
             case WorkerReady(index):
                 self._ready_workers.add(index)
                 if len(self._ready_workers) == len(self.workers):
                     # Past start-up: a death from now on is not a crash loop.
-                    self._link.send(["ready"])
+                    self._link.send(encode(Ready()))
             case WorkerStopped(index):
                 self._stopped_workers.add(index)
                 if len(self._stopped_workers) == len(self.workers):
                     self._leave()
             case WorkerFailed(_, error):
-                self._link.send(["fatal", error], wait=True)
+                self._link.send(encode(Fatal(error)), wait=True)
                 os._exit(EXIT_FATAL)
         return None
 
     def _stop_workers(self) -> None:
         self._stopping = True
+        for executor in self.executors.values():
+            executor.close()  # what is buffered goes back at once
         if not self.workers:
             self._leave()
         for worker in self.workers:
@@ -212,7 +234,7 @@ class Arbiter(pykka.ThreadingActor):
         self._quit.set()
         # Waits for a worker's flush in flight too: the process ends next, and
         # a completion cut off here would make a finished job run again.
-        self._link.send(["bye"], wait=True)
+        self._link.send(encode(Bye()), wait=True)
         # Ends the main thread's read loop, and with it the process.
         self._sock.shutdown(socket.SHUT_RD)
 
@@ -229,7 +251,7 @@ class Arbiter(pykka.ThreadingActor):
                 last_beat = time.monotonic()
                 held = self._in_flight.snapshot()
                 if held:
-                    self._link.send(["hb", held])
+                    self._link.send(encode(Beat(held)))
             if spec.max_rss is not None:
                 rss = me.memory_info().rss
                 if rss > spec.max_rss:
@@ -249,15 +271,16 @@ def main() -> None:
     frames = read_frames(sock)
     try:
         first, *backlog = next(frames)
-        if first[0] != "spec":
-            raise FrameError(f"expected the spec first, got {first[0]!r}")
-        spec = ArbiterSpec.from_wire(first[1])
+        message = decode(first)
+        if not isinstance(message, Spec):
+            raise ProtocolError(f"expected the Spec first, got {first[0]!r}")
+        spec = ArbiterSpec.from_wire(message.fields)
         setproctitle.setproctitle(f"jobarbiter arbiter {spec.index}")
         sys.path[:] = spec.sys_path
         imported = Imported.of(spec)
     except Exception as exc:
         with contextlib.suppress(OSError):  # the host may be gone already
-            link.send(["fatal", f"arbiter could not start: {describe(exc)}"], wait=True)
+            link.send(encode(Fatal(f"arbiter could not start: {describe(exc)}")), wait=True)
         os._exit(EXIT_FATAL)
     _serve(spec, imported, sock, link, itertools.chain([backlog], frames))
 
@@ -272,18 +295,20 @@ def _serve(
     """Run the Arbiter, handing each message from the host to its actor."""
     transport = LinkTransport(link)
     arbiter = Arbiter.start(spec, imported, link, sock, transport)
-    workers: list[pykka.ActorRef[Any]] = arbiter.proxy().workers.get()
+    executors: dict[str, ThreadExecutor] = arbiter.proxy().executors.get()
     try:
         for messages in frames:
-            for message in messages:
-                kind = message[0]
-                if kind == "job":
-                    workers[message[1]].tell(message)
-                elif kind == "ans":
-                    transport.answer(message[1], message[2], message[3])
-                elif kind == "stop":
+            for raw in messages:
+                message = decode(raw)
+                if isinstance(message, Deliver):
+                    executors[message.queue].arrived(message)
+                elif isinstance(message, Answer):
+                    transport.answer(message.request, message.ok, message.payload)
+                elif isinstance(message, Stop):
                     arbiter.tell(StopArbiter())
-    except (OSError, FrameError):
+                else:
+                    raise ProtocolError(f"an arbiter is not sent {raw[0]!r}")
+    except (OSError, FrameError, ProtocolError):
         # The host is gone or spoke garbage: nothing here can be trusted to
         # reach it, so the process ends and the host (if alive) restarts it.
         os._exit(EXIT_FATAL)

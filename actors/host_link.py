@@ -15,9 +15,26 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push
-from actors.wire import FrameError, FrameWriter, read_frames, unpack_completion, unpack_new_job
-from storage import JobInfo
+from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push, Start
+from actors.protocol import (
+    Answer,
+    Beat,
+    Bye,
+    Deliver,
+    Done,
+    Fatal,
+    ProtocolError,
+    PushJobs,
+    Ready,
+    Recycling,
+    Started,
+    Stop,
+    Want,
+    decode,
+    encode,
+)
+from actors.wire import FrameError, FrameWriter, read_frames, unpack_new_job
+from storage import JobInfo, JobResult, Outcome
 
 # What a link tells its owner: ("ready", None) once the arbiter's workers are
 # all built, ("fatal", error) when the arbiter could not start or a worker
@@ -56,7 +73,9 @@ class HostLink:
     def deliver(self, token: Any, jobs: list[JobInfo]) -> None:
         for job in jobs:
             self._writer.buffer(
-                ["job", token, job.id.bytes, job.name, job.args, job.retry_count, job.timeout]
+                encode(
+                    Deliver(token, job.id.bytes, job.name, job.args, job.retry_count, job.timeout)
+                )
             )
 
     def flush(self) -> None:
@@ -67,7 +86,7 @@ class HostLink:
     def stop_arbiter(self) -> None:
         """Ask the arbiter to finish its jobs and leave."""
         try:
-            self._writer.send(["stop"])
+            self._writer.send(encode(Stop()))
         except OSError:
             pass  # already gone: its death is reported by its sentinel
 
@@ -90,7 +109,7 @@ class HostLink:
         try:
             for messages in read_frames(self._sock):
                 self._handle(messages)
-        except FrameError as exc:
+        except (FrameError, ProtocolError) as exc:
             self._on_event("bad_frame", str(exc))
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             self._on_event("bad_frame", f"malformed message: {type(exc).__name__}: {exc}")
@@ -101,30 +120,43 @@ class HostLink:
         runner = self.runner
         ops: list[object] = []
         requests: list[tuple[int, int]] = []  # (index in ops, request id)
-        for message in messages:
-            kind = message[0]
-            if kind == "next":
-                _, worker, queue, completion = message
-                if completion is not None:
-                    job_id, result = unpack_completion(completion)
-                    ops.append(Complete(job_id, runner, result))
-                ops.append(Pop(queue, runner, 1, self, worker))
-            elif kind == "done":
-                job_id, result = unpack_completion(message[1])
-                ops.append(Complete(job_id, runner, result))
-            elif kind == "hb":
-                ops.append(Heartbeat(runner, tuple(uuid.UUID(bytes=raw) for raw in message[1])))
-            elif kind == "req" and message[2] == "push":
-                requests.append((len(ops), message[1]))
-                ops.append(Push(tuple(unpack_new_job(raw) for raw in message[3])))
-            elif kind == "recycle":
-                # In order: pops sent after this must find the runner drained.
+        for raw in messages:
+            message = decode(raw)
+            if isinstance(message, Done):
+                result = JobResult(Outcome(message.outcome), message.error)
+                ops.append(Complete(uuid.UUID(bytes=message.job_id), runner, result))
+            elif isinstance(message, Want):
+                # Parked for what cannot be served now, and filled as jobs come.
+                ops.append(
+                    Pop(
+                        message.queue,
+                        runner,
+                        message.n,
+                        self,
+                        message.queue,
+                        keep=True,
+                        urgent=message.idle,
+                    )
+                )
+            elif isinstance(message, Started):
+                ops.append(Start(runner, uuid.UUID(bytes=message.job_id)))
+            elif isinstance(message, Beat):
+                ops.append(Heartbeat(runner, tuple(uuid.UUID(bytes=i) for i in message.job_ids)))
+            elif isinstance(message, PushJobs):
+                requests.append((len(ops), message.request))
+                ops.append(Push(tuple(unpack_new_job(raw) for raw in message.jobs)))
+            elif isinstance(message, Recycling):
+                # In order: wants sent after this must find the runner drained.
                 ops.append(Drain(runner))
-                self._on_event(kind, message[1])
-            elif kind in ("fatal", "bye", "ready"):
-                self._on_event(kind, message[1] if len(message) > 1 else None)
+                self._on_event("recycle", message.reason)
+            elif isinstance(message, Fatal):
+                self._on_event("fatal", message.error)
+            elif isinstance(message, Ready):
+                self._on_event("ready", None)
+            elif isinstance(message, Bye):
+                self._on_event("bye", None)
             else:
-                raise FrameError(f"unknown message {kind!r}")
+                raise ProtocolError(f"the host is not sent {raw[0]!r}")
         if ops:
             answer = self._answerer(requests) if requests else _ignore
             self._submit(Batch(tuple(ops), answer))
@@ -134,9 +166,9 @@ class HostLink:
             for index, request in requests:
                 result = answers[index]
                 if isinstance(result, Exception):
-                    self._writer.buffer(["ans", request, False, str(result)])
+                    self._writer.buffer(encode(Answer(request, False, str(result))))
                 else:
-                    self._writer.buffer(["ans", request, True, [i.bytes for i in result]])
+                    self._writer.buffer(encode(Answer(request, True, [i.bytes for i in result])))
             try:
                 self._writer.flush()
             except OSError:

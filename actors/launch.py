@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 from actors.arbiter import ArbiterSpec
+from actors.protocol import Spec, encode
 from actors.wire import pack_frame
 
 _ENTRY = "from actors.arbiter import main; main()"
@@ -71,5 +72,5 @@ def spawn(spec: ArbiterSpec) -> tuple[ArbiterProcess, socket.socket]:
     # The spec is the first frame; the socket buffers it until the child reads.
     # A child that died first is reported by its sentinel, like any death.
     with contextlib.suppress(OSError):
-        host_end.sendall(pack_frame([["spec", spec.to_wire()]]))
+        host_end.sendall(pack_frame([encode(Spec(spec.to_wire()))]))
     return ArbiterProcess(popen, sentinel), host_end

@@ -50,6 +50,24 @@ class Pop:
     limit: int = 1
     reply: Reply | None = None
     token: Any = None
+    # With a reply: what cannot be served now stays parked until ``limit``
+    # jobs have been delivered in all (an arbiter's credits), instead of the
+    # first delivery answering it.
+    keep: bool = False
+    # With keep: how many of the runner's workers are idle (its latest word,
+    # less what was delivered since). Parked pops with idle workers are served
+    # first, so that a job never waits in one arbiter's buffer while another
+    # arbiter's worker is idle. A runner's kept pops are parked as one.
+    urgent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """A delivered job began to run: its death is an attempt from now on, and
+    its TIMEOUT counts from now."""
+
+    runner: str
+    job_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +99,13 @@ class Drain:
 
 @dataclass(frozen=True, slots=True)
 class Retire:
-    """Drain the runner, then release every job it holds with ``result``."""
+    """Drain the runner, then release every job it holds with ``result``, or,
+    when ``unstarted`` is given, only those it had reported Started: the
+    others (an arbiter's buffer) are released with ``unstarted``."""
 
     runner: str
     result: JobResult
+    unstarted: JobResult | None = None
 
 
 @dataclass(frozen=True, slots=True)

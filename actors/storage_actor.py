@@ -12,6 +12,7 @@ single timer thread ("the waker") sleeps until that time, so nothing polls.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import threading
@@ -39,6 +40,7 @@ from actors.ops import (
     Reply,
     Requeue,
     Retire,
+    Start,
     Stats,
     StorageError,
     Tick,
@@ -121,6 +123,10 @@ class StorageActor(pykka.ThreadingActor):
         # deadline of a job since completed or handed out again is ignored.
         self._deadlines: list[tuple[float, int, str, uuid.UUID, float]] = []
         self._timed: dict[tuple[str, uuid.UUID], int] = {}
+        self._timeouts: dict[tuple[str, uuid.UUID], float] = {}  # delivered, not ended
+        # What each runner reported Started and has not ended: its other held
+        # jobs are buffered, and go back unexecuted if it dies.
+        self._started: dict[str, set[uuid.UUID]] = {}
         self._deliveries = itertools.count()
         self._parked: dict[str, deque[Pop]] = {}
         self._draining: set[str] = set()
@@ -220,7 +226,10 @@ class StorageActor(pykka.ThreadingActor):
         waiting: list[Pop] = []
         others: list[int] = []
         for at, op in enumerate(ops):
-            if isinstance(op, Complete):
+            if isinstance(op, Start):
+                # Before the completions: a job may start and end in one batch.
+                self._start(op.runner, op.job_id)
+            elif isinstance(op, Complete):
                 completes.append(at)
             elif isinstance(op, Pop) and op.reply is not None:
                 waiting.append(op)
@@ -249,8 +258,12 @@ class StorageActor(pykka.ThreadingActor):
         their Reply) with one storage claim per (queue, runner); whoever gets
         nothing is parked, in order. A storage failure parks every pop, to be
         tried again at the next push or tick, and is raised for the completes."""
-        if self._timed:
-            for done in completes:
+        for done in completes:
+            started = self._started.get(done.runner)
+            if started:
+                started.discard(done.job_id)
+            if self._timeouts:
+                self._timeouts.pop((done.runner, done.job_id), None)
                 self._timed.pop((done.runner, done.job_id), None)
         groups: dict[tuple[str, str], list[Pop]] = {}
         for pop in pops:
@@ -267,7 +280,8 @@ class StorageActor(pykka.ThreadingActor):
         except Exception as exc:
             failed = self._failed(completes[0] if completes else pops[0], exc)
             for group in groups.values():
-                self._parked.setdefault(group[0].queue, deque()).extend(group)
+                for pop in group:
+                    self._park(pop)
             raise failed from exc
         for done, disposition in zip(completes, dispositions, strict=True):
             self._settled(done.job_id, done.runner, done.result, disposition)
@@ -276,11 +290,33 @@ class StorageActor(pykka.ThreadingActor):
             for pop in group:
                 share = jobs[taken : taken + pop.limit]
                 taken += len(share)
-                if share:
-                    self._deliver(pop, share)
-                else:
-                    self._parked.setdefault(pop.queue, deque()).append(pop)
+                self._hand_out(pop, share)
         return dispositions
+
+    def _hand_out(self, pop: Pop, jobs: list[JobInfo]) -> None:
+        """Deliver ``jobs`` for ``pop``; park it, or what is left of it, if it
+        is not answered by them."""
+        if jobs:
+            self._deliver(pop, jobs)
+        rest = pop.limit - len(jobs)
+        if not jobs or (pop.keep and rest > 0):
+            if jobs:
+                pop = dataclasses.replace(pop, limit=rest, urgent=max(pop.urgent - len(jobs), 0))
+            self._park(pop)
+
+    def _park(self, pop: Pop) -> None:
+        parked = self._parked.setdefault(pop.queue, deque())
+        if pop.keep:
+            for at, other in enumerate(parked):
+                if other.keep and other.runner == pop.runner:
+                    # One entry per runner: its credits add up, and its newest
+                    # word on idle workers holds.
+                    limit = other.limit + pop.limit
+                    parked[at] = dataclasses.replace(
+                        other, limit=limit, urgent=min(pop.urgent, limit)
+                    )
+                    return
+        parked.append(pop)
 
     def _commit(self) -> StorageError | None:
         try:
@@ -328,9 +364,11 @@ class StorageActor(pykka.ThreadingActor):
             case Drain(runner):
                 self._drain(runner)
                 return None
-            case Retire(runner, result):
-                self._drain(runner)
-                return self._release(runner, result)
+            case Retire(runner, result, unstarted):
+                return self._retire(runner, result, unstarted)
+            case Start(runner, job_id):
+                self._start(runner, job_id)
+                return None
             case Info(job_id):
                 return storage.info(job_id)
             case ListJobs(queue, status, offset, limit):
@@ -387,24 +425,43 @@ class StorageActor(pykka.ThreadingActor):
                 )
         for job in jobs:
             if job.timeout is not None:
-                delivery = next(self._deliveries)
-                self._timed[(op.runner, job.id)] = delivery
-                deadline = self._storage.now() + job.timeout
-                heapq.heappush(
-                    self._deadlines, (deadline, delivery, op.runner, job.id, job.timeout)
-                )
+                # Its TIMEOUT counts from its start, which the runner reports.
+                self._timeouts[(op.runner, job.id)] = job.timeout
         op.reply.deliver(op.token, jobs)
         self._touched.add(op.reply)
 
     def _serve(self, queue: str) -> None:
+        """Serve the parked pops of ``queue`` while jobs are due: first those
+        for idle workers, then the rest (prefetch credits), each in order."""
         parked = self._parked.get(queue)
-        while parked:
-            op = parked[0]
-            jobs = self._storage.pop(queue, op.runner, op.limit)
-            if not jobs:
-                return
-            parked.popleft()
-            self._deliver(op, jobs)
+        if not parked:
+            return
+        for urgent_only in (True, False):
+            waiting, parked = parked, deque()
+            self._parked[queue] = parked
+            while waiting:
+                op = waiting.popleft()
+                want = op.urgent if urgent_only else op.limit
+                jobs = self._storage.pop(queue, op.runner, want) if want else []
+                if jobs:
+                    self._deliver(op, jobs)
+                    rest = op.limit - len(jobs)
+                    if not op.keep or rest <= 0:
+                        continue
+                    op = dataclasses.replace(op, limit=rest, urgent=max(op.urgent - len(jobs), 0))
+                parked.append(op)
+                if want and len(jobs) < want:  # nothing more is due: keep the order
+                    parked.extend(waiting)
+                    return
+
+    def _start(self, runner: str, job_id: uuid.UUID) -> None:
+        self._started.setdefault(runner, set()).add(job_id)
+        timeout = self._timeouts.get((runner, job_id))
+        if timeout is not None:
+            delivery = next(self._deliveries)
+            self._timed[(runner, job_id)] = delivery
+            deadline = self._storage.now() + timeout
+            heapq.heappush(self._deadlines, (deadline, delivery, runner, job_id, timeout))
 
     def _serve_all(self) -> None:
         for queue in list(self._parked):
@@ -426,6 +483,22 @@ class StorageActor(pykka.ThreadingActor):
         return withdrawn
 
     # -- settling -----------------------------------------------------------------
+
+    def _retire(
+        self, runner: str, result: JobResult, unstarted: JobResult | None
+    ) -> list[tuple[uuid.UUID, Disposition]]:
+        self._drain(runner)
+        started = sorted(self._started.pop(runner, ()))
+        if unstarted is None:
+            return self._release(runner, result)
+        # The jobs it was running fail an attempt; its buffer never ran.
+        ended = self._complete_and_pop([Complete(j, runner, result) for j in started], [])
+        settled = [
+            (job_id, how)
+            for job_id, how in zip(started, ended, strict=True)
+            if how is not Disposition.NOT_HELD
+        ]
+        return settled + self._release(runner, unstarted)
 
     def _release(self, runner: str, result: JobResult) -> list[Any]:
         settled = self._storage.release(runner, result)

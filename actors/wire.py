@@ -1,35 +1,20 @@
 """The wire between the host and an arbiter: length-prefixed msgpack frames.
 
-A frame is a 4-byte big-endian length and a msgpack array of messages; each
-message is an array whose first item names it. Job arguments ride inside as
+A frame is a 4-byte big-endian length and a msgpack array of messages (the
+messages themselves are in actors/protocol.py). Job arguments ride inside as
 msgpack bin, never decoded on the way.
-
-    arbiter -> host                          host -> arbiter
-    ["next", worker, queue, completion|nil]  ["job", worker, id, name, args, retry_count, timeout]
-    ["done", completion]                     ["ans", request, ok, payload]
-                                             ["stop"]
-    ["hb", [id, ...]]
-    ["req", request, "push", [new_job, ...]]
-    ["ready"]                                ["spec", {ArbiterSpec fields}]  (first)
-    ["recycle", reason]
-    ["fatal", error]
-    ["bye"]
-
-``completion`` is ``[id, outcome, error|nil]``: "complete the last job" and
-"give me the next" travel as one "next" message.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgpack
 
-from storage import Backoff, JobResult, MaxRetries, NewJob, Outcome, Policy
+from storage import Backoff, MaxRetries, NewJob, Policy
 
 MAX_FRAME = 64 * 1024 * 1024
 _HEADER = 4
@@ -134,15 +119,6 @@ def read_frames(sock: socket.socket, max_frame: int = MAX_FRAME) -> Iterator[lis
 
 
 # -- values on the wire ----------------------------------------------------------
-
-
-def pack_completion(job_id: uuid.UUID, result: JobResult) -> list[Any]:
-    return [job_id.bytes, result.outcome.value, result.error]
-
-
-def unpack_completion(raw: list[Any]) -> tuple[uuid.UUID, JobResult]:
-    job_id, outcome, error = raw
-    return uuid.UUID(bytes=job_id), JobResult(Outcome(outcome), error)
 
 
 def pack_new_job(job: NewJob) -> list[Any]:

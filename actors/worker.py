@@ -1,15 +1,14 @@
-"""Worker: one pykka actor that runs one job at a time for one queue.
+"""Worker: one pykka actor, one slot of a ThreadExecutor: it runs one job at a time.
 
 Contract: on start it builds its state with the state factory (once, in its
-own thread) and asks the host for a job. Each job message is run to the end,
-then its completion and the request for the next job leave as one "next"
-message. After Stop it runs nothing more: a job that still arrives goes back
-unexecuted.
+own thread), tells its arbiter it is ready and offers itself to its
+executor. Told a job, it says Started, runs it to the end, says Done, and
+takes the executor's next buffered job until there is none. After Stop it is
+told no job again.
 """
 
 from __future__ import annotations
 
-import threading
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,6 +18,8 @@ from typing import Any
 
 import pykka
 
+from actors.executor import InFlight, ThreadExecutor
+from actors.protocol import Deliver, Done, Started, encode
 from actors.wire import FrameWriter
 from storage import Job, JobResult
 
@@ -53,31 +54,6 @@ class Recycle:
     reason: str
 
 
-class InFlight:
-    """The ids of the jobs this arbiter is running (for its heartbeat), and how
-    many it has finished (for recycling)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ids: set[bytes] = set()
-        self.finished = 0
-
-    def add(self, job_id: bytes) -> None:
-        with self._lock:
-            self._ids.add(job_id)
-
-    def discard(self, job_id: bytes) -> int:
-        """Forget a job that ended; returns how many have ended so far."""
-        with self._lock:
-            self._ids.discard(job_id)
-            self.finished += 1
-            return self.finished
-
-    def snapshot(self) -> list[bytes]:
-        with self._lock:
-            return list(self._ids)
-
-
 def describe(exc: BaseException) -> str:
     """The exception's type, message and traceback, as stored in last_error."""
     return "".join(traceback.format_exception(exc)).rstrip()
@@ -90,7 +66,7 @@ class Worker(pykka.ThreadingActor):
         self,
         *,
         index: int,
-        queue: str,
+        executor: ThreadExecutor,
         jobs: Mapping[str, type[Job]],
         state_factory: Callable[[Any], Any],
         handle: Any,
@@ -101,7 +77,7 @@ class Worker(pykka.ThreadingActor):
     ) -> None:
         super().__init__()
         self._index = index
-        self._queue = queue
+        self._executor = executor
         self._jobs = jobs
         self._state_factory = state_factory
         self._handle = handle
@@ -120,7 +96,7 @@ class Worker(pykka.ThreadingActor):
             self._arbiter.tell(WorkerFailed(self._index, f"state factory failed: {describe(exc)}"))
             return
         self._arbiter.tell(WorkerReady(self._index))
-        self._link.send(["next", self._index, self._queue, None])
+        self._executor.ready(self.actor_ref)
 
     def on_failure(
         self,
@@ -138,33 +114,36 @@ class Worker(pykka.ThreadingActor):
             self._stopping = True
             self._arbiter.tell(WorkerStopped(self._index))
             return None
-        # A job: ["job", worker, id, name, args, retry_count, timeout]
-        raw_id, name, args = message[2], message[3], message[4]
-        if self._stopping:
-            self._link.send(["done", [raw_id, "unexecuted", None]])
-            return None
-        result = self._run(raw_id, name, args)
-        completion = [raw_id, result.outcome.value, result.error]
-        if self._stopping:
-            self._link.send(["done", completion])
-        else:
-            self._link.send(["next", self._index, self._queue, completion])
+        job: Deliver | None = message
+        while job is not None:
+            self._execute(job)
+            job = self._executor.finished(self.actor_ref)
+        self._link.flush()  # the last Done, and the credits it freed
         return None
 
-    def _run(self, raw_id: bytes, name: str, args: bytes) -> JobResult:
-        job_class = self._jobs.get(name)
+    def _execute(self, job: Deliver) -> None:
+        link = self._link
+        # Written before the job runs: a job that kills its process must be
+        # known to have started, or it would go back unexecuted forever. The
+        # previous job's Done and any credits leave in the same write.
+        link.send(encode(Started(job.job_id)), wait=True)
+        result = self._run(job)
+        link.buffer(encode(Done(job.job_id, result.outcome.value, result.error)))
+
+    def _run(self, job: Deliver) -> JobResult:
+        job_class = self._jobs.get(job.name)
         if job_class is None:
+            self._in_flight.discard(job.job_id, ran=False)
             return JobResult.unregistered(
-                f"no job named {name!r} is registered (job {uuid.UUID(bytes=raw_id)})"
+                f"no job named {job.name!r} is registered (job {uuid.UUID(bytes=job.job_id)})"
             )
-        self._in_flight.add(raw_id)
         try:
-            job_class.decode_args(args).run(self._state)
+            job_class.decode_args(job.args).run(self._state)
         except BaseException as exc:
             # SystemExit and friends too: a job's failure, never its worker's.
             return JobResult.failure(describe(exc))
         finally:
-            finished = self._in_flight.discard(raw_id)
+            finished = self._in_flight.discard(job.job_id, ran=True)
             if self._max_jobs is not None and finished >= self._max_jobs:
                 self._arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
         return JobResult.success()

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from supervisor.handle import QueueHandle
 
 DEFAULT_WORKER_COUNT = 4
+# Jobs each queue of an arbiter claims beyond its workers, so that a worker
+# that finishes finds its next job at hand instead of waiting a round trip.
+DEFAULT_PREFETCH = 4
 
 
 def no_state(handle: QueueHandle) -> None:
@@ -32,6 +35,12 @@ class WorkerConfig:
     An arbiter whose resident memory passes ``max_rss`` bytes, or that has
     finished ``max_jobs_per_arbiter`` jobs, stops pulling, lets its running
     jobs finish and is replaced: nothing is lost or counted as failed.
+
+    ``prefetch``: jobs each queue of an arbiter claims beyond its workers, so
+    that a worker that finishes finds its next job at hand. A claimed job
+    that has not started is held for that arbiter (heartbeated, never taken
+    over as stale) and goes back unexecuted if the arbiter stops or dies.
+    0 claims only for idle workers.
     """
 
     def __init__(
@@ -41,7 +50,9 @@ class WorkerConfig:
         state: Callable[[QueueHandle], Any] = no_state,
         max_rss: int | None = None,
         max_jobs_per_arbiter: int | None = None,
+        prefetch: int = DEFAULT_PREFETCH,
     ) -> None:
+        _int_at_least(prefetch, 0, "prefetch", "an int >= 0")
         if max_rss is not None:
             _int_at_least(max_rss, 1, "max_rss", "a positive int (bytes)")
         if max_jobs_per_arbiter is not None:
@@ -55,6 +66,7 @@ class WorkerConfig:
         self.state = state
         self.max_rss = max_rss
         self.max_jobs_per_arbiter = max_jobs_per_arbiter
+        self.prefetch = prefetch
         self.jobs: dict[str, type[Job]] = {}
         self.queues: dict[str, int] = {}
 

@@ -255,6 +255,7 @@ def arbiter_spec(config: WorkerConfig) -> ArbiterSpec:
         sys_path=tuple(sys.path),
         max_rss=config.max_rss,
         max_jobs=config.max_jobs_per_arbiter,
+        prefetch=config.prefetch,
     )
 
 
@@ -395,7 +396,9 @@ class ManagerActor(pykka.ThreadingActor):
             self._spawn(slot)
             return
         slot.recycling = None
-        self._storage.tell(Retire(runner, JobResult.failure(f"arbiter died ({how})")))
+        # What it was running failed an attempt; its buffer never started.
+        died = JobResult.failure(f"arbiter died ({how})")
+        self._storage.tell(Retire(runner, died, unstarted=JobResult.unexecuted()))
         lived = time.monotonic() - slot.started_at
         slot.quick_deaths = 1 if lived >= STABLE_AFTER else slot.quick_deaths + 1
         slot.startup_deaths = 0 if slot.ready else slot.startup_deaths + 1

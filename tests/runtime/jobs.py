@@ -219,3 +219,17 @@ class Exits(Job):
     def run(self, state: Any) -> None:
         note("runs.log", "exits", os.getpid(), time.time())
         sys.exit(self.code)
+
+
+@dataclass
+class Quick(Sleepy):
+    """A short Sleepy with a TIMEOUT: it must count from its start, not its claim."""
+
+    TIMEOUT = 1.0
+
+
+@dataclass
+class Beating(Sleepy):
+    """A Sleepy whose claims go stale fast: 5 missed 0.2 s heartbeats."""
+
+    HEARTBEAT_INTERVAL = 0.2

@@ -1,0 +1,162 @@
+"""ThreadExecutor: one queue's slots in an arbiter, a worker thread each.
+
+Contract: it asks the host for jobs by credits, ``Want(queue, n)``, so that
+what it holds (running, buffered, asked for and not yet arrived) never passes
+its ready workers plus ``prefetch``. A job that arrives goes to an idle worker
+at once, or waits in a small buffer, in arrival order (the host hands jobs
+out in ``run_at`` order). A worker that finishes takes the next buffered job
+itself, with no hand-off. A buffered job has not started: ``close`` hands the
+buffer back as unexecuted, and the host, which hears ``Started`` only when a
+job really starts, puts it back unexecuted if the arbiter dies.
+
+Every method is safe from any thread: the arbiter's main thread calls
+``arrived``, the workers ``ready`` and ``finished``, the arbiter ``close``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Protocol
+
+from actors.protocol import Deliver, Done, Want, encode
+from actors.wire import FrameWriter
+
+
+class Slot(Protocol):
+    """A worker as the executor sees it: it is told the job to run."""
+
+    def tell(self, message: Any) -> None: ...
+
+
+class InFlight:
+    """The ids of the jobs this arbiter holds, buffered or running (for its
+    heartbeat), and how many it has finished (for recycling)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[bytes] = set()
+        self.finished = 0
+
+    def add(self, job_id: bytes) -> None:
+        with self._lock:
+            self._ids.add(job_id)
+
+    def discard(self, job_id: bytes, *, ran: bool) -> int:
+        """Forget a job; returns how many have run to their end so far."""
+        with self._lock:
+            self._ids.discard(job_id)
+            self.finished += ran
+            return self.finished
+
+    def snapshot(self) -> list[bytes]:
+        with self._lock:
+            return list(self._ids)
+
+
+class ThreadExecutor:
+    def __init__(self, queue: str, prefetch: int, link: FrameWriter, in_flight: InFlight) -> None:
+        self.queue = queue
+        self._prefetch = prefetch
+        self._link = link
+        self._in_flight = in_flight
+        self._lock = threading.Lock()
+        self._buffer: deque[Deliver] = deque()
+        self._idle: list[Slot] = []
+        self._ready = 0  # workers that built their state
+        self._running = 0
+        self._asked = 0  # credits sent, jobs not arrived yet
+        self._closed = False
+
+    # -- the workers -------------------------------------------------------------
+
+    def ready(self, worker: Slot) -> None:
+        """A worker built its state and is idle."""
+        with self._lock:
+            self._ready += 1
+            self._idle.append(worker)
+            want = self._credit()
+        self._ask(want, flush=True)
+
+    def finished(self, worker: Slot) -> Deliver | None:
+        """``worker`` ended a job: the next buffered job for it, or None (idle).
+
+        Any credits it frees are buffered on the link, to leave with the
+        finished job's Done (the caller flushes).
+        """
+        with self._lock:
+            self._running -= 1
+            if self._buffer and not self._closed:
+                job = self._buffer.popleft()
+                self._running += 1
+            else:
+                job = None
+                self._idle.append(worker)
+            want = self._credit()
+        self._ask(want, flush=False)
+        return job
+
+    # -- the host -----------------------------------------------------------------
+
+    def arrived(self, job: Deliver) -> None:
+        """A delivered job: to an idle worker, or into the buffer."""
+        self._in_flight.add(job.job_id)
+        with self._lock:
+            self._asked = max(self._asked - 1, 0)
+            if self._closed:
+                worker = None
+                refused = True
+            else:
+                refused = False
+                worker = self._idle.pop() if self._idle else None
+                if worker is None:
+                    self._buffer.append(job)
+                else:
+                    self._running += 1
+        if refused:
+            self._hand_back([job])
+        elif worker is not None:
+            worker.tell(job)
+
+    def close(self) -> None:
+        """Take no more jobs and hand the buffer back unexecuted; a worker that
+        finishes its job stays idle from now on."""
+        with self._lock:
+            self._closed = True
+            buffered, self._buffer = list(self._buffer), deque()
+        self._hand_back(buffered)
+
+    # -- inside ---------------------------------------------------------------------
+
+    def _credit(self) -> tuple[int, int]:
+        """Credits to ask for now, and how many workers are idle (under the
+        lock); counts the credits as asked."""
+        if self._closed:
+            return 0, 0
+        held = self._running + len(self._buffer) + self._asked
+        want = self._ready + self._prefetch - held
+        # A worker with nothing coming asks at once; refilling the buffer
+        # waits until half of it is free, so that credits travel in batches.
+        starving = len(self._idle) > self._asked
+        if want <= 0 or (not starving and want < max(1, (self._prefetch + 1) // 2)):
+            return 0, 0
+        self._asked += want
+        # Idle now: the host serves arbiters with idle workers first.
+        return want, len(self._idle)
+
+    def _ask(self, credit: tuple[int, int], *, flush: bool) -> None:
+        want, idle = credit
+        if not want:
+            return
+        message = encode(Want(self.queue, want, idle))
+        if flush:
+            self._link.send(message)
+        else:
+            self._link.buffer(message)
+
+    def _hand_back(self, jobs: list[Deliver]) -> None:
+        for job in jobs:
+            self._in_flight.discard(job.job_id, ran=False)
+            self._link.buffer(encode(Done(job.job_id, "unexecuted", None)))
+        if jobs:
+            self._link.flush()
