@@ -260,14 +260,24 @@ def machine() -> dict[str, Any]:
 
 
 def int_list(text: str) -> list[int]:
+    """``--x 1,2,4``: positive integers."""
+    return _ints(text, 1)
+
+
+def count_list(text: str) -> list[int]:
+    """``--x 0,1,2``: integers from 0."""
+    return _ints(text, 0)
+
+
+def _ints(text: str, minimum: int) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
         ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    if not values or min(values) < minimum:
+        raise argparse.ArgumentTypeError(f"expected integers >= {minimum}, got {text!r}")
     return values
 
 

@@ -52,6 +52,7 @@ from typing import Any
 
 from benchmarks.common import (
     Progress,
+    count_list,
     cpu_seconds,
     int_list,
     jobs_done,
@@ -63,6 +64,7 @@ from benchmarks.peers import LIBRARIES, marks, report
 from benchmarks.peers.harness import Limits, Spec, Trial, run_trial
 from benchmarks.workloads import Noop, Stamp, make_state, read_samples, ready_workers
 from supervisor import Manager, MemoryStorage, SqliteStorage, Storage, WorkerConfig
+from supervisor.config import DEFAULT_PREFETCH
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "throughput.json"
 QUICK_JOBS = 2000
@@ -145,6 +147,7 @@ class Result:
     processes: int
     workers: int
     storage: str
+    prefetch: int  # WorkerConfig(prefetch=...)
     logging: str  # how the host's logging was configured: see LOGGING
     jobs: int
     startup_s: float
@@ -154,6 +157,7 @@ class Result:
     processed_jobs_per_s: float  # N / process_s: enqueue included
     drain_jobs_per_s: float  # N / (process_s - enqueue_s): enqueue excluded
     host_cpu_s: float  # the host process over the throughput phase
+    host_us_per_job: float  # host_cpu_s per job, in µs
     arbiter_cpu_s: float  # all arbiters over the throughput phase
     latency_samples: int
     latency_p50_ms: float
@@ -209,13 +213,18 @@ def run_point(
     jobs: int,
     samples: int,
     storage: str,
+    prefetch: int,
     log_mode: str,
     phase: Callable[[str], None],
 ) -> Result:
     configure_logging(log_mode)
     with tempfile.TemporaryDirectory(prefix="jobarbiter-bench-") as out_dir:
         config = (
-            WorkerConfig(storage=STORAGES[storage](), state=functools.partial(make_state, out_dir))
+            WorkerConfig(
+                storage=STORAGES[storage](),
+                state=functools.partial(make_state, out_dir),
+                prefetch=prefetch,
+            )
             .register(Noop)
             .register(Stamp)
             .set_worker_count("default", workers)
@@ -255,6 +264,7 @@ def run_point(
         processes=processes,
         workers=workers,
         storage=storage,
+        prefetch=prefetch,
         logging=log_mode,
         jobs=jobs,
         startup_s=startup_s,
@@ -264,6 +274,7 @@ def run_point(
         processed_jobs_per_s=jobs / (t2 - t0),
         drain_jobs_per_s=jobs / (t2 - t1),
         host_cpu_s=host_cpu,
+        host_us_per_job=host_cpu / jobs * 1e6,
         arbiter_cpu_s=arbiter_cpu,
         latency_samples=len(latencies),
         latency_p50_ms=statistics.median(ms),
@@ -277,6 +288,7 @@ def run_point(
 COLUMNS: list[tuple[str, str, str]] = [  # (header, Result field, format)
     ("proc", "processes", "d"),
     ("workers", "workers", "d"),
+    ("prefetch", "prefetch", "d"),
     ("logging", "logging", "s"),
     ("enqueue jobs/s", "enqueue_jobs_per_s", ",.0f"),
     ("processed jobs/s", "processed_jobs_per_s", ",.0f"),
@@ -284,6 +296,7 @@ COLUMNS: list[tuple[str, str, str]] = [  # (header, Result field, format)
     ("p50 ms", "latency_p50_ms", ".2f"),
     ("p99 ms", "latency_p99_ms", ".2f"),
     ("host cpu s", "host_cpu_s", ".2f"),
+    ("host µs/job", "host_us_per_job", ".0f"),
     ("arbiter cpu s", "arbiter_cpu_s", ".2f"),
 ]
 
@@ -313,21 +326,22 @@ shows its status (a timeout its partial rate) and gets no ratio."""
 def logging_table(results: Sequence[Result], modes: Sequence[str]) -> str:
     """Each point's median processed jobs/s under each logging mode, and its
     ratio to the first mode's."""
-    runs: dict[tuple[int, int], dict[str, list[float]]] = {}
+    runs: dict[tuple[int, int, int], dict[str, list[float]]] = {}
     for r in results:
-        point = runs.setdefault((r.processes, r.workers), {})
+        point = runs.setdefault((r.processes, r.workers, r.prefetch), {})
         point.setdefault(r.logging, []).append(r.processed_jobs_per_s)
     by_point = {
         point: {mode: statistics.median(rates) for mode, rates in modes_.items()}
         for point, modes_ in runs.items()
     }
-    rows = [["proc", "workers", *modes, *(f"{m} / {modes[0]}" for m in modes[1:])]]
-    for (processes, workers), rates in by_point.items():
+    rows = [["proc", "workers", "prefetch", *modes, *(f"{m} / {modes[0]}" for m in modes[1:])]]
+    for (processes, workers, prefetch), rates in by_point.items():
         base = rates[modes[0]]
         rows.append(
             [
                 str(processes),
                 str(workers),
+                str(prefetch),
                 *(f"{rates[m]:,.0f}" for m in modes),
                 *(f"{rates[m] / base:.2f}x" for m in modes[1:]),
             ]
@@ -390,6 +404,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--storage", choices=sorted(STORAGES), default="memory")
     parser.add_argument(
+        "--prefetch",
+        type=count_list,
+        default=[DEFAULT_PREFETCH],
+        help="jobs each queue of an arbiter claims beyond its workers, one run per value "
+        f"(default {DEFAULT_PREFETCH})",
+    )
+    parser.add_argument(
         "--repeats",
         type=int,
         default=1,
@@ -449,17 +470,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each repeat of a point runs the logging modes in the other order, so that
     # whatever favours the first (or second) run of a point hits every mode.
     grid = [
-        (p, w, m)
+        (p, w, f, m)
         for p in args.processes
         for w in args.workers
+        for f in args.prefetch
         for r in range(args.repeats)
         for m in (args.logging if r % 2 == 0 else args.logging[::-1])
     ]
     progress = Progress(len(grid))
     results: list[Result] = []
     try:
-        for done, (processes, workers, log_mode) in enumerate(grid):
-            point = f"p={processes} w={workers} logging={log_mode}"
+        for done, (processes, workers, prefetch, log_mode) in enumerate(grid):
+            point = f"p={processes} w={workers} prefetch={prefetch} logging={log_mode}"
 
             def phase(what: str, done: int = done, point: str = point) -> None:
                 progress.show(done, f"{point} {what}")
@@ -470,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 jobs=args.jobs,
                 samples=args.latency_samples,
                 storage=args.storage,
+                prefetch=prefetch,
                 log_mode=log_mode,
                 phase=phase,
             )
