@@ -33,7 +33,7 @@ import psutil
 import pykka
 import setproctitle
 
-from actors.executor import InFlight, ThreadExecutor
+from actors.executor import InFlight, Running, ThreadExecutor
 from actors.protocol import (
     Answer,
     Beat,
@@ -46,6 +46,7 @@ from actors.protocol import (
     Recycling,
     Spec,
     Stop,
+    StopJob,
     decode,
     encode,
 )
@@ -164,6 +165,7 @@ class Arbiter(pykka.ThreadingActor):
         self._sock = sock
         self._transport = transport
         self._in_flight = InFlight()
+        self.running = Running()
         self.executors = {
             queue: ThreadExecutor(queue, spec.prefetch, link, self._in_flight)
             for queue, _ in spec.queues
@@ -189,6 +191,7 @@ class Arbiter(pykka.ThreadingActor):
                         handle=handle,
                         link=self._link,
                         in_flight=self._in_flight,
+                        running=self.running,
                         arbiter=self.actor_ref,
                         max_jobs=spec.max_jobs,
                     )
@@ -296,6 +299,7 @@ def _serve(
     transport = LinkTransport(link)
     arbiter = Arbiter.start(spec, imported, link, sock, transport)
     executors: dict[str, ThreadExecutor] = arbiter.proxy().executors.get()
+    running: Running = arbiter.proxy().running.get()
     try:
         for messages in frames:
             for raw in messages:
@@ -304,6 +308,8 @@ def _serve(
                     executors[message.queue].arrived(message)
                 elif isinstance(message, Answer):
                     transport.answer(message.request, message.ok, message.payload)
+                elif isinstance(message, StopJob):
+                    running.interrupt(message.job_id, message.reason)
                 elif isinstance(message, Stop):
                     arbiter.tell(StopArbiter())
                 else:

@@ -15,6 +15,7 @@ Every method is safe from any thread: the arbiter's main thread calls
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from collections import deque
 from typing import Any, Protocol
@@ -160,3 +161,49 @@ class ThreadExecutor:
             self._link.buffer(encode(Done(job.job_id, "unexecuted", None)))
         if jobs:
             self._link.flush()
+
+
+class JobInterrupted(BaseException):
+    """Raised inside a running job's own thread to stop it (its TIMEOUT).
+
+    A BaseException, so that a job's ``except Exception`` does not swallow it;
+    a job blocked in C (a sleep, a socket) only sees it once it returns to
+    Python, and is killed with its arbiter if it does not end in time.
+    """
+
+
+class Running:
+    """Which thread runs which job, so that one job can be stopped alone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._threads: dict[bytes, int] = {}
+        self._reasons: dict[bytes, str] = {}
+
+    def begin(self, job_id: bytes) -> None:
+        """The calling thread starts running ``job_id``."""
+        with self._lock:
+            self._threads[job_id] = threading.get_ident()
+
+    def end(self, job_id: bytes) -> None:
+        """It ended: no interruption can reach that thread for it after this."""
+        with self._lock:
+            self._threads.pop(job_id, None)
+
+    def reason(self, job_id: bytes) -> str:
+        """Why ``job_id`` was interrupted (asked by its thread on JobInterrupted)."""
+        with self._lock:
+            return self._reasons.pop(job_id, "stopped")
+
+    def interrupt(self, job_id: bytes, reason: str) -> bool:
+        """Raise JobInterrupted in the thread running ``job_id``; False if none is."""
+        with self._lock:
+            ident = self._threads.get(job_id)
+            if ident is None:
+                return False
+            self._reasons[job_id] = reason
+            # Under the lock: the thread cannot have ended the job meanwhile.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(JobInterrupted)
+            )
+            return True

@@ -29,6 +29,7 @@ from actors.protocol import (
     Recycling,
     Started,
     Stop,
+    StopJob,
     Want,
     decode,
     encode,
@@ -87,6 +88,13 @@ class HostLink:
         """Ask the arbiter to finish its jobs and leave."""
         try:
             self._writer.send(encode(Stop()))
+        except OSError:
+            pass  # already gone: its death is reported by its sentinel
+
+    def stop_job(self, job_id: uuid.UUID, reason: str) -> None:
+        """Ask the arbiter to stop one running job (JobInterrupted in its thread)."""
+        try:
+            self._writer.send(encode(StopJob(job_id.bytes, reason)))
         except OSError:
             pass  # already gone: its death is reported by its sentinel
 

@@ -11,7 +11,7 @@ as msgpack bin, never decoded on the way.
     Done(job_id, ...)   a job ended          Answer(request...) to a PushJobs
     Beat(job_ids)       held jobs are alive  Stop()             finish and leave
     PushJobs(request, jobs)  jobs queue jobs
-    Ready() Recycling(reason) Fatal(error) Bye()
+    Ready() Recycling(reason) Fatal(error) Bye()   StopJob(job_id, reason)  one job
 """
 
 from __future__ import annotations
@@ -124,6 +124,15 @@ class Answer:
 
 
 @dataclass(frozen=True, slots=True)
+class StopJob:
+    """Stop this one running job (its TIMEOUT passed): JobInterrupted in its
+    thread, with ``reason`` as its error."""
+
+    job_id: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Run nothing more: hand back what is buffered, finish what runs, leave."""
 
@@ -141,6 +150,7 @@ _TYPES: tuple[type, ...] = (
     Spec,
     Deliver,
     Answer,
+    StopJob,
     Stop,
 )
 _TAG = {kind: kind.__name__ for kind in _TYPES}

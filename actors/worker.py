@@ -18,7 +18,7 @@ from typing import Any
 
 import pykka
 
-from actors.executor import InFlight, ThreadExecutor
+from actors.executor import InFlight, JobInterrupted, Running, ThreadExecutor
 from actors.protocol import Deliver, Done, Started, encode
 from actors.wire import FrameWriter
 from storage import Job, JobResult
@@ -72,12 +72,14 @@ class Worker(pykka.ThreadingActor):
         handle: Any,
         link: FrameWriter,
         in_flight: InFlight,
+        running: Running,
         arbiter: pykka.ActorRef[Any],
         max_jobs: int | None = None,
     ) -> None:
         super().__init__()
         self._index = index
         self._executor = executor
+        self._running = running
         self._jobs = jobs
         self._state_factory = state_factory
         self._handle = handle
@@ -137,8 +139,16 @@ class Worker(pykka.ThreadingActor):
             return JobResult.unregistered(
                 f"no job named {job.name!r} is registered (job {uuid.UUID(bytes=job.job_id)})"
             )
+        running = self._running
         try:
-            job_class.decode_args(job.args).run(self._state)
+            running.begin(job.job_id)
+            try:
+                job_class.decode_args(job.args).run(self._state)
+            finally:
+                running.end(job.job_id)
+        except JobInterrupted:
+            # Stopped from the host (its TIMEOUT): the reason is the error.
+            return JobResult.failure(running.reason(job.job_id))
         except BaseException as exc:
             # SystemExit and friends too: a job's failure, never its worker's.
             return JobResult.failure(describe(exc))

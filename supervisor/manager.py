@@ -64,6 +64,7 @@ STABLE_AFTER = 60.0  # an arbiter that lived this long resets the backoff
 CRASH_LOOP_AFTER = 3  # deaths in a row at start-up before the state says "crash loop"
 KILL_GRACE = 10.0  # how long stop() waits for killed arbiters to be reaped
 LINK_DRAIN_TIMEOUT = 5.0  # reading what a dead arbiter left in its socket
+STOP_GRACE = 1.0  # a job stopped at its TIMEOUT has this long to end before its arbiter dies
 
 
 class ArbiterState(enum.StrEnum):
@@ -211,6 +212,15 @@ class _TimedOut:
     timeout: float
 
 
+@dataclass(frozen=True, slots=True)
+class _StopOverdue:
+    """The grace a stopped job had to end is over."""
+
+    runner: str
+    job_id: uuid.UUID
+    reason: str
+
+
 class _TimeoutRelay:
     """Passes the StorageActor's timeout reports to the ManagerActor, which
     starts after it (it needs the StorageActor's ref)."""
@@ -316,6 +326,8 @@ class ManagerActor(pykka.ThreadingActor):
                     slot.process.kill()
             case _TimedOut(runner, job_id, timeout):
                 self._timed_out(runner, job_id, timeout)
+            case _StopOverdue(runner, job_id, reason):
+                self._stop_overdue(runner, job_id, reason)
             case _Snapshot():
                 return self._snapshot()
             case _WhenCrashLooping(done):
@@ -456,18 +468,44 @@ class ManagerActor(pykka.ThreadingActor):
         self._crash_waiters = kept
 
     def _timed_out(self, runner: str, job_id: uuid.UUID, timeout: float) -> None:
-        slot = next((s for s in self._slots if s.runner == runner), None)
-        if slot is None or slot.process is None or slot.process.exitcode is not None:
+        """A job passed its TIMEOUT: stop it alone, in its own thread; kill its
+        arbiter only if it has not ended STOP_GRACE seconds later."""
+        slot = self._slot_of(runner)
+        if slot is None or slot.link is None:
             return
-        slot.timed_out[job_id] = f"timeout after {timeout:g} s"
+        reason = f"timeout after {timeout:g} s"
+        log.warning(
+            "job past its timeout; stopping it", arbiter=slot.index, job_id=job_id, timeout=timeout
+        )
+        slot.link.stop_job(job_id, reason)
+        me = self.actor_ref
+        timer = threading.Timer(STOP_GRACE, lambda: me.tell(_StopOverdue(runner, job_id, reason)))
+        timer.daemon = True
+        timer.start()
+
+    def _stop_overdue(self, runner: str, job_id: uuid.UUID, reason: str) -> None:
+        slot = self._slot_of(runner)
+        if slot is None or slot.process is None:
+            return
+        info = cast(JobInfo | None, self._storage.ask(Info(job_id)))
+        if info is None or info.runner != runner:
+            return  # it ended at the exception (or was settled otherwise)
+        slot.timed_out[job_id] = reason
         log.error(
-            "job past its timeout; recycling its arbiter",
+            "job did not stop at its timeout; recycling its arbiter",
             arbiter=slot.index,
             pid=slot.process.pid,
-            job_id=str(job_id),
-            timeout=timeout,
+            job_id=job_id,
+            grace=STOP_GRACE,
         )
         slot.process.kill()
+
+    def _slot_of(self, runner: str) -> _Slot | None:
+        """The live arbiter ``runner`` names, if it is still the slot's."""
+        slot = next((s for s in self._slots if s.runner == runner), None)
+        if slot is None or slot.process is None or slot.process.exitcode is not None:
+            return None
+        return slot
 
     def _link_event(self, slot: _Slot, runner: str, kind: str, detail: str | None) -> None:
         if slot.runner != runner:

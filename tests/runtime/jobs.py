@@ -233,3 +233,18 @@ class Beating(Sleepy):
     """A Sleepy whose claims go stale fast: 5 missed 0.2 s heartbeats."""
 
     HEARTBEAT_INTERVAL = 0.2
+
+
+@dataclass
+class Spinner(Job):
+    """Runs in short Python steps until stopped: it stops at the exception."""
+
+    MAX_RETRIES = MaxRetries.count(0)
+    TIMEOUT = 20.0
+
+    tag: str
+
+    def run(self, state: Any) -> None:
+        note("spinner.log", "start", self.tag, os.getpid(), time.time())
+        while True:
+            time.sleep(0.01)
