@@ -44,6 +44,7 @@ from actors.protocol import (
     PushJobs,
     Ready,
     Recycling,
+    Scale,
     Spec,
     Stop,
     StopJob,
@@ -54,10 +55,12 @@ from actors.refs import load, resolve
 from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
 from actors.worker import (
     Recycle,
+    RetireWorker,
     StopWorker,
     Worker,
     WorkerFailed,
     WorkerReady,
+    WorkerRetired,
     WorkerStopped,
     describe,
 )
@@ -120,6 +123,14 @@ class StopArbiter:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class ScaleSlots:
+    """Give ``queue`` ``count`` worker slots in this arbiter, without a restart."""
+
+    queue: str
+    count: int
+
+
 class LinkTransport:
     """Pushes jobs to the host over the link: a QueueHandle's transport inside an arbiter."""
 
@@ -174,29 +185,18 @@ class Arbiter(pykka.ThreadingActor):
         self._stopped_workers: set[int] = set()
         self._quit = threading.Event()
         self._stopping = False
-        self.workers: list[pykka.ActorRef[Any]] = []
+        self._started_up = False
+        self._indexes = itertools.count()
+        self._handle: Any = None
+        self.workers: dict[int, tuple[str, pykka.ActorRef[Any]]] = {}  # index: (queue, ref)
+        self._retiring: dict[str, int] = {}  # per queue: slots retired, workers not ended
 
     def on_start(self) -> None:
-        spec, imported = self._spec, self._imported
-        handle = imported.handle_factory(self._transport)
-        index = itertools.count()
-        for queue, count in spec.queues:
-            for _ in range(count):
-                self.workers.append(
-                    Worker.start(
-                        index=next(index),
-                        executor=self.executors[queue],
-                        jobs=imported.jobs,
-                        state_factory=imported.state_factory,
-                        handle=handle,
-                        link=self._link,
-                        in_flight=self._in_flight,
-                        running=self.running,
-                        arbiter=self.actor_ref,
-                        max_jobs=spec.max_jobs,
-                    )
-                )
+        self._handle = self._imported.handle_factory(self._transport)
+        for queue, count in self._spec.queues:
+            self._add_workers(queue, count)
         if not self.workers:
+            self._started_up = True
             self._link.send(encode(Ready()))  # an arbiter of no workers is ready at once
         threading.Thread(target=self._monitor, name="jobarbiter-monitor", daemon=True).start()
 
@@ -210,28 +210,73 @@ class Arbiter(pykka.ThreadingActor):
                     # the workers send after this.
                     self._link.send(encode(Recycling(reason)))
                     self._stop_workers()
+            case ScaleSlots(queue, count):
+                if not self._stopping:
+                    self._scale(queue, count)
             case WorkerReady(index):
                 self._ready_workers.add(index)
-                if len(self._ready_workers) == len(self.workers):
+                if not self._started_up and self._ready_workers >= set(self.workers):
                     # Past start-up: a death from now on is not a crash loop.
+                    self._started_up = True
                     self._link.send(encode(Ready()))
+            case WorkerRetired(index):
+                queue, _ = self.workers.pop(index)
+                self._retiring[queue] -= 1
+                self._maybe_leave()
             case WorkerStopped(index):
                 self._stopped_workers.add(index)
-                if len(self._stopped_workers) == len(self.workers):
-                    self._leave()
+                self._maybe_leave()
             case WorkerFailed(_, error):
                 self._link.send(encode(Fatal(error)), wait=True)
                 os._exit(EXIT_FATAL)
         return None
 
+    def _add_workers(self, queue: str, count: int) -> None:
+        executor = self.executors.get(queue)
+        if executor is None:
+            # A queue new to this arbiter: the main thread finds it here.
+            executor = ThreadExecutor(queue, self._spec.prefetch, self._link, self._in_flight)
+            self.executors[queue] = executor
+        imported = self._imported
+        for _ in range(count):
+            index = next(self._indexes)
+            worker = Worker.start(
+                index=index,
+                executor=executor,
+                jobs=imported.jobs,
+                state_factory=imported.state_factory,
+                handle=self._handle,
+                link=self._link,
+                in_flight=self._in_flight,
+                running=self.running,
+                arbiter=self.actor_ref,
+                max_jobs=self._spec.max_jobs,
+            )
+            self.workers[index] = (queue, worker)
+
+    def _scale(self, queue: str, count: int) -> None:
+        """Give ``queue`` ``count`` slots: start workers, or retire some (an
+        idle one at once, a busy one once its job ends)."""
+        current = sum(q == queue for q, _ in self.workers.values())
+        current -= self._retiring.get(queue, 0)
+        if count > current:
+            self._add_workers(queue, count - current)
+        elif count < current:
+            self._retiring[queue] = self._retiring.get(queue, 0) + current - count
+            for worker in self.executors[queue].retire(current - count):
+                worker.tell(RetireWorker())
+
+    def _maybe_leave(self) -> None:
+        if self._stopping and self._stopped_workers >= set(self.workers):
+            self._leave()
+
     def _stop_workers(self) -> None:
         self._stopping = True
         for executor in self.executors.values():
             executor.close()  # what is buffered goes back at once
-        if not self.workers:
-            self._leave()
-        for worker in self.workers:
+        for _, worker in self.workers.values():
             worker.tell(StopWorker())
+        self._maybe_leave()
 
     def _leave(self) -> None:
         self._quit.set()
@@ -310,6 +355,8 @@ def _serve(
                     transport.answer(message.request, message.ok, message.payload)
                 elif isinstance(message, StopJob):
                     running.interrupt(message.job_id, message.reason)
+                elif isinstance(message, Scale):
+                    arbiter.tell(ScaleSlots(message.queue, message.count))
                 elif isinstance(message, Stop):
                     arbiter.tell(StopArbiter())
                 else:

@@ -9,8 +9,12 @@ itself, with no hand-off. A buffered job has not started: ``close`` hands the
 buffer back as unexecuted, and the host, which hears ``Started`` only when a
 job really starts, puts it back unexecuted if the arbiter dies.
 
+Its slots can be scaled live: new workers join with ``ready``, ``retire``
+takes slots away (an idle worker at once, a busy one when its job ends).
+
 Every method is safe from any thread: the arbiter's main thread calls
-``arrived``, the workers ``ready`` and ``finished``, the arbiter ``close``.
+``arrived``, the workers ``ready`` and ``finished``, the arbiter ``retire``
+and ``close``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ class Slot(Protocol):
     """A worker as the executor sees it: it is told the job to run."""
 
     def tell(self, message: Any) -> None: ...
+
+
+class Retired:
+    """What ``finished`` gives a worker whose slot is being retired."""
+
+
+RETIRED = Retired()
 
 
 class InFlight:
@@ -64,7 +75,8 @@ class ThreadExecutor:
         self._lock = threading.Lock()
         self._buffer: deque[Deliver] = deque()
         self._idle: list[Slot] = []
-        self._ready = 0  # workers that built their state
+        self._ready = 0  # workers that built their state, less those retired
+        self._retiring = 0  # busy workers to retire when their job ends
         self._running = 0
         self._asked = 0  # credits sent, jobs not arrived yet
         self._closed = False
@@ -79,15 +91,19 @@ class ThreadExecutor:
             want = self._credit()
         self._ask(want, flush=True)
 
-    def finished(self, worker: Slot) -> Deliver | None:
-        """``worker`` ended a job: the next buffered job for it, or None (idle).
+    def finished(self, worker: Slot) -> Deliver | Retired | None:
+        """``worker`` ended a job: the next buffered job for it, RETIRED if it
+        is one of the slots being retired, or None (idle).
 
         Any credits it frees are buffered on the link, to leave with the
         finished job's Done (the caller flushes).
         """
         with self._lock:
             self._running -= 1
-            if self._buffer and not self._closed:
+            if self._retiring:
+                self._retiring -= 1
+                job: Deliver | Retired | None = RETIRED
+            elif self._buffer and not self._closed:
                 job = self._buffer.popleft()
                 self._running += 1
             else:
@@ -104,7 +120,7 @@ class ThreadExecutor:
         self._in_flight.add(job.job_id)
         with self._lock:
             self._asked = max(self._asked - 1, 0)
-            if self._closed:
+            if self._closed or self._ready == 0:  # stopping, or scaled to 0
                 worker = None
                 refused = True
             else:
@@ -118,6 +134,20 @@ class ThreadExecutor:
             self._hand_back([job])
         elif worker is not None:
             worker.tell(job)
+
+    def retire(self, count: int) -> list[Slot]:
+        """Have ``count`` fewer slots: returns the idle workers to stop now;
+        busy ones retire as they finish their job (``finished``)."""
+        with self._lock:
+            now = self._idle[len(self._idle) - min(count, len(self._idle)) :]
+            del self._idle[len(self._idle) - len(now) :]
+            self._retiring += count - len(now)
+            self._ready -= count
+            stranded = list(self._buffer) if self._ready <= 0 else []
+            if stranded:
+                self._buffer.clear()
+        self._hand_back(stranded)  # no slot left to run them
+        return now
 
     def close(self) -> None:
         """Take no more jobs and hand the buffer back unexecuted; a worker that

@@ -27,6 +27,7 @@ from actors.protocol import (
     PushJobs,
     Ready,
     Recycling,
+    Scale,
     Started,
     Stop,
     StopJob,
@@ -97,6 +98,13 @@ class HostLink:
             self._writer.send(encode(StopJob(job_id.bytes, reason)))
         except OSError:
             pass  # already gone: its death is reported by its sentinel
+
+    def scale(self, queue: str, count: int) -> None:
+        """Give ``queue`` ``count`` slots in the arbiter, without a restart."""
+        try:
+            self._writer.send(encode(Scale(queue, count)))
+        except OSError:
+            pass  # already gone: its replacement starts with the new count
 
     def drain(self, timeout: float) -> None:
         """Wait until everything the arbiter sent has reached the StorageActor:

@@ -12,6 +12,7 @@ as msgpack bin, never decoded on the way.
     Beat(job_ids)       held jobs are alive  Stop()             finish and leave
     PushJobs(request, jobs)  jobs queue jobs
     Ready() Recycling(reason) Fatal(error) Bye()   StopJob(job_id, reason)  one job
+                                             Scale(queue, count)  live slots
 """
 
 from __future__ import annotations
@@ -133,6 +134,15 @@ class StopJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Scale:
+    """Give ``queue`` ``count`` worker slots, without a restart: busy slots
+    that go finish their job first."""
+
+    queue: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     """Run nothing more: hand back what is buffered, finish what runs, leave."""
 
@@ -151,6 +161,7 @@ _TYPES: tuple[type, ...] = (
     Deliver,
     Answer,
     StopJob,
+    Scale,
     Stop,
 )
 _TAG = {kind: kind.__name__ for kind in _TYPES}

@@ -18,7 +18,7 @@ from typing import Any
 
 import pykka
 
-from actors.executor import InFlight, JobInterrupted, Running, ThreadExecutor
+from actors.executor import InFlight, JobInterrupted, Retired, Running, ThreadExecutor
 from actors.protocol import Deliver, Done, Started, encode
 from actors.wire import FrameWriter
 from storage import Job, JobResult
@@ -33,6 +33,16 @@ class StopWorker:
 class WorkerReady:
     """Its state is built: the worker is past start-up."""
 
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetireWorker:
+    """Its slot is scaled away: end now (it is idle)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRetired:
     index: int
 
 
@@ -116,12 +126,22 @@ class Worker(pykka.ThreadingActor):
             self._stopping = True
             self._arbiter.tell(WorkerStopped(self._index))
             return None
-        job: Deliver | None = message
-        while job is not None:
+        if isinstance(message, RetireWorker):
+            self._retire()
+            return None
+        job: Deliver | Retired | None = message
+        while isinstance(job, Deliver):
             self._execute(job)
             job = self._executor.finished(self.actor_ref)
         self._link.flush()  # the last Done, and the credits it freed
+        if isinstance(job, Retired):
+            self._retire()
         return None
+
+    def _retire(self) -> None:
+        # Its slot was scaled away: it ends, and its arbiter forgets it.
+        self._arbiter.tell(WorkerRetired(self._index))
+        self.stop()
 
     def _execute(self, job: Deliver) -> None:
         link = self._link

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import Any, Self, cast
 
-from actors.refs import reference
+from actors.arbiter import ArbiterSpec
+from actors.refs import portable, reference
 from storage import Job, MemoryStorage, Storage
-from supervisor.handle import check_queue_name
+from supervisor.handle import QueueHandle, check_queue_name
 from supervisor.manager import Manager
-
-if TYPE_CHECKING:
-    from supervisor.handle import QueueHandle
 
 DEFAULT_WORKER_COUNT = 4
 # Jobs each queue of an arbiter claims beyond its workers, so that a worker
@@ -102,7 +101,27 @@ class WorkerConfig:
                 "register at least one job before start(), or start(processes=0) "
                 "for a host that only queues"
             )
-        return Manager(self, processes)
+        # Frozen now: later changes to this config reach no running Manager.
+        return Manager(storage=self.storage, spec=self.arbiter_spec(), processes=processes)
+
+    def arbiter_spec(self) -> ArbiterSpec:
+        """What every arbiter of a Manager started from this config runs (index
+        and runner are each arbiter's own); refuses what arbiters could not
+        import."""
+        jobs = self.jobs.values()
+        return ArbiterSpec(
+            index=-1,
+            runner="",
+            jobs=tuple(reference(job, "job class") for job in jobs),
+            queues=tuple((q, n) for q, n in self.queues.items() if n > 0),
+            state_factory=portable(self.state, "state factory"),
+            handle_factory=portable(QueueHandle, "handle factory"),
+            heartbeat_interval=min((job.HEARTBEAT_INTERVAL for job in jobs), default=5.0),
+            sys_path=tuple(sys.path),
+            max_rss=self.max_rss,
+            max_jobs=self.max_jobs_per_arbiter,
+            prefetch=self.prefetch,
+        )
 
 
 def _int_at_least(value: object, minimum: int, what: str, expected: str) -> None:

@@ -16,14 +16,13 @@ import enum
 import multiprocessing.connection
 import os
 import signal
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import psutil
 import pykka
@@ -44,17 +43,13 @@ from actors.ops import (
     Stats,
     WhenIdle,
 )
-from actors.refs import portable, reference
 from actors.storage_actor import Opened, Rounds, StorageActor, wait_for
-from storage import Job, JobInfo, JobResult, NewJob, QueueStats, Status
+from storage import Job, JobInfo, JobResult, NewJob, QueueStats, Status, Storage
 from storage.events import EventLog, last_line
 from supervisor.errors import CrashLoopError, ManagerStopped
 from supervisor.every import Recurring
 from supervisor.handle import QueueHandle, StorageTransport, check_job
 from supervisor.handle import job_id as parse_job_id
-
-if TYPE_CHECKING:
-    from supervisor.config import WorkerConfig
 
 log = EventLog("manager")
 
@@ -213,6 +208,15 @@ class _TimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class ScaleQueue:
+    """Give ``queue`` ``count`` worker slots in every arbiter, without a
+    restart (the public call comes with live operations)."""
+
+    queue: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class _StopOverdue:
     """The grace a stopped job had to end is over."""
 
@@ -250,37 +254,11 @@ class _CrashLooping:
     """Answer the CrashLoopError that holds now, or None."""
 
 
-def arbiter_spec(config: WorkerConfig) -> ArbiterSpec:
-    """What every arbiter of this Manager runs, fixed when it starts (index
-    and runner are each arbiter's own)."""
-    jobs = config.jobs.values()
-    return ArbiterSpec(
-        index=-1,
-        runner="",
-        jobs=tuple(reference(job, "job class") for job in jobs),
-        queues=tuple((q, n) for q, n in config.queues.items() if n > 0),
-        state_factory=portable(config.state, "state factory"),
-        handle_factory=portable(QueueHandle, "handle factory"),
-        heartbeat_interval=min((job.HEARTBEAT_INTERVAL for job in jobs), default=5.0),
-        sys_path=tuple(sys.path),
-        max_rss=config.max_rss,
-        max_jobs=config.max_jobs_per_arbiter,
-        prefetch=config.prefetch,
-    )
-
-
 class ManagerActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
-    def __init__(
-        self,
-        config: WorkerConfig,
-        processes: int,
-        storage: pykka.ActorRef[Any],
-        spec: ArbiterSpec,
-    ) -> None:
+    def __init__(self, spec: ArbiterSpec, processes: int, storage: pykka.ActorRef[Any]) -> None:
         super().__init__()
-        self._config = config
         self._storage = storage
         self._rounds = Rounds(storage)  # every link's batches, run together
         self._slots = [_Slot(index) for index in range(processes)]
@@ -328,6 +306,8 @@ class ManagerActor(pykka.ThreadingActor):
                 self._timed_out(runner, job_id, timeout)
             case _StopOverdue(runner, job_id, reason):
                 self._stop_overdue(runner, job_id, reason)
+            case ScaleQueue(queue, count):
+                self._scale(queue, count)
             case _Snapshot():
                 return self._snapshot()
             case _WhenCrashLooping(done):
@@ -500,6 +480,19 @@ class ManagerActor(pykka.ThreadingActor):
         )
         slot.process.kill()
 
+    def _scale(self, queue: str, count: int) -> None:
+        """Every arbiter gets ``count`` slots for ``queue``, now and after a restart."""
+        queues = dict(self._spec.queues)
+        queues[queue] = count
+        spec = self._spec
+        self._spec = dataclasses.replace(
+            spec, queues=tuple((q, n) for q, n in queues.items() if n > 0)
+        )
+        for slot in self._alive():
+            assert slot.link is not None
+            slot.link.scale(queue, count)
+        log.info("queue scaled", queue=queue, workers=count)
+
     def _slot_of(self, runner: str) -> _Slot | None:
         """The live arbiter ``runner`` names, if it is still the slot's."""
         slot = next((s for s in self._slots if s.runner == runner), None)
@@ -660,21 +653,21 @@ class Manager(QueueHandle):
     raises ManagerStopped.
     """
 
-    def __init__(self, config: WorkerConfig, processes: int) -> None:
-        spec = arbiter_spec(config)  # refuses what arbiters could not import, first
+    def __init__(self, *, storage: Storage, spec: ArbiterSpec, processes: int) -> None:
+        """Use ``WorkerConfig.start``, which freezes a config into ``spec``."""
         relay = _TimeoutRelay()
-        self._storage = StorageActor.start(config.storage, on_timeout=relay)
+        self._storage = StorageActor.start(storage, on_timeout=relay)
         try:
             self._storage.ask(Opened())
         except BaseException:
             self._storage.stop()
             raise
-        shared = config.storage.poll_interval is not None
-        served = frozenset(q for q, n in config.queues.items() if n > 0 and processes > 0)
+        shared = storage.poll_interval is not None
+        served = frozenset(q for q, n in spec.queues if n > 0 and processes > 0)
         self._transport = _HostTransport(self._storage, None if shared else served)
         super().__init__(self._transport)
         self._recurring = Recurring(self.queue)
-        self._actor = ManagerActor.start(config, processes, self._storage, spec)
+        self._actor = ManagerActor.start(spec, processes, self._storage)
         relay.target = self._actor
         self._stopped = False
         self._stop_lock = threading.Lock()
