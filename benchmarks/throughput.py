@@ -37,6 +37,7 @@ import atexit
 import functools
 import json
 import logging
+import multiprocessing
 import os
 import shlex
 import statistics
@@ -62,7 +63,7 @@ from benchmarks.common import (
 )
 from benchmarks.peers import LIBRARIES, marks, report
 from benchmarks.peers.harness import Limits, Spec, Trial, run_trial
-from benchmarks.workloads import Noop, Stamp, make_state, read_samples, ready_workers
+from benchmarks.workloads import Noop, Stamp, make_state, pool_noop, read_samples, ready_workers
 from supervisor import Manager, MemoryStorage, SqliteStorage, Storage, WorkerConfig
 from supervisor.config import DEFAULT_PREFETCH
 
@@ -163,6 +164,8 @@ class Result:
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
+    pool_jobs_per_s: float  # the baseline after this point, same N, same processes
+    vs_pool: float  # processed_jobs_per_s / pool_jobs_per_s
 
 
 # -- measuring ---------------------------------------------------------------------
@@ -181,6 +184,19 @@ def wait_ready(manager: Manager, out_dir: str, workers: int, processes: int) -> 
     if not all(a.alive and a.pid is not None for a in arbiters):
         raise RuntimeError(f"an arbiter is not alive: {arbiters}")
     return [a.pid for a in arbiters if a.pid is not None]
+
+
+def pool_rate(processes: int, jobs: int) -> float:
+    """The baseline: calls/s of ``multiprocessing.Pool(processes).imap_unordered``
+    of a no-op over ``jobs`` items, chunksize 1: the bare cost of shipping one
+    call to another process and its result back."""
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        for _ in pool.imap_unordered(pool_noop, range(100), chunksize=1):
+            pass  # warm: the workers are up
+        started = time.perf_counter()
+        for _ in pool.imap_unordered(pool_noop, range(jobs), chunksize=1):
+            pass
+        return jobs / (time.perf_counter() - started)
 
 
 def configure_logging(mode: str) -> None:
@@ -257,6 +273,7 @@ def run_point(
                 manager.join(timeout=JOIN_TIMEOUT)
             phase("stopping")
         latencies = read_samples(out_dir)
+    pool = pool_rate(processes, jobs)
     if len(latencies) != samples:
         raise RuntimeError(f"{len(latencies)} latency samples, expected {samples}")
     ms = [s * 1000 for s in latencies]
@@ -280,6 +297,8 @@ def run_point(
         latency_p50_ms=statistics.median(ms),
         latency_p99_ms=percentile(ms, 99),
         latency_max_ms=max(ms),
+        pool_jobs_per_s=pool,
+        vs_pool=(jobs / (t2 - t0)) / pool,
     )
 
 
@@ -293,6 +312,7 @@ COLUMNS: list[tuple[str, str, str]] = [  # (header, Result field, format)
     ("enqueue jobs/s", "enqueue_jobs_per_s", ",.0f"),
     ("processed jobs/s", "processed_jobs_per_s", ",.0f"),
     ("drain jobs/s", "drain_jobs_per_s", ",.0f"),
+    ("vs Pool", "vs_pool", ".2f"),
     ("p50 ms", "latency_p50_ms", ".2f"),
     ("p99 ms", "latency_p99_ms", ".2f"),
     ("host cpu s", "host_cpu_s", ".2f"),
@@ -304,7 +324,9 @@ COLUMNS: list[tuple[str, str, str]] = [  # (header, Result field, format)
 LEGEND = """\
 processed = N / (join returned - queue_many started); drain = N / (join returned - queue_many
 returned): jobs reach workers only once the whole batch is stored, so drain is processing alone.
-p50/p99: enqueue-to-start with idle workers. cpu s: over the enqueue + processing phase."""
+p50/p99: enqueue-to-start with idle workers. cpu s: over the enqueue + processing phase.
+vs Pool: processed jobs/s over multiprocessing.Pool(proc).imap_unordered(noop, range(N),
+chunksize=1) measured right after the point: the bare cost of one call to another process."""
 
 
 def table(results: Sequence[Result]) -> str:

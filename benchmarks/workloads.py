@@ -73,3 +73,8 @@ class Stamp(Job):
 
     def run(self, state: BenchState) -> None:
         state.record(time.time() - self.enqueued)
+
+
+def pool_noop(n: int) -> None:
+    """The baseline's call: ``multiprocessing.Pool.imap_unordered`` of this."""
+    return None
