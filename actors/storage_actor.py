@@ -5,26 +5,27 @@ to learn whether that worked (the answer raises what ``open()`` raised).
 
 Every read and write of jobs goes through this actor's mailbox, so a backend
 is only ever called from one thread. Pops that find nothing due are parked per
-queue and answered when a push arrives or the earliest due time passes; a
-single timer thread ("the waker") sleeps until that time, so nothing polls.
+queue (actors/parking.py) and answered when a push arrives or the earliest
+due time passes; a single timer thread (actors/waker.py) sleeps until that
+time, so nothing polls. Jobs with a TIMEOUT are watched from their start
+(actors/deadlines.py). Batches that many links leave at once run as one round
+(actors/rounds.py): one storage call, one commit. Every answer leaves after
+the commit, so an acknowledged job is durable.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import heapq
-import itertools
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import pykka
 
+from actors.blocking import FutureReply, pop_wait, wait_for
+from actors.deadlines import Deadlines, TimeoutHandler
 from actors.ops import (
     Batch,
     Complete,
@@ -47,8 +48,23 @@ from actors.ops import (
     Unpark,
     WhenIdle,
 )
+from actors.parking import Parked
+from actors.rounds import Round, Rounds
+from actors.waker import Waker
 from storage import Disposition, JobInfo, JobResult, Outcome, Storage
 from storage.events import EventLog, last_line
+
+__all__ = [
+    "IDLE_CHECK_INTERVAL",
+    "MAX_UNFLUSHED",
+    "FutureReply",
+    "Opened",
+    "Rounds",
+    "StorageActor",
+    "TimeoutHandler",
+    "pop_wait",
+    "wait_for",
+]
 
 log = EventLog("storage")
 
@@ -56,57 +72,6 @@ log = EventLog("storage")
 MAX_UNFLUSHED = 16
 # Seconds between two checks for idleness (join); a join returns this late at most.
 IDLE_CHECK_INTERVAL = 0.05
-
-# Told (runner, job id, timeout) when a job outlives its TIMEOUT: the Manager
-# stops it for real by recycling the runner's process.
-TimeoutHandler = Callable[[str, uuid.UUID, float], None]
-
-
-class _Waker:
-    """One thread that tells the actor to Tick at the earliest asked-for time."""
-
-    def __init__(self, ref: pykka.ActorRef[Any], clock: Callable[[], float]) -> None:
-        self._ref = ref
-        self._clock = clock
-        self._cond = threading.Condition()
-        self._at: float | None = None
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="jobarbiter-waker", daemon=True)
-        self._thread.start()
-
-    def wake_at(self, at: float | None) -> None:
-        with self._cond:
-            if at == self._at:
-                return
-            sooner = at is not None and (self._at is None or at < self._at)
-            self._at = at
-            if sooner:
-                # Only then: a later time is found when the thread wakes at
-                # the earlier one; waking it for each message would cost a
-                # thread switch per message on a busy actor.
-                self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._stopped:
-                if self._at is None:
-                    self._cond.wait()
-                    continue
-                delay = self._at - self._clock()
-                if delay > 0:
-                    # Capped, so a clock that is moved by hand is noticed too.
-                    self._cond.wait(min(delay, 1.0))
-                    continue
-                self._at = None
-                try:
-                    self._ref.tell(Tick())
-                except pykka.ActorDeadError:
-                    return  # the actor stopped between our checks
 
 
 class StorageActor(pykka.ThreadingActor):
@@ -117,19 +82,8 @@ class StorageActor(pykka.ThreadingActor):
     def __init__(self, storage: Storage, on_timeout: TimeoutHandler | None = None) -> None:
         super().__init__()
         self._storage = storage
-        self._on_timeout = on_timeout
-        # Jobs handed out with a TIMEOUT: a heap of (deadline, delivery, runner,
-        # id, timeout), and the live delivery of each (runner, id), so that a
-        # deadline of a job since completed or handed out again is ignored.
-        self._deadlines: list[tuple[float, int, str, uuid.UUID, float]] = []
-        self._timed: dict[tuple[str, uuid.UUID], int] = {}
-        self._timeouts: dict[tuple[str, uuid.UUID], float] = {}  # delivered, not ended
-        # What each runner reported Started and has not ended: its other held
-        # jobs are buffered, and go back unexecuted if it dies.
-        self._started: dict[str, set[uuid.UUID]] = {}
-        self._deliveries = itertools.count()
-        self._parked: dict[str, deque[Pop]] = {}
-        self._draining: set[str] = set()
+        self._deadlines = Deadlines(storage, on_timeout)
+        self._parked = Parked(storage, self._deliver)
         self._idle_waiters: list[Callable[[bool], None]] = []
         self._touched: set[Reply] = set()
         self._unflushed = 0
@@ -137,7 +91,7 @@ class StorageActor(pykka.ThreadingActor):
         self._settled_since_idle_check = True
         self._next_idle_check = 0.0
         self._idle_recheck_armed = False
-        self._waker: _Waker | None = None
+        self._waker: Waker | None = None
         self._open_failed: Exception | None = None
         self.done_by_runner: dict[str, int] = {}
 
@@ -148,7 +102,7 @@ class StorageActor(pykka.ThreadingActor):
             # Kept for the Opened probe: raised to whoever started us, by name.
             self._open_failed = exc
             return
-        self._waker = _Waker(self.actor_ref, self._storage.now)
+        self._waker = Waker(self.actor_ref, self._storage.now)
         me = self.actor_ref
 
         def wake() -> None:
@@ -177,7 +131,7 @@ class StorageActor(pykka.ThreadingActor):
             return None
         # Every answer leaves after the commit: an acknowledged job is durable.
         try:
-            if isinstance(message, _Round):
+            if isinstance(message, Round):
                 self._run_round(message.rounds.take())
                 return None
             if isinstance(message, Batch):
@@ -228,7 +182,7 @@ class StorageActor(pykka.ThreadingActor):
         for at, op in enumerate(ops):
             if isinstance(op, Start):
                 # Before the completions: a job may start and end in one batch.
-                self._start(op.runner, op.job_id)
+                self._deadlines.start(op.runner, op.job_id)
             elif isinstance(op, Complete):
                 completes.append(at)
             elif isinstance(op, Pop) and op.reply is not None:
@@ -258,16 +212,10 @@ class StorageActor(pykka.ThreadingActor):
         their Reply) with one storage claim per (queue, runner); whoever gets
         nothing is parked, in order. A storage failure parks every pop, to be
         tried again at the next push or tick, and is raised for the completes."""
-        for done in completes:
-            started = self._started.get(done.runner)
-            if started:
-                started.discard(done.job_id)
-            if self._timeouts:
-                self._timeouts.pop((done.runner, done.job_id), None)
-                self._timed.pop((done.runner, done.job_id), None)
+        self._deadlines.ended(completes)
         groups: dict[tuple[str, str], list[Pop]] = {}
         for pop in pops:
-            if pop.runner in self._draining:
+            if self._parked.is_draining(pop.runner):
                 self._deliver(pop, [])
             else:
                 groups.setdefault((pop.queue, pop.runner), []).append(pop)
@@ -281,7 +229,7 @@ class StorageActor(pykka.ThreadingActor):
             failed = self._failed(completes[0] if completes else pops[0], exc)
             for group in groups.values():
                 for pop in group:
-                    self._park(pop)
+                    self._parked.park(pop)
             raise failed from exc
         for done, disposition in zip(completes, dispositions, strict=True):
             self._settled(done.job_id, done.runner, done.result, disposition)
@@ -290,33 +238,8 @@ class StorageActor(pykka.ThreadingActor):
             for pop in group:
                 share = jobs[taken : taken + pop.limit]
                 taken += len(share)
-                self._hand_out(pop, share)
+                self._parked.hand_out(pop, share)
         return dispositions
-
-    def _hand_out(self, pop: Pop, jobs: list[JobInfo]) -> None:
-        """Deliver ``jobs`` for ``pop``; park it, or what is left of it, if it
-        is not answered by them."""
-        if jobs:
-            self._deliver(pop, jobs)
-        rest = pop.limit - len(jobs)
-        if not jobs or (pop.keep and rest > 0):
-            if jobs:
-                pop = dataclasses.replace(pop, limit=rest, urgent=max(pop.urgent - len(jobs), 0))
-            self._park(pop)
-
-    def _park(self, pop: Pop) -> None:
-        parked = self._parked.setdefault(pop.queue, deque())
-        if pop.keep:
-            for at, other in enumerate(parked):
-                if other.keep and other.runner == pop.runner:
-                    # One entry per runner: its credits add up, and its newest
-                    # word on idle workers holds.
-                    limit = other.limit + pop.limit
-                    parked[at] = dataclasses.replace(
-                        other, limit=limit, urgent=min(pop.urgent, limit)
-                    )
-                    return
-        parked.append(pop)
 
     def _commit(self) -> StorageError | None:
         try:
@@ -355,19 +278,19 @@ class StorageActor(pykka.ThreadingActor):
             case Push(jobs):
                 ids = storage.push_many(jobs)
                 for queue in {job.queue for job in jobs}:
-                    self._serve(queue)
+                    self._parked.serve(queue)
                 return ids
             case Heartbeat(runner, job_ids):
                 return storage.heartbeat(runner, job_ids)
             case Release(runner, result):
                 return self._release(runner, result)
             case Drain(runner):
-                self._drain(runner)
+                self._parked.drain(runner)
                 return None
             case Retire(runner, result, unstarted):
                 return self._retire(runner, result, unstarted)
             case Start(runner, job_id):
-                self._start(runner, job_id)
+                self._deadlines.start(runner, job_id)
                 return None
             case Info(job_id):
                 return storage.info(job_id)
@@ -376,7 +299,7 @@ class StorageActor(pykka.ThreadingActor):
             case Requeue(job_id):
                 requeued = storage.requeue(job_id)
                 if requeued:
-                    self._serve_all()
+                    self._parked.serve_all()
                 return requeued
             case PurgeDead(older_than):
                 return storage.purge_dead(older_than)
@@ -389,10 +312,10 @@ class StorageActor(pykka.ThreadingActor):
                 self._settled_since_idle_check = True
                 return None
             case Unpark(reply):
-                self._unpark(lambda op: op.reply is reply)
+                self._parked.withdraw(lambda op: op.reply is reply)
                 return None
             case Tick():
-                self._serve_all()
+                self._parked.serve_all()
                 if self._storage.poll_interval is not None:
                     # Shared storage: other hosts settle jobs too.
                     self._settled_since_idle_check = True
@@ -408,7 +331,7 @@ class StorageActor(pykka.ThreadingActor):
             with contextlib.suppress(StorageError):
                 self._complete_and_pop([], [op])
             return None
-        if op.runner in self._draining:
+        if self._parked.is_draining(op.runner):
             return []
         return self._storage.pop(op.queue, op.runner, op.limit)
 
@@ -423,72 +346,17 @@ class StorageActor(pykka.ThreadingActor):
                     queue=job.queue,
                     runner=op.runner,
                 )
-        for job in jobs:
-            if job.timeout is not None:
-                # Its TIMEOUT counts from its start, which the runner reports.
-                self._timeouts[(op.runner, job.id)] = job.timeout
+        self._deadlines.delivered(op.runner, jobs)
         op.reply.deliver(op.token, jobs)
         self._touched.add(op.reply)
-
-    def _serve(self, queue: str) -> None:
-        """Serve the parked pops of ``queue`` while jobs are due: first those
-        for idle workers, then the rest (prefetch credits), each in order."""
-        parked = self._parked.get(queue)
-        if not parked:
-            return
-        for urgent_only in (True, False):
-            waiting, parked = parked, deque()
-            self._parked[queue] = parked
-            while waiting:
-                op = waiting.popleft()
-                want = op.urgent if urgent_only else op.limit
-                jobs = self._storage.pop(queue, op.runner, want) if want else []
-                if jobs:
-                    self._deliver(op, jobs)
-                    rest = op.limit - len(jobs)
-                    if not op.keep or rest <= 0:
-                        continue
-                    op = dataclasses.replace(op, limit=rest, urgent=max(op.urgent - len(jobs), 0))
-                parked.append(op)
-                if want and len(jobs) < want:  # nothing more is due: keep the order
-                    parked.extend(waiting)
-                    return
-
-    def _start(self, runner: str, job_id: uuid.UUID) -> None:
-        self._started.setdefault(runner, set()).add(job_id)
-        timeout = self._timeouts.get((runner, job_id))
-        if timeout is not None:
-            delivery = next(self._deliveries)
-            self._timed[(runner, job_id)] = delivery
-            deadline = self._storage.now() + timeout
-            heapq.heappush(self._deadlines, (deadline, delivery, runner, job_id, timeout))
-
-    def _serve_all(self) -> None:
-        for queue in list(self._parked):
-            self._serve(queue)
-
-    def _drain(self, runner: str) -> None:
-        self._draining.add(runner)
-        for op in self._unpark(lambda op: op.runner == runner):
-            self._deliver(op, [])
-
-    def _unpark(self, doomed: Callable[[Pop], bool]) -> list[Pop]:
-        """Withdraw the parked pops ``doomed`` picks; returns them."""
-        withdrawn = []
-        for parked in self._parked.values():
-            kept = [op for op in parked if not doomed(op)]
-            withdrawn += [op for op in parked if doomed(op)]
-            parked.clear()
-            parked.extend(kept)
-        return withdrawn
 
     # -- settling -----------------------------------------------------------------
 
     def _retire(
         self, runner: str, result: JobResult, unstarted: JobResult | None
     ) -> list[tuple[uuid.UUID, Disposition]]:
-        self._drain(runner)
-        started = sorted(self._started.pop(runner, ()))
+        self._parked.drain(runner)
+        started = self._deadlines.retire(runner)
         if unstarted is None:
             return self._release(runner, result)
         # The jobs it was running fail an attempt; its buffer never ran.
@@ -505,7 +373,7 @@ class StorageActor(pykka.ThreadingActor):
         for job_id, disposition in settled:
             self._settled(job_id, runner, result, disposition)
         if settled:
-            self._serve_all()
+            self._parked.serve_all()
         return settled
 
     def _settled(
@@ -529,7 +397,7 @@ class StorageActor(pykka.ThreadingActor):
         if info is not None:
             fields.update(job_name=info.name, queue=info.queue, retry_count=info.retry_count)
             # A retry or a put-back may be due at once: wake its parked pops.
-            self._serve(info.queue)
+            self._parked.serve(info.queue)
         if disposition is Disposition.RETRYING:
             log.warning("job failed, will retry", error=last_line(result.error), **fields)
         elif disposition is Disposition.DEAD:
@@ -549,8 +417,7 @@ class StorageActor(pykka.ThreadingActor):
             self._flush()
         else:
             self._unflushed += 1
-        if self._deadlines:
-            self._expire_deadlines()
+        self._deadlines.expire()
         if self._idle_waiters and self._settled_since_idle_check:
             self._check_idle()
         self._arm_waker()
@@ -590,74 +457,23 @@ class StorageActor(pykka.ThreadingActor):
     def _arm_waker(self) -> None:
         if self._waker is None:
             return
-        due = [self._storage.next_due(q) for q, parked in self._parked.items() if parked]
+        due = [self._storage.next_due(q) for q in self._parked.queues()]
         times = [t for t in due if t is not None]
-        if self._deadlines:
-            times.append(self._deadlines[0][0])
+        deadline = self._deadlines.earliest()
+        if deadline is not None:
+            times.append(deadline)
         poll = self._storage.poll_interval
-        if poll is not None and (self._idle_waiters or any(self._parked.values())):
+        if poll is not None and (self._idle_waiters or self._parked):
             # Shared storage: another host may push, or settle the last job,
             # without telling us.
             times.append(self._storage.now() + poll)
         self._waker.wake_at(min(times) if times else None)
-
-    def _expire_deadlines(self) -> None:
-        now = self._storage.now()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, delivery, runner, job_id, timeout = heapq.heappop(self._deadlines)
-            if self._timed.get((runner, job_id)) != delivery:
-                continue
-            del self._timed[(runner, job_id)]
-            info = self._storage.info(job_id)
-            if info is None or info.runner != runner:
-                continue
-            log.error(
-                "job timed out", job_id=job_id, job_name=info.name, runner=runner, timeout=timeout
-            )
-            if self._on_timeout is not None:
-                self._on_timeout(runner, job_id, timeout)
 
     def _is_idle(self) -> bool:
         # Jobs scheduled for later do not count: join() would wait for them.
         return all(
             s.pending == s.scheduled and s.running == 0 for s in self._storage.stats().values()
         )
-
-
-class Rounds:
-    """Where the links leave their batches for a StorageActor.
-
-    The actor is told once for the first batch left; every batch left before
-    it gets to them runs with it as one round (see ``_run_round``). So when
-    many runners send at once, their completions and pops share one storage
-    call and one commit, instead of one each; on a database server that is
-    most of the cost of a job. A batch still reaches the actor before any
-    message sent after it was left.
-    """
-
-    def __init__(self, storage: pykka.ActorRef[Any]) -> None:
-        self._storage = storage
-        self._lock = threading.Lock()
-        self._pending: list[Batch] = []
-
-    def submit(self, batch: Batch) -> None:
-        with self._lock:
-            self._pending.append(batch)
-            first = len(self._pending) == 1
-        if first:
-            self._storage.tell(_Round(self))
-
-    def take(self) -> list[Batch]:
-        with self._lock:
-            taken, self._pending = self._pending, []
-        return taken
-
-
-@dataclass(frozen=True, slots=True)
-class _Round:
-    """Run what ``rounds`` holds."""
-
-    rounds: Rounds
 
 
 class Opened:
@@ -670,55 +486,3 @@ class _Recheck:
 
 class _Commit:
     """Names the commit in errors and logs, like an operation."""
-
-
-def wait_for(
-    ref: pykka.ActorRef[Any],
-    make_op: Callable[[Callable[[Any], None]], object],
-    timeout: float | None,
-) -> Any:
-    """Send an op that answers through a callback, and block for that answer."""
-    future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
-    ref.tell(make_op(future.set))
-    return future.get(timeout=timeout)
-
-
-class FutureReply:
-    """A Reply for in-process callers: the first delivery resolves a future."""
-
-    def __init__(self) -> None:
-        self.future: pykka.ThreadingFuture[list[JobInfo]] = pykka.ThreadingFuture()
-
-    def deliver(self, token: Any, jobs: list[JobInfo]) -> None:
-        self.future.set(jobs)
-
-    def flush(self) -> None:
-        pass
-
-
-def pop_wait(
-    ref: pykka.ActorRef[Any],
-    queue: str,
-    runner: str,
-    *,
-    limit: int = 1,
-    timeout: float | None = None,
-) -> list[JobInfo]:
-    """Pop, waiting up to ``timeout`` seconds for a job to fall due.
-
-    On timeout the parked pop is withdrawn, so a job that arrives later is not
-    claimed for a caller that has gone; a job delivered just before the
-    withdrawal is still returned.
-    """
-    reply = FutureReply()
-    ref.tell(Pop(queue, runner, limit, reply))
-    try:
-        jobs: list[JobInfo] = reply.future.get(timeout=timeout)
-        return jobs
-    except pykka.Timeout:
-        ref.ask(Unpark(reply))
-        try:
-            late: list[JobInfo] = reply.future.get(timeout=0)
-            return late
-        except pykka.Timeout:
-            raise TimeoutError(f"no job on queue {queue!r} within {timeout} s") from None
