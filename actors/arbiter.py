@@ -1,16 +1,18 @@
 """Arbiter: the actor that runs inside each arbiter process.
 
-Contract: it starts ``count`` Worker actors for every configured queue, says
-"ready" once every worker has built its state, heartbeats all of the
-process's in-flight jobs in one message per interval, and on Stop lets every
-worker finish its job, says "bye" and ends the process. If the spec's names
-cannot be imported, or a worker cannot build its state, it reports "fatal"
-to the host and ends the process with exit code 3; the host's Manager
-restarts it.
+Contract: it starts ``count`` Worker actors for every configured queue, each
+queue's behind one ThreadExecutor (credits, buffer), says Ready once every
+worker has built its state, and heartbeats every job it holds (buffered or
+running) in one Beat per interval. Scale starts or retires a queue's slots
+without a restart; StopJob raises JobInterrupted in that one job's thread.
+On Stop it hands its buffers back, lets every worker finish its job, says
+Bye and ends the process. If the spec's names cannot be imported, or a
+worker cannot build its state, it says Fatal and ends the process with exit
+code 3; the host's Manager restarts it.
 
-``main`` is the process's entry point: it reads the spec (the first frame),
-imports what it names, and its main thread then reads frames from the host
-and hands each message to its actor.
+``main`` is the process's entry point: it reads the Spec (the first
+message), imports what it names, and its main thread then reads frames from
+the host and hands each message to its executor or actor.
 """
 
 from __future__ import annotations
