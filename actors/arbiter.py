@@ -35,7 +35,8 @@ import psutil
 import pykka
 import setproctitle
 
-from actors.executor import InFlight, Running, ThreadExecutor
+from actors.async_worker import AsyncWorker, EventLoop, QueueState
+from actors.executor import InFlight, Running, Slot, ThreadExecutor
 from actors.protocol import (
     Answer,
     Beat,
@@ -90,6 +91,7 @@ class ArbiterSpec:
     max_rss: int | None = None  # bytes
     max_jobs: int | None = None
     prefetch: int = 0  # jobs each queue may hold beyond its workers (see executor.py)
+    async_queues: tuple[str, ...] = ()  # their slots run on the arbiter's event loop
 
     def to_wire(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -100,6 +102,7 @@ class ArbiterSpec:
         raw["jobs"] = tuple(raw["jobs"])
         raw["queues"] = tuple((q, n) for q, n in raw["queues"])
         raw["sys_path"] = tuple(raw["sys_path"])
+        raw["async_queues"] = tuple(raw.get("async_queues", ()))
         return cls(**raw)
 
 
@@ -190,7 +193,9 @@ class Arbiter(pykka.ThreadingActor):
         self._started_up = False
         self._indexes = itertools.count()
         self._handle: Any = None
-        self.workers: dict[int, tuple[str, pykka.ActorRef[Any]]] = {}  # index: (queue, ref)
+        self.workers: dict[int, tuple[str, Slot]] = {}  # index: (queue, worker)
+        self._loop: EventLoop | None = None  # made for the first async queue
+        self._queue_states: dict[str, QueueState] = {}
         self._retiring: dict[str, int] = {}  # per queue: slots retired, workers not ended
 
     def on_start(self) -> None:
@@ -240,6 +245,9 @@ class Arbiter(pykka.ThreadingActor):
             executor = ThreadExecutor(queue, self._spec.prefetch, self._link, self._in_flight)
             self.executors[queue] = executor
         imported = self._imported
+        if queue in self._spec.async_queues:
+            self._add_async_workers(queue, count, executor)
+            return
         for _ in range(count):
             index = next(self._indexes)
             worker = Worker.start(
@@ -255,6 +263,31 @@ class Arbiter(pykka.ThreadingActor):
                 max_jobs=self._spec.max_jobs,
             )
             self.workers[index] = (queue, worker)
+
+    def _add_async_workers(self, queue: str, count: int, executor: ThreadExecutor) -> None:
+        if self._loop is None:
+            self._loop = EventLoop()
+        state = self._queue_states.get(queue)
+        if state is None:
+            state = self._queue_states[queue] = QueueState(
+                self._imported.state_factory, self._handle
+            )
+        for _ in range(count):
+            index = next(self._indexes)
+            worker = AsyncWorker(
+                index=index,
+                executor=executor,
+                jobs=self._imported.jobs,
+                state=state,
+                link=self._link,
+                in_flight=self._in_flight,
+                running=self.running,
+                arbiter=self.actor_ref,
+                loop=self._loop,
+                max_jobs=self._spec.max_jobs,
+            )
+            self.workers[index] = (queue, worker)
+            worker.start()
 
     def _scale(self, queue: str, count: int) -> None:
         """Give ``queue`` ``count`` slots: start workers, or retire some (an

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from actors.protocol import Deliver, Done, Want, encode
@@ -203,17 +204,18 @@ class JobInterrupted(BaseException):
 
 
 class Running:
-    """Which thread runs which job, so that one job can be stopped alone."""
+    """Which thread (or task) runs which job, so that one job can be stopped alone."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._threads: dict[bytes, int] = {}
+        self._threads: dict[bytes, tuple[int, Callable[[], None] | None]] = {}
         self._reasons: dict[bytes, str] = {}
 
-    def begin(self, job_id: bytes) -> None:
-        """The calling thread starts running ``job_id``."""
+    def begin(self, job_id: bytes, stop: Callable[[], None] | None = None) -> None:
+        """The calling thread starts running ``job_id``; ``stop``, if given,
+        is how to stop it instead of JobInterrupted (an async job's cancel)."""
         with self._lock:
-            self._threads[job_id] = threading.get_ident()
+            self._threads[job_id] = (threading.get_ident(), stop)
 
     def end(self, job_id: bytes) -> None:
         """It ended: no interruption can reach that thread for it after this."""
@@ -226,14 +228,19 @@ class Running:
             return self._reasons.pop(job_id, "stopped")
 
     def interrupt(self, job_id: bytes, reason: str) -> bool:
-        """Raise JobInterrupted in the thread running ``job_id``; False if none is."""
+        """Stop the job: JobInterrupted in its thread, or its ``stop``; False
+        if it is not running."""
         with self._lock:
-            ident = self._threads.get(job_id)
-            if ident is None:
+            found = self._threads.get(job_id)
+            if found is None:
                 return False
+            ident, stop = found
             self._reasons[job_id] = reason
             # Under the lock: the thread cannot have ended the job meanwhile.
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(ident), ctypes.py_object(JobInterrupted)
-            )
+            if stop is not None:
+                stop()
+            else:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(ident), ctypes.py_object(JobInterrupted)
+                )
             return True

@@ -9,12 +9,14 @@ told no job again.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import pykka
 
@@ -102,7 +104,11 @@ class Worker(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         try:
-            self._state = self._state_factory(self._handle)
+            state = self._state_factory(self._handle)
+            if inspect.isawaitable(state):
+                # An async factory for a sync queue: awaited once, here.
+                state = asyncio.run(_awaited(state))
+            self._state = state
         except BaseException as exc:
             self._stopping = True
             self._arbiter.tell(WorkerFailed(self._index, f"state factory failed: {describe(exc)}"))
@@ -163,7 +169,12 @@ class Worker(pykka.ThreadingActor):
         try:
             running.begin(job.job_id)
             try:
-                job_class.decode_args(job.args).run(self._state)
+                instance = job_class.decode_args(job.args)
+                if inspect.iscoroutinefunction(job_class.run):
+                    # An async job queued on a sync queue: its own loop, here.
+                    asyncio.run(cast(Coroutine[Any, Any, Any], instance.run(self._state)))
+                else:
+                    instance.run(self._state)
             finally:
                 running.end(job.job_id)
         except JobInterrupted:
@@ -177,3 +188,7 @@ class Worker(pykka.ThreadingActor):
             if self._max_jobs is not None and finished >= self._max_jobs:
                 self._arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
         return JobResult.success()
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 from typing import Any, ClassVar, Self
 
 from storage.codec import ENCODE_ERRORS, decode, encode
@@ -40,9 +41,25 @@ class Job:
         cls._fields = None
         cls._policy = None
 
-    def run(self, state: Any) -> None:
-        """Do the work. Raise to fail the attempt; the job is then retried."""
+    def run(self, state: Any) -> Any:
+        """Do the work. Raise to fail the attempt; the job is then retried.
+
+        ``async def run`` makes an async job: its queue's slots run on the
+        arbiter's event loop, many at once, with no thread each."""
         raise NotImplementedError(f"{type(self).NAME} does not define run()")
+
+    @classmethod
+    def is_async(cls) -> bool:
+        """Whether ``run`` is ``async def``; TypeError if it is neither kind of function."""
+        run = cls.run
+        if inspect.iscoroutinefunction(run):
+            return True
+        if inspect.isfunction(run):
+            return False
+        raise TypeError(
+            f"job {cls.NAME}: run must be a method, 'def run(self, state)' or "
+            f"'async def run(self, state)'; got {run!r}"
+        )
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -78,6 +78,15 @@ class WorkerConfig:
             raise ValueError(f"two job classes share the NAME {job.NAME!r}: {known} and {job}")
         job.field_names()  # refuses a class that is not a dataclass, now
         reference(job, "job class")  # arbiters import it by name: refuse now what cannot
+        kind = job.is_async()
+        for other in self.jobs.values():
+            if other.QUEUE == job.QUEUE and other.is_async() != kind and other is not job:
+                sync, async_ = (other, job) if kind else (job, other)
+                raise ValueError(
+                    f"queue {job.QUEUE!r} would run both {sync.NAME} (def run) and "
+                    f"{async_.NAME} (async def run): give async jobs a queue of their own "
+                    "(QUEUE = ...), whose slots run on the arbiter's event loop"
+                )
         self.jobs[job.NAME] = job
         self.queues.setdefault(job.QUEUE, DEFAULT_WORKER_COUNT)
         return self
@@ -121,6 +130,7 @@ class WorkerConfig:
             max_rss=self.max_rss,
             max_jobs=self.max_jobs_per_arbiter,
             prefetch=self.prefetch,
+            async_queues=tuple(sorted({j.QUEUE for j in jobs if j.is_async()})),
         )
 
 

@@ -10,6 +10,7 @@ wait for them, stop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -416,10 +417,7 @@ class ManagerActor(pykka.ThreadingActor):
             )
         looping = slot.startup_deaths >= CRASH_LOOP_AFTER
         slot.state = ArbiterState.CRASH_LOOP if looping else ArbiterState.RESTARTING
-        me = self.actor_ref
-        slot.timer = threading.Timer(delay, lambda: me.tell(_RestartDue(slot.index)))
-        slot.timer.daemon = True
-        slot.timer.start()
+        slot.timer = self._tell_later(delay, _RestartDue(slot.index))
         self._tell_crash_waiters()
 
     def _crash_loop(self) -> CrashLoopError | None:
@@ -458,10 +456,20 @@ class ManagerActor(pykka.ThreadingActor):
             "job past its timeout; stopping it", arbiter=slot.index, job_id=job_id, timeout=timeout
         )
         slot.link.stop_job(job_id, reason)
+        self._tell_later(STOP_GRACE, _StopOverdue(runner, job_id, reason))
+
+    def _tell_later(self, delay: float, message: object) -> threading.Timer:
+        """Tell ourselves ``message`` in ``delay`` s, unless we stopped by then."""
         me = self.actor_ref
-        timer = threading.Timer(STOP_GRACE, lambda: me.tell(_StopOverdue(runner, job_id, reason)))
+
+        def tell() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                me.tell(message)
+
+        timer = threading.Timer(delay, tell)
         timer.daemon = True
         timer.start()
+        return timer
 
     def _stop_overdue(self, runner: str, job_id: uuid.UUID, reason: str) -> None:
         slot = self._slot_of(runner)

@@ -9,6 +9,7 @@ so lines from many processes never interleave.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
 import os
@@ -248,3 +249,40 @@ class Spinner(Job):
         note("spinner.log", "start", self.tag, os.getpid(), time.time())
         while True:
             time.sleep(0.01)
+
+
+@dataclass
+class Nap(Job):
+    """An async job: notes its start, awaits a sleep, notes its end."""
+
+    QUEUE = "async"
+    BACKOFF = Backoff.linear(0.1)
+
+    tag: str
+    seconds: float
+
+    async def run(self, state: Any) -> None:
+        note("nap.log", "start", self.tag, os.getpid(), threading.get_ident(), id(state))
+        await asyncio.sleep(self.seconds)
+        note("nap.log", "end", self.tag, os.getpid(), time.time())
+
+
+@dataclass
+class LoopHog(Job):
+    """An async job that blocks its loop: only killing its arbiter stops it."""
+
+    QUEUE = "async"
+    MAX_RETRIES = MaxRetries.count(0)
+
+    seconds: float
+
+    async def run(self, state: Any) -> None:
+        note("nap.log", "hog", os.getpid())
+        time.sleep(self.seconds)
+
+
+async def async_state(handle: QueueHandle) -> dict[str, Any]:
+    """An async state factory: once per async queue per arbiter."""
+    await asyncio.sleep(0)
+    note("state.log", "async", os.getpid(), threading.get_ident())
+    return {"handle": handle}

@@ -1,0 +1,201 @@
+"""AsyncWorker: one slot of a queue whose jobs are ``async def run``, on the arbiter's loop.
+
+Contract: an arbiter that serves async queues runs one asyncio event loop, in
+one thread (``EventLoop``). Each slot of such a queue is an AsyncWorker: a
+plain object, not a thread, so a queue of 1,000 slots costs 1,000 small
+objects and no thread. It speaks to its ThreadExecutor and its arbiter as a
+Worker actor does (``tell`` a Deliver, StopWorker or RetireWorker; it reports
+WorkerReady, WorkerStopped, WorkerRetired, WorkerFailed), so credits, the
+buffer, graceful stop, scaling and recycling are the sync queues' own.
+
+A queue's state is built once per arbiter, on the loop (``QueueState``):
+awaited if the factory is ``async def``, called there if not, and shared by
+the queue's slots, so that its jobs can share an aiohttp session or an
+asyncpg pool. A job past its TIMEOUT is cancelled (``CancelledError`` inside
+it) and fails with the timeout as its error; one that blocks the loop
+instead is stopped by killing its arbiter, as a sync job that ignores its
+``JobInterrupted``. A sync job queued on an async queue runs in a thread
+(``asyncio.to_thread``), never on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, cast
+
+import pykka
+
+from actors.executor import InFlight, Retired, Running, ThreadExecutor
+from actors.protocol import Deliver, Done, Started, encode
+from actors.wire import FrameWriter
+from actors.worker import (
+    Recycle,
+    RetireWorker,
+    StopWorker,
+    WorkerFailed,
+    WorkerReady,
+    WorkerRetired,
+    WorkerStopped,
+    describe,
+)
+from storage import Job, JobResult
+
+
+class EventLoop:
+    """The arbiter's one asyncio loop, running in a daemon thread of its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="jobarbiter-loop", daemon=True
+        )
+        self._thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop, from any thread."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+
+class QueueState:
+    """One async queue's state in this arbiter, built once, on the loop."""
+
+    def __init__(self, factory: Callable[[Any], Any], handle: Any) -> None:
+        self._factory = factory
+        self._handle = handle
+        self._built: asyncio.Future[Any] | None = None
+
+    async def get(self) -> Any:
+        if self._built is None:
+            self._built = asyncio.get_running_loop().create_future()
+            try:
+                state = self._factory(self._handle)
+                if inspect.isawaitable(state):
+                    state = await state
+            except BaseException as exc:
+                self._built.set_exception(exc)
+            else:
+                self._built.set_result(state)
+        return await asyncio.shield(self._built)
+
+
+class AsyncWorker:
+    """One async slot; every method but ``tell`` and ``start`` runs on the loop."""
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        executor: ThreadExecutor,
+        jobs: Mapping[str, type[Job]],
+        state: QueueState,
+        link: FrameWriter,
+        in_flight: InFlight,
+        running: Running,
+        arbiter: pykka.ActorRef[Any],
+        loop: EventLoop,
+        max_jobs: int | None = None,
+    ) -> None:
+        self._index = index
+        self._executor = executor
+        self._jobs = jobs
+        self._state_source = state
+        self._link = link
+        self._in_flight = in_flight
+        self._running = running
+        self._arbiter = arbiter
+        self._loop = loop
+        self._max_jobs = max_jobs
+        self._state: Any = None
+        self._busy = False
+        self._stopping = False
+
+    # -- from any thread ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop.submit(self._start())
+
+    def tell(self, message: Any) -> None:
+        self._loop.call(self._receive, message)
+
+    # -- on the loop -----------------------------------------------------------------
+
+    async def _start(self) -> None:
+        try:
+            self._state = await self._state_source.get()
+        except BaseException as exc:
+            self._stopping = True
+            self._arbiter.tell(WorkerFailed(self._index, f"state factory failed: {describe(exc)}"))
+            return
+        self._arbiter.tell(WorkerReady(self._index))
+        self._executor.ready(self)
+
+    def _receive(self, message: Any) -> None:
+        if isinstance(message, StopWorker):
+            self._stopping = True
+            if not self._busy:
+                self._arbiter.tell(WorkerStopped(self._index))
+        elif isinstance(message, RetireWorker):
+            self._arbiter.tell(WorkerRetired(self._index))
+        elif isinstance(message, Deliver):
+            self._busy = True
+            self._loop.loop.create_task(self._chain(message))
+
+    async def _chain(self, first: Deliver) -> None:
+        job: Deliver | Retired | None = first
+        while isinstance(job, Deliver):
+            await self._execute(job)
+            job = self._executor.finished(self)
+        self._link.flush()  # the last Done, and the credits it freed
+        self._busy = False
+        if isinstance(job, Retired):
+            self._arbiter.tell(WorkerRetired(self._index))
+        elif self._stopping:
+            self._arbiter.tell(WorkerStopped(self._index))
+
+    async def _execute(self, job: Deliver) -> None:
+        # Written before the job runs, as for a sync job: a job that kills
+        # its process must be known to have started.
+        self._link.send(encode(Started(job.job_id)), wait=True)
+        result = await self._run(job)
+        self._link.buffer(encode(Done(job.job_id, result.outcome.value, result.error)))
+
+    async def _run(self, job: Deliver) -> JobResult:
+        job_class = self._jobs.get(job.name)
+        if job_class is None:
+            self._in_flight.discard(job.job_id, ran=False)
+            return JobResult.unregistered(
+                f"no job named {job.name!r} is registered (job {uuid.UUID(bytes=job.job_id)})"
+            )
+        task = asyncio.current_task()
+        assert task is not None
+        running = self._running
+        loop = self._loop
+        try:
+            running.begin(job.job_id, stop=lambda: loop.call(task.cancel))
+            try:
+                instance = job_class.decode_args(job.args)
+                if inspect.iscoroutinefunction(job_class.run):
+                    await cast(Coroutine[Any, Any, Any], instance.run(self._state))
+                else:
+                    await asyncio.to_thread(instance.run, self._state)
+            finally:
+                running.end(job.job_id)
+        except asyncio.CancelledError:
+            # Cancelled from the host (its TIMEOUT): the reason is the error.
+            task.uncancel()
+            return JobResult.failure(running.reason(job.job_id))
+        except BaseException as exc:
+            return JobResult.failure(describe(exc))
+        finally:
+            finished = self._in_flight.discard(job.job_id, ran=True)
+            if self._max_jobs is not None and finished >= self._max_jobs:
+                self._arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
+        return JobResult.success()
