@@ -121,23 +121,13 @@ class QueueHandle:
     ) -> uuid.UUID:
         """Queue one job. With ``unique_key`` (or ``UNIQUE = True`` on the job),
         a pending or running job with that key is returned instead of a new one."""
-        job = check_job(job, "queue()")
-        _check_options(queue, timeout, unique_key)
-        new = job.to_new(queue=queue, timeout=timeout, unique_key=unique_key)
+        new = new_job(job, "queue()", queue=queue, timeout=timeout, unique_key=unique_key)
         return self._transport.push([new])[0]
 
     def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
         """Queue many jobs in one round trip; all are checked and encoded before
         any is stored."""
-        if isinstance(jobs, Job):
-            raise TypeError(
-                f"queue_many() takes an iterable of jobs; got one {type(jobs).__qualname__}: "
-                "queue it with queue()"
-            )
-        news = [
-            check_job(job, f"queue_many() (at index {i})").to_new() for i, job in enumerate(jobs)
-        ]
-        return self._transport.push(news)
+        return self._transport.push(new_jobs(jobs))
 
     def schedule(
         self,
@@ -150,7 +140,37 @@ class QueueHandle:
     ) -> uuid.UUID:
         """Queue a job to run no earlier than ``at``: an aware datetime, or a delay
         as a timedelta or in seconds."""
-        job = check_job(job, "schedule()")
-        _check_options(queue, timeout, unique_key)
-        new = job.to_new(queue=queue, run_at=_epoch(at), timeout=timeout, unique_key=unique_key)
+        new = new_job(
+            job, "schedule()", queue=queue, timeout=timeout, unique_key=unique_key, at=at
+        )
         return self._transport.push([new])[0]
+
+
+_NOW = object()
+
+
+def new_job(
+    job: object,
+    method: str,
+    *,
+    queue: str | None = None,
+    timeout: float | None = None,
+    unique_key: str | None = None,
+    at: object = _NOW,
+) -> NewJob:
+    """What one ``queue()`` or ``schedule()`` (given ``at``) stores: checked and
+    encoded in the caller, so nothing is stored for a job that cannot go."""
+    checked = check_job(job, method)
+    _check_options(queue, timeout, unique_key)
+    run_at = None if at is _NOW else _epoch(at)
+    return checked.to_new(queue=queue, run_at=run_at, timeout=timeout, unique_key=unique_key)
+
+
+def new_jobs(jobs: Iterable[Job]) -> list[NewJob]:
+    """What one ``queue_many()`` stores: every job checked and encoded first."""
+    if isinstance(jobs, Job):
+        raise TypeError(
+            f"queue_many() takes an iterable of jobs; got one {type(jobs).__qualname__}: "
+            "queue it with queue()"
+        )
+    return [check_job(job, f"queue_many() (at index {i})").to_new() for i, job in enumerate(jobs)]

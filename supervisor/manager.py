@@ -47,6 +47,7 @@ from actors.ops import (
 from actors.storage_actor import Opened, Rounds, StorageActor, wait_for
 from storage import Job, JobInfo, JobResult, NewJob, QueueStats, Status, Storage
 from storage.events import EventLog, last_line
+from supervisor.aio import AsyncHandle
 from supervisor.errors import CrashLoopError, ManagerStopped
 from supervisor.every import Recurring
 from supervisor.handle import QueueHandle, StorageTransport, check_job
@@ -616,6 +617,13 @@ class _HostTransport(StorageTransport):
         self._warned: set[str] = set()
 
     def push(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        self.warn_unserved(jobs)
+        try:
+            return super().push(jobs)
+        except pykka.ActorDeadError:
+            raise ManagerStopped("queue") from None
+
+    def warn_unserved(self, jobs: Sequence[NewJob]) -> None:
         if self._served is not None:
             for queue in {job.queue for job in jobs} - self._served - self._warned:
                 self._warned.add(queue)
@@ -625,10 +633,6 @@ class _HostTransport(StorageTransport):
                     queue=queue,
                     served=",".join(sorted(self._served)) or "none",
                 )
-        try:
-            return super().push(jobs)
-        except pykka.ActorDeadError:
-            raise ManagerStopped("queue") from None
 
 
 class _First:
@@ -672,8 +676,8 @@ class Manager(QueueHandle):
             raise
         shared = storage.poll_interval is not None
         served = frozenset(q for q, n in spec.queues if n > 0 and processes > 0)
-        self._transport = _HostTransport(self._storage, None if shared else served)
-        super().__init__(self._transport)
+        self._host = _HostTransport(self._storage, None if shared else served)
+        super().__init__(self._host)
         self._recurring = Recurring(self.queue)
         self._actor = ManagerActor.start(spec, processes, self._storage)
         relay.target = self._actor
@@ -699,10 +703,17 @@ class Manager(QueueHandle):
         return super().schedule(job, at, **options)
 
     @property
+    def aio(self) -> AsyncHandle:
+        """The queueing calls as coroutines, for asyncio code: ``await
+        manager.aio.queue(job)`` never blocks the caller's event loop."""
+        self._check("aio")
+        return AsyncHandle(self._storage, self._check, self._host.warn_unserved)
+
+    @property
     def handle(self) -> QueueHandle:
         """A plain QueueHandle onto the same storage, to hand to other code."""
         self._check("handle")
-        return QueueHandle(self._transport)
+        return QueueHandle(self._host)
 
     def every(self, interval: dt.timedelta | float, job: Job) -> None:
         """Queue ``job`` every ``interval``, first after one interval, until stop."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,3 +136,21 @@ def test_a_queue_of_sync_and_async_jobs_is_refused() -> None:
 def test_a_run_that_is_neither_kind_of_function_is_refused() -> None:
     with pytest.raises(TypeError, match=r"run must be a method"):
         WorkerConfig().register(Odd)
+
+
+def test_jobs_queued_from_async_code_run(workdir: Path, managers: list[Manager]) -> None:
+    config = WorkerConfig().register(Nap).register(Record).set_worker_count("async", 20)
+    manager = start(managers, config, processes=1)
+
+    async def service() -> list[Any]:
+        aio = manager.aio
+        return await asyncio.gather(
+            *(aio.queue(Nap(tag=str(i), seconds=0.01)) for i in range(50)),
+            aio.queue(Record(tag="sync")),
+        )
+
+    ids = asyncio.run(service())
+    manager.join(timeout=30)
+    assert len(set(ids)) == 51
+    assert ended(workdir) == {str(i) for i in range(50)}
+    assert [f[0] for f in lines(workdir, "runs.log")] == ["sync"]
