@@ -43,6 +43,7 @@ from actors.protocol import (
     Bye,
     Deliver,
     Fatal,
+    LoopBlocked,
     ProtocolError,
     PushJobs,
     Ready,
@@ -266,7 +267,12 @@ class Arbiter(pykka.ThreadingActor):
 
     def _add_async_workers(self, queue: str, count: int, executor: ThreadExecutor) -> None:
         if self._loop is None:
-            self._loop = EventLoop()
+            link = self._link
+
+            def blocked(job: str | None, seconds: float) -> None:
+                link.send(encode(LoopBlocked(job, seconds)))
+
+            self._loop = EventLoop(blocked)
         state = self._queue_states.get(queue)
         if state is None:
             state = self._queue_states[queue] = QueueState(

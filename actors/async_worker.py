@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, cast
@@ -45,16 +47,54 @@ from actors.worker import (
 )
 from storage import Job, JobResult
 
+BLOCKED_AFTER = 1.0  # seconds the loop may not turn before the watchdog says so
+
 
 class EventLoop:
-    """The arbiter's one asyncio loop, running in a daemon thread of its own."""
+    """The arbiter's one asyncio loop, running in a daemon thread of its own,
+    with a watchdog: a loop that has not turned for ``blocked_after`` seconds
+    is reported (``on_blocked(job, seconds)``, once per stall) with the job
+    found running on it."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        on_blocked: Callable[[str | None, float], None],
+        blocked_after: float = BLOCKED_AFTER,
+    ) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="jobarbiter-loop", daemon=True
         )
         self._thread.start()
+        self._on_blocked = on_blocked
+        self._blocked_after = blocked_after
+        self._turned = time.monotonic()
+        threading.Thread(target=self._watch, name="jobarbiter-loop-watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        reported = False
+        while True:
+            time.sleep(self._blocked_after / 4)
+            stalled = time.monotonic() - self._turned
+            if stalled < self._blocked_after:
+                reported = False
+            elif not reported:
+                reported = True
+                self._on_blocked(self._blocker(), round(stalled, 3))
+            self.loop.call_soon_threadsafe(self._turn)
+
+    def _turn(self) -> None:
+        self._turned = time.monotonic()
+
+    def _blocker(self) -> str | None:
+        """The job whose code the loop's thread is in, as 'name id'."""
+        frame = sys._current_frames().get(self._thread.ident or -1)
+        while frame is not None:
+            job = frame.f_locals.get("job")
+            if frame.f_code is AsyncWorker._run.__code__ and isinstance(job, Deliver):
+                return f"{job.name} {uuid.UUID(bytes=job.job_id)}"
+            frame = frame.f_back
+        return None
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop, from any thread."""

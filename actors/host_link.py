@@ -23,6 +23,7 @@ from actors.protocol import (
     Deliver,
     Done,
     Fatal,
+    LoopBlocked,
     ProtocolError,
     PushJobs,
     Ready,
@@ -41,6 +42,7 @@ from storage import JobInfo, JobResult, Outcome
 # What a link tells its owner: ("ready", None) once the arbiter's workers are
 # all built, ("fatal", error) when the arbiter could not start or a worker
 # failed, ("recycle", reason) when it reached a limit and is draining itself,
+# ("loop_blocked", what) when its event loop did not turn for a while,
 # ("bye", None) when it drained and is leaving, ("bad_frame", reason) when it
 # broke the protocol.
 LinkEvent = Callable[[str, str | None], None]
@@ -169,6 +171,9 @@ class HostLink:
                 self._on_event("fatal", message.error)
             elif isinstance(message, Ready):
                 self._on_event("ready", None)
+            elif isinstance(message, LoopBlocked):
+                what = message.job or "no job found on it"
+                self._on_event("loop_blocked", f"{what}, for {message.seconds:g} s")
             elif isinstance(message, Bye):
                 self._on_event("bye", None)
             else:

@@ -11,6 +11,7 @@ as msgpack bin, never decoded on the way.
     Done(job_id, ...)   a job ended          Answer(request...) to a PushJobs
     Beat(job_ids)       held jobs are alive  Stop()             finish and leave
     PushJobs(request, jobs)  jobs queue jobs
+    LoopBlocked(job, seconds) the event loop is stuck
     Ready() Recycling(reason) Fatal(error) Bye()   StopJob(job_id, reason)  one job
                                              Scale(queue, count)  live slots
 """
@@ -69,6 +70,15 @@ class PushJobs:
 
     request: int
     jobs: list[list[Any]]  # see actors.wire.pack_new_job
+
+
+@dataclass(frozen=True, slots=True)
+class LoopBlocked:
+    """The arbiter's event loop has not turned for ``seconds``: ``job`` (a
+    name and id, if one was found on it) is blocking it."""
+
+    job: str | None
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +163,7 @@ _TYPES: tuple[type, ...] = (
     Done,
     Beat,
     PushJobs,
+    LoopBlocked,
     Ready,
     Recycling,
     Fatal,

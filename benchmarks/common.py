@@ -82,10 +82,25 @@ class Probe(Job):
     ``queue=`` set to that job's queue).
     """
 
+    QUEUE = "probe"  # its own, with no slots: it is always queued with queue=
+
     enqueued: float
     out_dir: str
 
     def run(self, state: Any) -> None:
+        BenchState(self.out_dir).record(time.time() - self.enqueued)
+
+
+@dataclass
+class AsyncProbe(Job):
+    """Probe, for an async queue (its job runs on the arbiter's event loop)."""
+
+    QUEUE = "probe"
+
+    enqueued: float
+    out_dir: str
+
+    async def run(self, state: Any) -> None:
         BenchState(self.out_dir).record(time.time() - self.enqueued)
 
 

@@ -63,8 +63,18 @@ from benchmarks.common import (
 )
 from benchmarks.peers import LIBRARIES, marks, report
 from benchmarks.peers.harness import Limits, Spec, Trial, run_trial
-from benchmarks.workloads import Noop, Stamp, make_state, pool_noop, read_samples, ready_workers
-from supervisor import Manager, MemoryStorage, SqliteStorage, Storage, WorkerConfig
+from benchmarks.workloads import (
+    AsyncNoop,
+    AsyncSleep,
+    AsyncStamp,
+    Noop,
+    Stamp,
+    make_state,
+    pool_noop,
+    read_samples,
+    ready_workers,
+)
+from supervisor import Job, Manager, MemoryStorage, SqliteStorage, Storage, WorkerConfig
 from supervisor.config import DEFAULT_PREFETCH
 
 DEFAULT_JSON = Path(__file__).parent / "results" / "throughput.json"
@@ -148,6 +158,7 @@ class Result:
     processes: int
     workers: int
     storage: str
+    workload: str  # see WORKLOADS
     prefetch: int  # WorkerConfig(prefetch=...)
     logging: str  # how the host's logging was configured: see LOGGING
     jobs: int
@@ -171,14 +182,24 @@ class Result:
 # -- measuring ---------------------------------------------------------------------
 
 
-def wait_ready(manager: Manager, out_dir: str, workers: int, processes: int) -> list[int]:
+# --workload: what each job does (its job class), and the job that stamps latency.
+WORKLOADS: dict[str, tuple[Callable[[int, float], Job], type[Job]]] = {
+    "noop": (lambda n, ms: Noop(n), Stamp),
+    "async-noop": (lambda n, ms: AsyncNoop(n), AsyncStamp),
+    "async-sleep": (AsyncSleep, AsyncStamp),
+}
+
+
+def wait_ready(
+    manager: Manager, out_dir: str, workers: int, processes: int, make: Callable[[int], Job]
+) -> list[int]:
     """Wait until every worker built its state, run a warm-up batch; the arbiters' pids."""
     deadline = time.monotonic() + READY_TIMEOUT
     while ready_workers(out_dir) < workers * processes:
         if time.monotonic() > deadline:
             raise TimeoutError(f"arbiters not ready after {READY_TIMEOUT} s")
         time.sleep(0.01)
-    manager.queue_many([Noop(i) for i in range(4 * workers * processes)])
+    manager.queue_many([make(i) for i in range(4 * workers * processes)])
     manager.join(timeout=JOIN_TIMEOUT)
     arbiters = manager.stats().arbiters
     if not all(a.alive and a.pid is not None for a in arbiters):
@@ -231,8 +252,15 @@ def run_point(
     storage: str,
     prefetch: int,
     log_mode: str,
+    workload: str,
+    sleep_ms: float,
     phase: Callable[[str], None],
 ) -> Result:
+    build, stamp = WORKLOADS[workload]
+
+    def make(n: int) -> Job:
+        return build(n, sleep_ms)
+
     configure_logging(log_mode)
     with tempfile.TemporaryDirectory(prefix="jobarbiter-bench-") as out_dir:
         config = (
@@ -241,18 +269,18 @@ def run_point(
                 state=functools.partial(make_state, out_dir),
                 prefetch=prefetch,
             )
-            .register(Noop)
-            .register(Stamp)
+            .register(type(make(0)))
+            .register(stamp)
             .set_worker_count("default", workers)
         )
         phase("starting")
         started = time.perf_counter()
         with config.start(processes=processes) as manager:
-            pids = wait_ready(manager, out_dir, workers, processes)
+            pids = wait_ready(manager, out_dir, workers, processes, make)
             startup_s = time.perf_counter() - started
 
             phase(f"{jobs} jobs")
-            batch = [Noop(i) for i in range(jobs)]
+            batch = [make(i) for i in range(jobs)]
             done_before = jobs_done(manager)
             host = [os.getpid()]
             host_cpu, arbiter_cpu = cpu_seconds(host), cpu_seconds(pids)
@@ -269,7 +297,7 @@ def run_point(
 
             phase(f"latency x{samples}")
             for _ in range(samples):
-                manager.queue(Stamp(time.time()))
+                manager.queue(stamp(time.time()))
                 manager.join(timeout=JOIN_TIMEOUT)
             phase("stopping")
         latencies = read_samples(out_dir)
@@ -281,6 +309,7 @@ def run_point(
         processes=processes,
         workers=workers,
         storage=storage,
+        workload=workload,
         prefetch=prefetch,
         logging=log_mode,
         jobs=jobs,
@@ -307,6 +336,7 @@ def run_point(
 COLUMNS: list[tuple[str, str, str]] = [  # (header, Result field, format)
     ("proc", "processes", "d"),
     ("workers", "workers", "d"),
+    ("workload", "workload", "s"),
     ("prefetch", "prefetch", "d"),
     ("logging", "logging", "s"),
     ("enqueue jobs/s", "enqueue_jobs_per_s", ",.0f"),
@@ -345,27 +375,24 @@ queued to the last one finished; both include the queueing. A peer that failed o
 shows its status (a timeout its partial rate) and gets no ratio."""
 
 
-def logging_table(results: Sequence[Result], modes: Sequence[str]) -> str:
-    """Each point's median processed jobs/s under each logging mode, and its
-    ratio to the first mode's."""
+def ratio_table(results: Sequence[Result], attr: str, values: Sequence[str]) -> str:
+    """Each point's median processed jobs/s for each value of ``attr`` (logging
+    or workload), and its ratio to the first value's."""
     runs: dict[tuple[int, int, int], dict[str, list[float]]] = {}
     for r in results:
         point = runs.setdefault((r.processes, r.workers, r.prefetch), {})
-        point.setdefault(r.logging, []).append(r.processed_jobs_per_s)
-    by_point = {
-        point: {mode: statistics.median(rates) for mode, rates in modes_.items()}
-        for point, modes_ in runs.items()
-    }
-    rows = [["proc", "workers", "prefetch", *modes, *(f"{m} / {modes[0]}" for m in modes[1:])]]
-    for (processes, workers, prefetch), rates in by_point.items():
-        base = rates[modes[0]]
+        point.setdefault(getattr(r, attr), []).append(r.processed_jobs_per_s)
+    rows = [["proc", "workers", "prefetch", *values, *(f"{v} / {values[0]}" for v in values[1:])]]
+    for (processes, workers, prefetch), by_value in runs.items():
+        rates = {v: statistics.median(r) for v, r in by_value.items()}
+        base = rates[values[0]]
         rows.append(
             [
                 str(processes),
                 str(workers),
                 str(prefetch),
-                *(f"{rates[m]:,.0f}" for m in modes),
-                *(f"{rates[m] / base:.2f}x" for m in modes[1:]),
+                *(f"{rates[v]:,.0f}" for v in values),
+                *(f"{rates[v] / base:.2f}x" for v in values[1:]),
             ]
         )
     return report.grid(rows, [True] * len(rows[0]))
@@ -425,6 +452,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--latency-samples", type=int, help="jobs queued one at a time (default 300)"
     )
     parser.add_argument("--storage", choices=sorted(STORAGES), default="memory")
+    parser.add_argument(
+        "--workload",
+        type=names(list(WORKLOADS)),
+        default=["noop"],
+        metavar="NAMES",
+        help=f"what each job does, one run per name: {','.join(WORKLOADS)} (default noop; "
+        "async ones run on the arbiters' event loop)",
+    )
+    parser.add_argument(
+        "--sleep-ms", type=float, default=100.0, help="async-sleep's sleep (default 100)"
+    )
     parser.add_argument(
         "--prefetch",
         type=count_list,
@@ -492,18 +530,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each repeat of a point runs the logging modes in the other order, so that
     # whatever favours the first (or second) run of a point hits every mode.
     grid = [
-        (p, w, f, m)
+        (p, w, f, m, k)
         for p in args.processes
         for w in args.workers
         for f in args.prefetch
         for r in range(args.repeats)
         for m in (args.logging if r % 2 == 0 else args.logging[::-1])
+        for k in (args.workload if r % 2 == 0 else args.workload[::-1])
     ]
     progress = Progress(len(grid))
     results: list[Result] = []
     try:
-        for done, (processes, workers, prefetch, log_mode) in enumerate(grid):
-            point = f"p={processes} w={workers} prefetch={prefetch} logging={log_mode}"
+        for done, (processes, workers, prefetch, log_mode, workload) in enumerate(grid):
+            point = f"p={processes} w={workers} prefetch={prefetch} {workload} logging={log_mode}"
 
             def phase(what: str, done: int = done, point: str = point) -> None:
                 progress.show(done, f"{point} {what}")
@@ -516,6 +555,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 storage=args.storage,
                 prefetch=prefetch,
                 log_mode=log_mode,
+                workload=workload,
+                sleep_ms=args.sleep_ms,
                 phase=phase,
             )
             results.append(result)
@@ -530,7 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\nmedian processed jobs/s of {args.repeats} run(s) per mode, "
             f"against logging={args.logging[0]}, same run:"
         )
-        print(logging_table(results, args.logging))
+        print(ratio_table(results, "logging", args.logging))
+    if len(args.workload) > 1:
+        print(
+            f"\nmedian processed jobs/s of {args.repeats} run(s) per workload, "
+            f"against {args.workload[0]}, same run:"
+        )
+        print(ratio_table(results, "workload", args.workload))
     trials: list[Trial] = []
     if args.against:
         os.environ[marks.PG_ENV] = args.peers_pg  # the server the grid used

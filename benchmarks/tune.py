@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
+    AsyncProbe,
     Nap,
     Probe,
     Progress,
@@ -84,7 +85,6 @@ CALIBRATION_S = 0.25  # a calibration batch must last this long to be trusted
 MIN_JOBS_PER_WORKER = 20
 MAX_JOBS = 1_000_000
 MB = 1024 * 1024
-DEFAULT_QUEUE = "default"
 
 DEFAULT_PROCESSES = [1, 2, 4]
 SHORT_JOB_WORKERS = [1, 2, 4, 8, 16, 32, 64, 128]  # no-op and CPU-bound jobs
@@ -204,11 +204,19 @@ def timed_batch(manager: Manager, jobs: Sequence[Job], timeout: float) -> tuple[
     return t1 - t0, time.perf_counter() - t1
 
 
-def probe_latency(manager: Manager, queue: str, out_dir: str, count: int, timeout: float) -> None:
+def probe_latency(
+    manager: Manager, workload: Workload, out_dir: str, count: int, timeout: float
+) -> None:
     """Queue ``count`` probes one at a time, each once the one before has finished."""
+    kind = probe_for(workload)
     for _ in range(count):
-        probe = manager.queue(Probe(time.time(), out_dir), queue=queue)
+        probe = manager.queue(kind(time.time(), out_dir), queue=workload.queue)
         wait_for_batch(manager, probe, None, timeout, poll=0.0005)
+
+
+def probe_for(workload: Workload) -> type[Job]:
+    """The latency probe that runs beside the workload's job, of its kind."""
+    return AsyncProbe if workload.job.is_async() else Probe
 
 
 def calibrate(
@@ -245,16 +253,17 @@ def measure(
         config = (
             WorkerConfig(state=functools.partial(probe_state, out_dir, workload.state))
             .register(workload.job)
-            .register(Probe)
+            .register(probe_for(workload))
             .set_worker_count(workload.queue, point.workers)
+            .set_worker_count(Probe.QUEUE, 0)  # it runs on the workload's queue
         )
-        if workload.queue != DEFAULT_QUEUE:
-            config.set_worker_count(DEFAULT_QUEUE, 0)  # Probe's own queue: not needed
         phase("starting")
         host_peak_known = reset_peak_rss()
         manager = config.start(processes=point.processes)
         try:
-            wait_for_workers(out_dir, slots, READY_TIMEOUT)
+            # An async queue builds its state once per arbiter, not per slot.
+            ready = point.processes if workload.job.is_async() else slots
+            wait_for_workers(out_dir, ready, READY_TIMEOUT)
             pids = warm_up(manager, workload.batch(2 * slots), join_timeout)
             if point.jobs is None:
                 phase("sizing the batch")
@@ -266,7 +275,7 @@ def measure(
             host_cpu = cpu_seconds([os.getpid()]) - host
             arbiter_cpu = cpu_seconds(pids) - arbiters
             phase("latency")
-            probe_latency(manager, workload.queue, out_dir, latency_samples, join_timeout)
+            probe_latency(manager, workload, out_dir, latency_samples, join_timeout)
             arbiter_peaks = [p for p in map(peak_rss, pids) if p is not None]
             host_peak = peak_rss(os.getpid()) if host_peak_known else None
         finally:

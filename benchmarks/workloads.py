@@ -6,6 +6,7 @@ because arbiters are spawned and find job classes and factories by name.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -78,3 +79,34 @@ class Stamp(Job):
 def pool_noop(n: int) -> None:
     """The baseline's call: ``multiprocessing.Pool.imap_unordered`` of this."""
     return None
+
+
+@dataclass
+class AsyncNoop(Job):
+    """Does nothing, on the arbiter's event loop: an async slot's overhead."""
+
+    n: int
+
+    async def run(self, state: BenchState) -> None:
+        pass
+
+
+@dataclass
+class AsyncSleep(Job):
+    """Awaits a sleep: what many async slots at once are for."""
+
+    n: int
+    ms: float
+
+    async def run(self, state: BenchState) -> None:
+        await asyncio.sleep(self.ms / 1000)
+
+
+@dataclass
+class AsyncStamp(Job):
+    """Stamp, on the event loop."""
+
+    enqueued: float
+
+    async def run(self, state: BenchState) -> None:
+        state.record(time.time() - self.enqueued)

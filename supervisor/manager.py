@@ -90,6 +90,7 @@ class ArbiterStats:
     state: ArbiterState
     last_exit: str | None
     last_error: str | None
+    loop_blocks: int = 0  # times its event loop stalled (async jobs), all its lives
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +160,7 @@ class _Slot:
     runners: list[str] = field(default_factory=list)
     restarts: int = 0
     recycles: int = 0
+    loop_blocks: int = 0
     recycling: str | None = None
     timed_out: dict[uuid.UUID, str] = field(default_factory=dict)
     quick_deaths: int = 0
@@ -526,6 +528,9 @@ class ManagerActor(pykka.ThreadingActor):
             log.error("arbiter broke the protocol; recycling it", arbiter=slot.index, reason=detail)
             if slot.process is not None:
                 slot.process.kill()
+        elif kind == "loop_blocked":
+            slot.loop_blocks += 1
+            log.warning("event loop blocked", arbiter=slot.index, blocked_by=detail)
         elif kind == "recycle":
             slot.recycling = detail
             log.info("arbiter recycling", arbiter=slot.index, reason=detail)
@@ -602,6 +607,7 @@ class ManagerActor(pykka.ThreadingActor):
                     state=self._state_of(slot, alive),
                     last_exit=slot.last_exit,
                     last_error=slot.last_error,
+                    loop_blocks=slot.loop_blocks,
                 )
             )
         return tuple(figures)

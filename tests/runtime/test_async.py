@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,16 +57,22 @@ def test_an_async_job_past_its_timeout_is_cancelled_and_its_arbiter_lives(
     assert "neighbour" in ended(workdir)  # it ran on, once
 
 
-def test_an_async_job_that_blocks_its_loop_is_stopped_for_real(
-    workdir: Path, managers: list[Manager]
+def test_an_async_job_that_blocks_its_loop_is_reported_and_stopped_for_real(
+    workdir: Path, managers: list[Manager], caplog: pytest.LogCaptureFixture
 ) -> None:
     config = WorkerConfig().register(LoopHog).set_worker_count("async", 2)
     manager = start(managers, config, processes=1)
-    hog = manager.queue(LoopHog(seconds=30), timeout=0.5)
-    wait_until(lambda: manager.stats().arbiters[0].recycles == 1, what="the recycle")
+    with caplog.at_level(logging.WARNING, logger="jobarbiter"):
+        hog = manager.queue(LoopHog(seconds=30), timeout=1.5)
+        wait_until(lambda: manager.stats().arbiters[0].recycles == 1, what="the recycle")
     info = manager.info(hog)
     assert info is not None and info.status is Status.DEAD
-    assert info.last_error == "timeout after 0.5 s"
+    assert info.last_error == "timeout after 1.5 s"
+    # The watchdog saw the loop stall, and named the job on it.
+    blocked = [vars(r) for r in caplog.records if vars(r)["event"] == "event loop blocked"]
+    assert len(blocked) == 1
+    assert blocked[0]["blocked_by"].startswith(f"{LoopHog.NAME} {hog}, for 1")
+    assert manager.stats().arbiters[0].loop_blocks == 1
 
 
 def test_an_async_state_factory_runs_once_per_queue_per_arbiter(
