@@ -195,7 +195,9 @@ def wait_ready(
 ) -> list[int]:
     """Wait until every worker built its state, run a warm-up batch; the arbiters' pids."""
     deadline = time.monotonic() + READY_TIMEOUT
-    while ready_workers(out_dir) < workers * processes:
+    # An async queue builds its state once per arbiter, not once per slot.
+    expected = processes if type(make(0)).is_async() else workers * processes
+    while ready_workers(out_dir) < expected:
         if time.monotonic() > deadline:
             raise TimeoutError(f"arbiters not ready after {READY_TIMEOUT} s")
         time.sleep(0.01)
