@@ -283,6 +283,7 @@ class StorageActor(pykka.ThreadingActor):
             case Heartbeat(runner, job_ids):
                 return storage.heartbeat(runner, job_ids)
             case Release(runner, result):
+                self._deadlines.retire(runner)  # it holds nothing after this
                 return self._release(runner, result)
             case Drain(runner):
                 self._parked.drain(runner)
