@@ -36,7 +36,6 @@ from actors.executor import InFlight, Retired, Running, ThreadExecutor
 from actors.protocol import Deliver, Done, Started, encode
 from actors.wire import FrameWriter
 from actors.worker import (
-    Recycle,
     RetireWorker,
     StopWorker,
     WorkerFailed,
@@ -44,6 +43,8 @@ from actors.worker import (
     WorkerRetired,
     WorkerStopped,
     describe,
+    ran,
+    unregistered,
 )
 from storage import Job, JobResult
 
@@ -210,10 +211,7 @@ class AsyncWorker:
     async def _run(self, job: Deliver) -> JobResult:
         job_class = self._jobs.get(job.name)
         if job_class is None:
-            self._in_flight.discard(job.job_id, ran=False)
-            return JobResult.unregistered(
-                f"no job named {job.name!r} is registered (job {uuid.UUID(bytes=job.job_id)})"
-            )
+            return unregistered(job, self._in_flight)
         task = asyncio.current_task()
         assert task is not None
         running = self._running
@@ -235,7 +233,5 @@ class AsyncWorker:
         except BaseException as exc:
             return JobResult.failure(describe(exc))
         finally:
-            finished = self._in_flight.discard(job.job_id, ran=True)
-            if self._max_jobs is not None and finished >= self._max_jobs:
-                self._arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
+            ran(job, self._in_flight, self._max_jobs, self._arbiter)
         return JobResult.success()

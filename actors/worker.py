@@ -161,10 +161,7 @@ class Worker(pykka.ThreadingActor):
     def _run(self, job: Deliver) -> JobResult:
         job_class = self._jobs.get(job.name)
         if job_class is None:
-            self._in_flight.discard(job.job_id, ran=False)
-            return JobResult.unregistered(
-                f"no job named {job.name!r} is registered (job {uuid.UUID(bytes=job.job_id)})"
-            )
+            return unregistered(job, self._in_flight)
         running = self._running
         try:
             running.begin(job.job_id)
@@ -184,10 +181,26 @@ class Worker(pykka.ThreadingActor):
             # SystemExit and friends too: a job's failure, never its worker's.
             return JobResult.failure(describe(exc))
         finally:
-            finished = self._in_flight.discard(job.job_id, ran=True)
-            if self._max_jobs is not None and finished >= self._max_jobs:
-                self._arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
+            ran(job, self._in_flight, self._max_jobs, self._arbiter)
         return JobResult.success()
+
+
+def unregistered(job: Deliver, in_flight: InFlight) -> JobResult:
+    """The result of a job no class of this arbiter is named for: put back later."""
+    in_flight.discard(job.job_id, ran=False)
+    return JobResult.unregistered(
+        f"no job named {job.name!r} is registered (job {uuid.UUID(bytes=job.job_id)})"
+    )
+
+
+def ran(
+    job: Deliver, in_flight: InFlight, max_jobs: int | None, arbiter: pykka.ActorRef[Any]
+) -> None:
+    """A job ran to its end (whatever the result): count it, and recycle the
+    arbiter once it has run ``max_jobs``. One rule for sync and async slots."""
+    finished = in_flight.discard(job.job_id, ran=True)
+    if max_jobs is not None and finished >= max_jobs:
+        arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:

@@ -5,6 +5,7 @@ from supervisor import WorkerConfig, Job, Backoff, MaxRetries, MemoryStorage
 
 from typing import TYPE_CHECKING, Any
 
+from actors.executor import JobInterrupted
 from storage import (
     Backoff,
     Job,
@@ -43,6 +44,7 @@ __all__ = [
     "CrashLoopError",
     "Job",
     "JobInfo",
+    "JobInterrupted",
     "JobResult",
     "Manager",
     "ManagerStats",
