@@ -44,7 +44,7 @@ def test_every_arbiter_in_a_crash_loop_fails_join_fast_and_loud(
     assert {a.state for a in manager.stats().arbiters} <= {"crash loop"}
 
 
-def test_join_is_not_fooled_by_one_healthy_arbiter_and_waits_for_work(
+def test_join_waits_until_every_queued_job_has_run(
     workdir: Path, managers: list[Manager]
 ) -> None:
     manager = start(managers, WorkerConfig().register(Record), processes=1)
