@@ -388,21 +388,35 @@ def _serve(
     running: Running = arbiter.proxy().running.get()
     try:
         for messages in frames:
+            arrived: dict[str, list[Deliver]] = {}
             for raw in messages:
                 message = decode(raw)
                 if isinstance(message, Deliver):
-                    executors[message.queue].arrived(message)
-                elif isinstance(message, Answer):
+                    # Handed over together, after the frame or before any
+                    # other message: one Started write for them all.
+                    arrived.setdefault(message.queue, []).append(message)
+                    continue
+                if arrived:
+                    _hand_over(executors, arrived)
+                if isinstance(message, Answer):
                     transport.answer(message.request, message.ok, message.payload)
                 elif isinstance(message, StopJob):
                     running.interrupt(message.job_id, message.reason)
                 elif isinstance(message, Scale):
-                    arbiter.tell(ScaleSlots(message.queue, message.count))
+                    arbiter.tell(ScaleSlots(message.queue, message.slots))
                 elif isinstance(message, Stop):
                     arbiter.tell(StopArbiter())
                 else:
                     raise ProtocolError(f"an arbiter is not sent {raw[0]!r}")
+            if arrived:
+                _hand_over(executors, arrived)
     except (OSError, FrameError, ProtocolError):
         # The host is gone or spoke garbage: nothing here can be trusted to
         # reach it, so the process ends and the host (if alive) restarts it.
         os._exit(EXIT_FATAL)
+
+
+def _hand_over(executors: dict[str, ThreadExecutor], arrived: dict[str, list[Deliver]]) -> None:
+    for queue, jobs in arrived.items():
+        executors[queue].arrived(jobs)
+    arrived.clear()

@@ -191,9 +191,11 @@ class AsyncWorker:
 
     async def _chain(self, first: Deliver) -> None:
         job: Deliver | Retired | None = first
+        announced = True  # by the executor, which handed it over
         while isinstance(job, Deliver):
-            await self._execute(job)
+            await self._execute(job, announced)
             job = self._executor.finished(self)
+            announced = False
         self._link.flush()  # the last Done, and the credits it freed
         self._busy = False
         if isinstance(job, Retired):
@@ -201,10 +203,11 @@ class AsyncWorker:
         elif self._stopping:
             self._arbiter.tell(WorkerStopped(self._index))
 
-    async def _execute(self, job: Deliver) -> None:
-        # Written before the job runs, as for a sync job: a job that kills
-        # its process must be known to have started.
-        self._link.send(encode(Started(job.job_id)), wait=True)
+    async def _execute(self, job: Deliver, announced: bool) -> None:
+        if not announced:
+            # Written before the job runs, as for a sync job: a job that
+            # kills its process must be known to have started.
+            self._link.send(encode(Started(job.job_id)), wait=True)
         result = await self._run(job)
         self._link.buffer(encode(Done(job.job_id, result.outcome.value, result.error)))
 

@@ -15,7 +15,7 @@ from typing import Any
 import pykka
 
 from actors.ops import Pop, Unpark
-from storage import JobInfo
+from storage import Claim
 
 
 def wait_for(
@@ -33,9 +33,9 @@ class FutureReply:
     """A Reply for in-process callers: the first delivery resolves a future."""
 
     def __init__(self) -> None:
-        self.future: pykka.ThreadingFuture[list[JobInfo]] = pykka.ThreadingFuture()
+        self.future: pykka.ThreadingFuture[list[Claim]] = pykka.ThreadingFuture()
 
-    def deliver(self, token: Any, jobs: list[JobInfo]) -> None:
+    def deliver(self, token: Any, jobs: list[Claim]) -> None:
         self.future.set(jobs)
 
     def flush(self) -> None:
@@ -49,7 +49,7 @@ def pop_wait(
     *,
     limit: int = 1,
     timeout: float | None = None,
-) -> list[JobInfo]:
+) -> list[Claim]:
     """Pop, waiting up to ``timeout`` seconds for a job to fall due.
 
     On timeout the parked pop is withdrawn, so a job that arrives later is not
@@ -59,12 +59,12 @@ def pop_wait(
     reply = FutureReply()
     ref.tell(Pop(queue, runner, limit, reply))
     try:
-        jobs: list[JobInfo] = reply.future.get(timeout=timeout)
+        jobs: list[Claim] = reply.future.get(timeout=timeout)
         return jobs
     except pykka.Timeout:
         ref.ask(Unpark(reply))
         try:
-            late: list[JobInfo] = reply.future.get(timeout=0)
+            late: list[Claim] = reply.future.get(timeout=0)
             return late
         except pykka.Timeout:
             raise TimeoutError(f"no job on queue {queue!r} within {timeout} s") from None

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from actors.ops import Complete
-from storage import JobInfo, Storage
+from storage import Claim, Storage
 from storage.events import EventLog
 
 log = EventLog("storage")
@@ -52,7 +52,7 @@ class Deadlines:
         """The earliest deadline still counted, if any."""
         return self._heap[0][0] if self._heap else None
 
-    def delivered(self, runner: str, jobs: list[JobInfo]) -> None:
+    def delivered(self, runner: str, jobs: list[Claim]) -> None:
         for job in jobs:
             if job.timeout is not None:
                 # Its TIMEOUT counts from its start, which the runner reports.

@@ -5,9 +5,12 @@ what it holds (running, buffered, asked for and not yet arrived) never passes
 its ready workers plus ``prefetch``. A job that arrives goes to an idle worker
 at once, or waits in a small buffer, in arrival order (the host hands jobs
 out in ``run_at`` order). A worker that finishes takes the next buffered job
-itself, with no hand-off. A buffered job has not started: ``close`` hands the
-buffer back as unexecuted, and the host, which hears ``Started`` only when a
-job really starts, puts it back unexecuted if the arbiter dies.
+itself, with no hand-off. Whoever starts a job writes its ``Started`` first:
+``arrived`` for the jobs it hands to idle workers (one write for a frame's
+worth), the worker for a job it takes from the buffer. A buffered job has
+not started: ``close`` hands the buffer back as unexecuted, and the host,
+which hears ``Started`` only when a job is handed to a worker, puts it back
+unexecuted if the arbiter dies.
 
 Its slots can be scaled live: new workers join with ``ready``, ``retire``
 takes slots away (an idle worker at once, a busy one when its job ends).
@@ -25,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from actors.protocol import Deliver, Done, Want, encode
+from actors.protocol import Deliver, Done, Started, Want, encode
 from actors.wire import FrameWriter
 
 
@@ -116,25 +119,36 @@ class ThreadExecutor:
 
     # -- the host -----------------------------------------------------------------
 
-    def arrived(self, job: Deliver) -> None:
-        """A delivered job: to an idle worker, or into the buffer."""
-        self._in_flight.add(job.job_id)
+    def arrived(self, jobs: list[Deliver]) -> None:
+        """Delivered jobs, in order: each to an idle worker, or into the buffer.
+
+        A job handed to an idle worker starts now: its Started is written
+        here, one write for all of them, before any of those workers is told
+        (a job that kills its process must be known to have started). A
+        buffered job is announced by the worker that takes it.
+        """
+        handed: list[tuple[Slot, Deliver]] = []
+        refused: list[Deliver] = []
+        for job in jobs:
+            self._in_flight.add(job.job_id)
         with self._lock:
-            self._asked = max(self._asked - 1, 0)
-            if self._closed or self._ready == 0:  # stopping, or scaled to 0
-                worker = None
-                refused = True
-            else:
-                refused = False
-                worker = self._idle.pop() if self._idle else None
-                if worker is None:
-                    self._buffer.append(job)
-                else:
+            for job in jobs:
+                self._asked = max(self._asked - 1, 0)
+                if self._closed or self._ready == 0:  # stopping, or scaled to 0
+                    refused.append(job)
+                elif self._idle:
                     self._running += 1
-        if refused:
-            self._hand_back([job])
-        elif worker is not None:
-            worker.tell(job)
+                    handed.append((self._idle.pop(), job))
+                else:
+                    self._buffer.append(job)
+        self._hand_back(refused)
+        if handed:
+            link = self._link
+            for _, job in handed:
+                link.buffer(encode(Started(job.job_id)))
+            link.flush(wait=True)
+            for worker, job in handed:
+                worker.tell(job)
 
     def retire(self, count: int) -> list[Slot]:
         """Have ``count`` fewer slots: returns the idle workers to stop now;

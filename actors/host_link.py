@@ -37,7 +37,8 @@ from actors.protocol import (
     encode,
 )
 from actors.wire import FrameError, FrameWriter, read_frames, unpack_new_job
-from storage import JobInfo, JobResult, Outcome
+from storage import Claim, JobResult, Outcome
+from storage.ids import uuid_from_bytes
 
 # What a link tells its owner: ("ready", None) once the arbiter's workers are
 # all built, ("fatal", error) when the arbiter could not start or a worker
@@ -74,7 +75,7 @@ class HostLink:
 
     # -- Reply, called from the StorageActor's thread ---------------------------
 
-    def deliver(self, token: Any, jobs: list[JobInfo]) -> None:
+    def deliver(self, token: Any, jobs: list[Claim]) -> None:
         for job in jobs:
             self._writer.buffer(
                 encode(
@@ -142,7 +143,7 @@ class HostLink:
             message = decode(raw)
             if isinstance(message, Done):
                 result = JobResult(Outcome(message.outcome), message.error)
-                ops.append(Complete(uuid.UUID(bytes=message.job_id), runner, result))
+                ops.append(Complete(uuid_from_bytes(message.job_id), runner, result))
             elif isinstance(message, Want):
                 # Parked for what cannot be served now, and filled as jobs come.
                 ops.append(
@@ -157,9 +158,9 @@ class HostLink:
                     )
                 )
             elif isinstance(message, Started):
-                ops.append(Start(runner, uuid.UUID(bytes=message.job_id)))
+                ops.append(Start(runner, uuid_from_bytes(message.job_id)))
             elif isinstance(message, Beat):
-                ops.append(Heartbeat(runner, tuple(uuid.UUID(bytes=i) for i in message.job_ids)))
+                ops.append(Heartbeat(runner, tuple(uuid_from_bytes(i) for i in message.job_ids)))
             elif isinstance(message, PushJobs):
                 requests.append((len(ops), message.request))
                 ops.append(Push(tuple(unpack_new_job(raw) for raw in message.jobs)))

@@ -1,4 +1,4 @@
-"""The operations a StorageActor understands, one frozen value each.
+"""The operations a StorageActor understands, one frozen value (a NamedTuple) each.
 
 Send one with ``ask`` to get its answer, or many as a ``Batch`` to get all the
 answers in one reply. In a Batch an operation that raised is answered with a
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from storage import JobInfo, JobResult, NewJob, Status
+from storage import Claim, JobResult, NewJob, Status
 
 
 class Reply(Protocol):
@@ -20,7 +19,7 @@ class Reply(Protocol):
     ``flush`` once after each message it handles, so many deliveries to one
     destination leave as one write."""
 
-    def deliver(self, token: Any, jobs: list[JobInfo]) -> None: ...
+    def deliver(self, token: Any, jobs: list[Claim]) -> None: ...
 
     def flush(self) -> None: ...
 
@@ -34,13 +33,11 @@ class StorageError(Exception):
         self.cause = cause
 
 
-@dataclass(frozen=True, slots=True)
-class Push:
+class Push(NamedTuple):
     jobs: tuple[NewJob, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Pop:
+class Pop(NamedTuple):
     """Claim due jobs. With ``reply`` set and nothing due, the pop is parked and
     answered through ``reply.deliver(token, jobs)`` when a job is due; its
     answer in the batch is then None."""
@@ -61,8 +58,7 @@ class Pop:
     urgent: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Start:
+class Start(NamedTuple):
     """A delivered job began to run: its death is an attempt from now on, and
     its TIMEOUT counts from now."""
 
@@ -70,35 +66,30 @@ class Start:
     job_id: uuid.UUID
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(NamedTuple):
     runner: str
     job_ids: tuple[uuid.UUID, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Complete:
+class Complete(NamedTuple):
     job_id: uuid.UUID
     runner: str
     result: JobResult
 
 
-@dataclass(frozen=True, slots=True)
-class Release:
+class Release(NamedTuple):
     runner: str
     result: JobResult
 
 
-@dataclass(frozen=True, slots=True)
-class Drain:
+class Drain(NamedTuple):
     """The runner takes no more work: its parked pops are dropped and its later
     pops answered empty. Its completions are still accepted."""
 
     runner: str
 
 
-@dataclass(frozen=True, slots=True)
-class Retire:
+class Retire(NamedTuple):
     """Drain the runner, then release every job it holds with ``result``, or,
     when ``unstarted`` is given, only those it had reported Started: the
     others (an arbiter's buffer) are released with ``unstarted``."""
@@ -108,60 +99,50 @@ class Retire:
     unstarted: JobResult | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Info:
+class Info(NamedTuple):
     job_id: uuid.UUID
 
 
-@dataclass(frozen=True, slots=True)
-class ListJobs:
+class ListJobs(NamedTuple):
     queue: str | None = None
     status: Status | None = None
     offset: int = 0
     limit: int = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Requeue:
+class Requeue(NamedTuple):
     job_id: uuid.UUID
 
 
-@dataclass(frozen=True, slots=True)
-class PurgeDead:
+class PurgeDead(NamedTuple):
     older_than: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Stats:
+class Stats(NamedTuple):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class DoneCounts:
+class DoneCounts(NamedTuple):
     """How many jobs each runner has finished successfully."""
 
 
-@dataclass(frozen=True, slots=True)
-class WhenIdle:
+class WhenIdle(NamedTuple):
     """Answer ``done(True)`` once no job is pending or running."""
 
     done: Callable[[bool], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Unpark:
+class Unpark(NamedTuple):
     """Withdraw the parked pops that would answer through ``reply``."""
 
     reply: Reply
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(NamedTuple):
     """Look again at parked pops whose queue may have fallen due."""
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(NamedTuple):
     ops: tuple[object, ...]
     # Called with the answers instead of answering the ask, for senders that
     # use tell (the link readers), so they never block on the actor.

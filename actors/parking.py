@@ -12,14 +12,13 @@ answered empty, and so are its later ones. Only the actor's thread calls it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Callable
 
 from actors.ops import Pop
-from storage import JobInfo, Storage
+from storage import Claim, Storage
 
-Deliver = Callable[[Pop, list[JobInfo]], None]
+Deliver = Callable[[Pop, list[Claim]], None]
 
 
 class Parked:
@@ -42,7 +41,7 @@ class Parked:
     def is_draining(self, runner: str) -> bool:
         return runner in self._draining
 
-    def hand_out(self, pop: Pop, jobs: list[JobInfo]) -> None:
+    def hand_out(self, pop: Pop, jobs: list[Claim]) -> None:
         """Deliver ``jobs`` for ``pop``; park it, or what is left of it, if it
         is not answered by them."""
         if jobs:
@@ -50,7 +49,7 @@ class Parked:
         rest = pop.limit - len(jobs)
         if not jobs or (pop.keep and rest > 0):
             if jobs:
-                pop = dataclasses.replace(pop, limit=rest, urgent=max(pop.urgent - len(jobs), 0))
+                pop = pop._replace(limit=rest, urgent=max(pop.urgent - len(jobs), 0))
             self.park(pop)
 
     def park(self, pop: Pop) -> None:
@@ -61,9 +60,7 @@ class Parked:
                     # One entry per runner: its credits add up, and its newest
                     # word on idle workers holds.
                     limit = other.limit + pop.limit
-                    parked[at] = dataclasses.replace(
-                        other, limit=limit, urgent=min(pop.urgent, limit)
-                    )
+                    parked[at] = other._replace(limit=limit, urgent=min(pop.urgent, limit))
                     return
         parked.append(pop)
 
@@ -85,7 +82,7 @@ class Parked:
                     rest = op.limit - len(jobs)
                     if not op.keep or rest <= 0:
                         continue
-                    op = dataclasses.replace(op, limit=rest, urgent=max(op.urgent - len(jobs), 0))
+                    op = op._replace(limit=rest, urgent=max(op.urgent - len(jobs), 0))
                 parked.append(op)
                 if want and len(jobs) < want:  # nothing more is due: keep the order
                     parked.extend(waiting)

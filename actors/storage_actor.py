@@ -51,7 +51,7 @@ from actors.ops import (
 from actors.parking import Parked
 from actors.rounds import Round, Rounds
 from actors.waker import Waker
-from storage import Disposition, JobInfo, JobResult, Outcome, Storage
+from storage import Claim, Disposition, JobResult, Outcome, Storage
 from storage.events import EventLog, last_line
 
 __all__ = [
@@ -325,7 +325,7 @@ class StorageActor(pykka.ThreadingActor):
 
     # -- pops -------------------------------------------------------------------
 
-    def _pop(self, op: Pop) -> list[JobInfo] | None:
+    def _pop(self, op: Pop) -> list[Claim] | None:
         if op.reply is not None:
             # Answered through its Reply, now or later (parked even if the
             # storage failed: it is tried again at the next push or tick).
@@ -336,7 +336,7 @@ class StorageActor(pykka.ThreadingActor):
             return []
         return self._storage.pop(op.queue, op.runner, op.limit)
 
-    def _deliver(self, op: Pop, jobs: list[JobInfo]) -> None:
+    def _deliver(self, op: Pop, jobs: list[Claim]) -> None:
         assert op.reply is not None
         if log.debugging:
             for job in jobs:

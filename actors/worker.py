@@ -2,8 +2,9 @@
 
 Contract: on start it builds its state with the state factory (once, in its
 own thread), tells its arbiter it is ready and offers itself to its
-executor. Told a job, it says Started, runs it to the end, says Done, and
-takes the executor's next buffered job until there is none. After Stop it is
+executor. Told a job (its executor has written its Started), it runs it to
+the end, says Done, and takes the executor's next buffered job (saying
+Started first) until there is none. After Stop it is
 told no job again.
 """
 
@@ -135,10 +136,14 @@ class Worker(pykka.ThreadingActor):
         if isinstance(message, RetireWorker):
             self._retire()
             return None
+        # Told a job: the executor has announced it Started. Buffered ones the
+        # worker takes itself, it announces.
         job: Deliver | Retired | None = message
+        announced = True
         while isinstance(job, Deliver):
-            self._execute(job)
+            self._execute(job, announced)
             job = self._executor.finished(self.actor_ref)
+            announced = False
         self._link.flush()  # the last Done, and the credits it freed
         if isinstance(job, Retired):
             self._retire()
@@ -149,12 +154,14 @@ class Worker(pykka.ThreadingActor):
         self._arbiter.tell(WorkerRetired(self._index))
         self.stop()
 
-    def _execute(self, job: Deliver) -> None:
+    def _execute(self, job: Deliver, announced: bool) -> None:
         link = self._link
-        # Written before the job runs: a job that kills its process must be
-        # known to have started, or it would go back unexecuted forever. The
-        # previous job's Done and any credits leave in the same write.
-        link.send(encode(Started(job.job_id)), wait=True)
+        if not announced:
+            # Written before the job runs: a job that kills its process must
+            # be known to have started, or it would go back unexecuted
+            # forever. The previous job's Done and any credits leave in the
+            # same write.
+            link.send(encode(Started(job.job_id)), wait=True)
         result = self._run(job)
         link.buffer(encode(Done(job.job_id, result.outcome.value, result.error)))
 

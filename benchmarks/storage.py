@@ -215,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         print(memory_child(int(count), method))
         return 0
 
-
     print(
         f"jobarbiter storage benchmark: Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {platform.machine()}"

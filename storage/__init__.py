@@ -11,6 +11,7 @@ from storage.contract import Storage
 from storage.job import Job
 from storage.memory import MemoryStorage
 from storage.model import (
+    Claim,
     Disposition,
     JobInfo,
     JobResult,
@@ -36,6 +37,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Backoff",
+    "Claim",
     "Clock",
     "Disposition",
     "Job",

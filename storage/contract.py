@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from storage.model import Disposition, JobInfo, JobResult, NewJob, QueueStats, Status
+from storage.model import Claim, Disposition, JobInfo, JobResult, NewJob, QueueStats, Status
 
 STALE_HEARTBEATS = 5  # a claim goes stale after this many missed heartbeat intervals
 
@@ -49,7 +49,7 @@ class Storage(Protocol):
         """Store many jobs, in order; returns their ids in the same order."""
         ...
 
-    def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
+    def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
         """Claim up to ``limit`` due jobs of ``queue`` for ``runner``.
 
         Stale claims come first, oldest expiry first; then pending jobs in
@@ -67,7 +67,7 @@ class Storage(Protocol):
 
     def complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
-    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+    ) -> tuple[list[Disposition], list[list[Claim]]]:
         """``complete`` each (job id, runner, result), then ``pop`` each
         (queue, runner, limit), in order: what one round of runners' messages
         asks. Returns the dispositions and each pop's jobs. A database backend
@@ -159,7 +159,7 @@ def not_open(storage: object) -> Any:
 
 def complete_then_pop(
     storage: Storage, completions: Sequence[Completion], pops: Sequence[PopRequest]
-) -> tuple[list[Disposition], list[list[JobInfo]]]:
+) -> tuple[list[Disposition], list[list[Claim]]]:
     """``complete_and_pop`` one call at a time: for backends with no round
     trips to save, and the meaning every backend must match."""
     settled = [storage.complete(job_id, runner, result) for job_id, runner, result in completions]

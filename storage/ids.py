@@ -58,3 +58,11 @@ def to_uuid(job_id: int) -> uuid.UUID:
     object.__setattr__(value, "int", job_id)
     object.__setattr__(value, "is_safe", uuid.SafeUUID.unknown)
     return value
+
+
+def uuid_from_bytes(raw: bytes) -> uuid.UUID:
+    """The id of 16 raw bytes (as ids travel between processes), without
+    ``uuid.UUID``'s checks: the runtime makes one or two per job."""
+    if len(raw) != 16:
+        raise ValueError(f"an id is 16 bytes, got {len(raw)}")
+    return to_uuid(int.from_bytes(raw, "big"))

@@ -24,6 +24,7 @@ from storage.clock import Clock, SystemClock
 from storage.contract import STALE_HEARTBEATS, Completion, PopRequest, complete_then_pop
 from storage.ids import IdGenerator, id_time, to_uuid
 from storage.model import (
+    Claim,
     Disposition,
     JobInfo,
     JobResult,
@@ -143,9 +144,9 @@ class MemoryStorage:
         pending.add(key)
         return job_id
 
-    def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
+    def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
         now = self._now_us()
-        claimed: list[JobInfo] = []
+        claimed: list[Claim] = []
         held = self._held.get(queue)
         # A claim whose heartbeat is older than 5 intervals is taken over.
         while held and len(claimed) < limit and (held[0] >> 128) < now:
@@ -161,14 +162,21 @@ class MemoryStorage:
             claimed.append(self._claim(entry, runner, now))
         return claimed
 
-    def _claim(self, entry: _Entry, runner: str, now: int) -> JobInfo:
+    def _claim(self, entry: _Entry, runner: str, now: int) -> Claim:
         entry.runner = runner
         self._hold(entry, now)
         owned = self._by_runner.get(runner)
         if owned is None:
             owned = self._by_runner[runner] = set()
         owned.add(entry.id)
-        return _info(entry)
+        return Claim(
+            to_uuid(entry.id),
+            entry.name,
+            entry.queue,
+            entry.args,
+            entry.retry_count,
+            entry.policy.timeout,
+        )
 
     def _hold(self, entry: _Entry, now: int) -> None:
         lease = round(STALE_HEARTBEATS * entry.policy.heartbeat_interval * _US)
@@ -200,7 +208,7 @@ class MemoryStorage:
 
     def complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
-    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+    ) -> tuple[list[Disposition], list[list[Claim]]]:
         return complete_then_pop(self, completions, pops)
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:

@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from storage.policy import Backoff, MaxRetries, Policy
 
@@ -47,6 +48,19 @@ class JobInfo:
     runner: str | None
     enqueued_at: dt.datetime
     unique_key: str | None = None
+
+
+class Claim(NamedTuple):
+    """A job ``pop`` handed to a runner: what running it takes. The rest of
+    its record is ``info()``'s; a claim is made per job on the hot path, so
+    it is a NamedTuple and carries no times."""
+
+    id: uuid.UUID
+    name: str
+    queue: str
+    args: bytes
+    retry_count: int
+    timeout: float | None
 
 
 class Outcome(enum.Enum):

@@ -80,6 +80,7 @@ from storage.contract import STALE_HEARTBEATS, Completion, NotOpen, PopRequest, 
 from storage.events import EventLog
 from storage.ids import IdGenerator, id_time, to_uuid
 from storage.model import (
+    Claim,
     Disposition,
     JobInfo,
     JobResult,
@@ -213,8 +214,12 @@ _COLUMNS = (
 )
 
 
+# What a Claim is built from, in this order.
+_CLAIM = "id, name, queue, args, retry_count, timeout"
+
+
 def _returning(prefix: str) -> str:
-    return ", ".join(f"{prefix}{column.strip()}" for column in _COLUMNS.split(","))
+    return ", ".join(f"{prefix}{column.strip()}" for column in _CLAIM.split(","))
 
 
 _INSERT = """INSERT INTO {jobs} (id, queue, name, args, status, run_at, max_retries,
@@ -342,7 +347,7 @@ class _Statements:
 
         self.insert = fmt(_INSERT)
         self.insert_returning = fmt(_INSERT + "\nRETURNING id")
-        nulls = ", ".join(["NULL"] * (len(_COLUMNS.split(",")) - 1))
+        nulls = ", ".join(["NULL"] * (len(_CLAIM.split(",")) - 1))
         self.complete_and_pop = fmt(_COMPLETE_AND_POP, returning=_returning("j."), nulls=nulls)
         self.heartbeat = fmt(_HEARTBEAT)
         self.settle_one = {k: fmt(v, target=_ONE) for k, v in _SETTLE.items()}
@@ -679,7 +684,7 @@ class PostgresStorage:
                 found[key] = job_id
         return found
 
-    def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
+    def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
         return self._complete_and_pop([], [(queue, runner, limit)], may_commit=False)[1][0]
 
     def heartbeat(self, runner: str, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
@@ -702,7 +707,7 @@ class PostgresStorage:
 
     def complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
-    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+    ) -> tuple[list[Disposition], list[list[Claim]]]:
         """The hot path is a few successes and a few pops of one queue: one
         statement, which commits by itself when no transaction is open (the
         StorageActor runs it first in a round). Other outcomes are settled
@@ -712,7 +717,7 @@ class PostgresStorage:
 
     def _complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest], *, may_commit: bool
-    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+    ) -> tuple[list[Disposition], list[list[Claim]]]:
         settled: list[Disposition | None] = [None] * len(completions)
         done: dict[uuid.UUID, int] = {}  # a success to delete -> its place
         distinct = len({job_id for job_id, _, _ in completions}) == len(completions)
@@ -725,7 +730,7 @@ class PostgresStorage:
         by_queue: dict[str, list[int]] = {}
         for at, (queue, _, _) in enumerate(pops):
             by_queue.setdefault(queue, []).append(at)
-        popped: list[list[JobInfo]] = [[] for _ in pops]
+        popped: list[list[Claim]] = [[] for _ in pops]
         if done and not by_queue:
             by_queue[""] = []  # successes alone: the statement with no claims
         run = self._alone if may_commit and len(by_queue) == 1 else self._rows
@@ -748,7 +753,7 @@ class PostgresStorage:
             slot = 0
             for at in places:
                 share = max(pops[at][2], 0)
-                popped[at] = [self._info(row, 1) for row in claims[slot : slot + share]]
+                popped[at] = [Claim._make(row[1:]) for row in claims[slot : slot + share]]
                 slot += share
         return [d if d is not None else Disposition.NOT_HELD for d in settled], popped
 

@@ -54,6 +54,7 @@ from storage.contract import (
 from storage.events import EventLog
 from storage.ids import IdGenerator, id_time, to_uuid
 from storage.model import (
+    Claim,
     Disposition,
     JobInfo,
     JobResult,
@@ -107,6 +108,8 @@ _COLUMNS = (
     "id, name, queue, args, status, run_at, retry_count, last_error, runner, unique_key,"
     " max_retries, backoff_kind, backoff_value, heartbeat_interval, timeout"
 )
+# What a Claim is built from, in this order (see pop).
+_CLAIM = "id, name, queue, args, retry_count, timeout"
 # What settling a held job needs, in this order (see _settle).
 _HELD = "id, queue, retry_count, unique_key, max_retries, backoff_kind, backoff_value"
 
@@ -393,7 +396,7 @@ class SqliteStorage:
         return ids
 
     @_atomic
-    def pop(self, queue: str, runner: str, limit: int = 1) -> list[JobInfo]:
+    def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
         count = self._counts.get(queue)
         if limit <= 0 or count is None:
             return []
@@ -403,14 +406,14 @@ class SqliteStorage:
         if count[_RUNNING]:
             # A claim whose heartbeat is older than 5 intervals is taken over.
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE queue = ? AND status = 'running'"
+                f"SELECT {_CLAIM} FROM jobs WHERE queue = ? AND status = 'running'"
                 " AND expires < ? ORDER BY expires, id LIMIT ?",
                 (queue, now, limit),
             ).fetchall()
         stale = len(rows)
         if stale < limit and count[_PENDING]:
             rows += conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE queue = ? AND status = 'pending'"
+                f"SELECT {_CLAIM} FROM jobs WHERE queue = ? AND status = 'pending'"
                 " AND run_at <= ? ORDER BY run_at, id LIMIT ?",
                 (queue, now, limit - stale),
             ).fetchall()
@@ -423,7 +426,10 @@ class SqliteStorage:
         taken = len(rows) - stale
         count[_PENDING] -= taken
         count[_RUNNING] += taken
-        return [self._job(row, Status.RUNNING, runner) for row in rows]
+        return [
+            Claim(to_uuid(int.from_bytes(row[0], "big")), row[1], row[2], row[3], row[4], row[5])
+            for row in rows
+        ]
 
     @_atomic
     def heartbeat(self, runner: str, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
@@ -466,7 +472,7 @@ class SqliteStorage:
     @_atomic
     def complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
-    ) -> tuple[list[Disposition], list[list[JobInfo]]]:
+    ) -> tuple[list[Disposition], list[list[Claim]]]:
         return complete_then_pop(self, completions, pops)
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:

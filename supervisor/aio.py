@@ -66,9 +66,7 @@ class AsyncHandle:
     ) -> uuid.UUID:
         """``Manager.schedule``, awaited."""
         self._check("schedule")
-        new = new_job(
-            job, "schedule()", queue=queue, timeout=timeout, unique_key=unique_key, at=at
-        )
+        new = new_job(job, "schedule()", queue=queue, timeout=timeout, unique_key=unique_key, at=at)
         return (await self._push([new]))[0]
 
     async def info(self, job_id: uuid.UUID | str) -> JobInfo | None:

@@ -317,8 +317,7 @@ def _demo(*, jobs: int, processes: int, workers: int) -> int:
     from supervisor.demo import run_demo  # noqa: PLC0415 - only the demo needs it
 
     header = (
-        f"jobarbiter demo: {jobs:,} jobs, {processes} arbiters x {workers} workers, "
-        "memory storage"
+        f"jobarbiter demo: {jobs:,} jobs, {processes} arbiters x {workers} workers, memory storage"
     )
     if not _print(header):
         return 1

@@ -9,9 +9,7 @@ class ManagerStopped(RuntimeError):  # noqa: N818 - the name says what happened
     """The Manager was stopped; every later call raises this."""
 
     def __init__(self, call: str) -> None:
-        super().__init__(
-            f"{call}() on a stopped Manager: start a new one with config.start()"
-        )
+        super().__init__(f"{call}() on a stopped Manager: start a new one with config.start()")
 
 
 class CrashLoopError(RuntimeError):

@@ -140,9 +140,7 @@ class QueueHandle:
     ) -> uuid.UUID:
         """Queue a job to run no earlier than ``at``: an aware datetime, or a delay
         as a timedelta or in seconds."""
-        new = new_job(
-            job, "schedule()", queue=queue, timeout=timeout, unique_key=unique_key, at=at
-        )
+        new = new_job(job, "schedule()", queue=queue, timeout=timeout, unique_key=unique_key, at=at)
         return self._transport.push([new])[0]
 
 

@@ -729,9 +729,7 @@ class Manager(QueueHandle):
         elif isinstance(interval, int | float) and not isinstance(interval, bool):
             seconds = float(interval)
         else:
-            raise TypeError(
-                f"every() takes a timedelta or seconds, got {type(interval).__name__}"
-            )
+            raise TypeError(f"every() takes a timedelta or seconds, got {type(interval).__name__}")
         self._recurring.add(seconds, check_job(job, "every()"))
 
     # -- inspecting -------------------------------------------------------------------

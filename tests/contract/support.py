@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from storage import (
     Backoff,
+    Claim,
     Disposition,
     JobInfo,
     JobResult,
@@ -68,7 +69,7 @@ def info(storage: Storage, job_id: uuid.UUID) -> JobInfo:
     return found
 
 
-def pop_one(storage: Storage, runner: str = "r1", queue: str = QUEUE) -> JobInfo:
+def pop_one(storage: Storage, runner: str = "r1", queue: str = QUEUE) -> Claim:
     """Pop exactly one job, which must be there."""
     jobs = storage.pop(queue, runner)
     assert len(jobs) == 1, f"expected one due job in {queue!r}, got {jobs}"

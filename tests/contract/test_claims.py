@@ -34,7 +34,7 @@ def test_a_claim_is_taken_over_only_after_five_missed_heartbeats(
     clock.advance(TICK)  # strictly older than 5 intervals
     taken = pop_one(storage, "r2")
 
-    assert (taken.id, taken.runner, taken.status) == (job_id, "r2", Status.RUNNING)
+    assert taken.id == job_id
     assert _held_by(storage, job_id) == (Status.RUNNING, "r2", 0)
 
 
@@ -171,7 +171,7 @@ def test_complete_and_pop_deals_jobs_in_request_order(storage: Storage, clock: M
     )
     assert settled == []
     assert [ids(jobs) for jobs in popped] == [first[:2], [other], first[2:3], first[3:]]
-    assert [j.runner for j in popped[3]] == ["r3"]
+    assert info(storage, first[3]).runner == "r3"
     assert info(storage, first[2]).runner == "r2"
 
 

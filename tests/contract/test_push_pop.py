@@ -39,8 +39,13 @@ def test_pop_claims_the_job_for_the_runner(storage: Storage) -> None:
 
     job = pop_one(storage, "r1")
 
-    assert job.id == job_id
-    assert (job.status, job.runner) == (Status.RUNNING, "r1")
+    assert (job.id, job.name, job.queue, job.args, job.retry_count) == (
+        job_id,
+        "tests.Job",
+        QUEUE,
+        b"\x80",
+        0,
+    )
     assert (info(storage, job_id).status, info(storage, job_id).runner) == (Status.RUNNING, "r1")
     assert storage.pop(QUEUE, "r2") == []  # held: nobody else gets it
     assert storage.stats() == {QUEUE: QueueStats(pending=0, running=1, dead=0)}

@@ -32,6 +32,7 @@ from hypothesis.stateful import (
 
 from storage import (
     Backoff,
+    Claim,
     Disposition,
     JobInfo,
     JobResult,
@@ -338,8 +339,7 @@ class StorageMachine(RuleBasedStateMachine):
         expected = self.model.pop(queue, runner, limit)
         assert [job.id for job in popped] == expected
         for job in popped:
-            assert (job.status, job.runner, job.queue) == (Status.RUNNING, runner, queue)
-            self._check_job(job)
+            self._check_claim(job, runner, queue)
 
     @precondition(lambda self: bool(self._running()))
     @rule(data=st.data())
@@ -400,8 +400,7 @@ class StorageMachine(RuleBasedStateMachine):
         assert [[job.id for job in jobs] for jobs in popped] == [self.model.pop(*p) for p in pops]
         for (queue, runner, _), jobs in zip(pops, popped, strict=True):
             for job in jobs:
-                assert (job.status, job.runner, job.queue) == (Status.RUNNING, runner, queue)
-                self._check_job(job)
+                self._check_claim(job, runner, queue)
 
     def _complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> None:
         disposition = self.storage.complete(job_id, runner, result)
@@ -469,6 +468,18 @@ class StorageMachine(RuleBasedStateMachine):
         assert self.storage.now() == float(self.model.now)
 
     # -- invariants
+
+    def _check_claim(self, claim: Claim, runner: str, queue: str) -> None:
+        expected = self.model.jobs[claim.id]
+        assert (claim.name, claim.queue, claim.args) == ("tests.Stateful", queue, expected.args)
+        assert (claim.retry_count, claim.timeout) == (
+            expected.retry_count,
+            expected.policy.timeout,
+        )
+        record = self.storage.info(claim.id)
+        assert record is not None
+        assert (record.status, record.runner) == (Status.RUNNING, runner)
+        self._check_job(record)
 
     def _check_job(self, job: JobInfo) -> None:
         expected = self.model.jobs[job.id]

@@ -158,7 +158,8 @@ def test_a_stale_claim_of_one_host_is_taken_by_another(
     b.commit()
 
     assert [j.id for j in taken] == [job_id]
-    assert taken[0].runner == "rb"
+    info = b.info(job_id)
+    assert info is not None and info.runner == "rb"
     assert a.heartbeat("ra", [job_id]) == [job_id]  # host A learns it lost the job
     assert a.complete(job_id, "ra", JobResult.success()) is Disposition.NOT_HELD
     a.commit()

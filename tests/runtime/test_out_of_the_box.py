@@ -24,18 +24,17 @@ def test_every_arbiter_in_a_crash_loop_fails_join_fast_and_loud(
     managers.append(manager)
     manager.queue(Record(tag="never"))
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="jobarbiter"), pytest.raises(
-        CrashLoopError
-    ) as raised:
+    with (
+        caplog.at_level(logging.WARNING, logger="jobarbiter"),
+        pytest.raises(CrashLoopError) as raised,
+    ):
         manager.join(timeout=60)
     assert time.monotonic() - started < 15  # a few restart periods, not the timeout
     assert "RuntimeError: cannot reach the database" in str(raised.value)
     assert len(raised.value.errors) == 2
     loops = [vars(r) for r in caplog.records if vars(r)["event"] == "arbiter in a crash loop"]
     assert {r["levelname"] for r in loops} == {"ERROR"}
-    assert {r["last_error"] for r in loops} == {
-        "RuntimeError: cannot reach the database"
-    }
+    assert {r["last_error"] for r in loops} == {"RuntimeError: cannot reach the database"}
     assert {r["arbiter"] for r in loops} == {0, 1}
     # Each death before that was a warning with how it ended.
     deaths = [vars(r) for r in caplog.records if vars(r)["event"] == "arbiter died"]
@@ -44,9 +43,7 @@ def test_every_arbiter_in_a_crash_loop_fails_join_fast_and_loud(
     assert {a.state for a in manager.stats().arbiters} <= {"crash loop"}
 
 
-def test_join_waits_until_every_queued_job_has_run(
-    workdir: Path, managers: list[Manager]
-) -> None:
+def test_join_waits_until_every_queued_job_has_run(workdir: Path, managers: list[Manager]) -> None:
     manager = start(managers, WorkerConfig().register(Record), processes=1)
     manager.queue_many(Record(tag=f"r{i}") for i in range(50))
     manager.join(timeout=30)
@@ -166,9 +163,7 @@ class _Exploding(logging.Handler):
         raise BrokenPipeError("stdout is closed")
 
 
-def test_a_failing_log_handler_never_stops_the_jobs(
-    workdir: Path, managers: list[Manager]
-) -> None:
+def test_a_failing_log_handler_never_stops_the_jobs(workdir: Path, managers: list[Manager]) -> None:
     handler = _Exploding(level=logging.DEBUG)
     ours = logging.getLogger("jobarbiter")
     ours.addHandler(handler)

@@ -80,9 +80,7 @@ def test_a_queue_scaled_to_zero_holds_its_jobs_until_scaled_up(
     assert [f[1] for f in lines(workdir, "sleepy.log")] == ["held", "held"]
 
 
-def test_a_restarted_arbiter_keeps_the_scaled_count(
-    workdir: Path, managers: list[Manager]
-) -> None:
+def test_a_restarted_arbiter_keeps_the_scaled_count(workdir: Path, managers: list[Manager]) -> None:
     manager = start(managers, config(1), processes=1)
     manager._actor.ask(ScaleQueue("default", 3))
     victim = manager.stats().arbiters[0].pid
