@@ -33,7 +33,7 @@ from typing import Any, cast
 import pykka
 
 from actors.executor import InFlight, Retired, Running, ThreadExecutor
-from actors.protocol import Deliver, Done, Started, encode
+from actors.protocol import Deliver, Started, encode
 from actors.wire import FrameWriter
 from actors.worker import (
     RetireWorker,
@@ -43,6 +43,8 @@ from actors.worker import (
     WorkerRetired,
     WorkerStopped,
     describe,
+    done,
+    is_async,
     ran,
     unregistered,
 )
@@ -193,8 +195,8 @@ class AsyncWorker:
         job: Deliver | Retired | None = first
         announced = True  # by the executor, which handed it over
         while isinstance(job, Deliver):
-            await self._execute(job, announced)
-            job = self._executor.finished(self)
+            seconds = await self._execute(job, announced)
+            job = self._executor.finished(self, seconds)
             announced = False
         self._link.flush()  # the last Done, and the credits it freed
         self._busy = False
@@ -203,13 +205,16 @@ class AsyncWorker:
         elif self._stopping:
             self._arbiter.tell(WorkerStopped(self._index))
 
-    async def _execute(self, job: Deliver, announced: bool) -> None:
+    async def _execute(self, job: Deliver, announced: bool) -> float:
+        """Run ``job``; returns how long it ran."""
         if not announced:
             # Written before the job runs, as for a sync job: a job that
             # kills its process must be known to have started.
             self._link.send(encode(Started(job.job_id)), wait=True)
+        started = time.perf_counter()
         result = await self._run(job)
-        self._link.buffer(encode(Done(job.job_id, result.outcome.value, result.error)))
+        self._link.buffer(done(job, result))
+        return time.perf_counter() - started
 
     async def _run(self, job: Deliver) -> JobResult:
         job_class = self._jobs.get(job.name)
@@ -223,7 +228,7 @@ class AsyncWorker:
             running.begin(job.job_id, stop=lambda: loop.call(task.cancel))
             try:
                 instance = job_class.decode_args(job.args)
-                if inspect.iscoroutinefunction(job_class.run):
+                if is_async(job_class):
                     await cast(Coroutine[Any, Any, Any], instance.run(self._state))
                 else:
                     await asyncio.to_thread(instance.run, self._state)

@@ -2,7 +2,12 @@
 
 Contract: it asks the host for jobs by credits, ``Want(queue, n)``, so that
 what it holds (running, buffered, asked for and not yet arrived) never passes
-its ready workers plus ``prefetch``. A job that arrives goes to an idle worker
+its ready workers plus a margin. The margin is ``prefetch``; for a queue
+whose jobs end fast it is deeper, as deep as its workers get through in
+``FAST_WINDOW`` at the jobs' recent mean duration, and at most
+``FAST_CEILING``: a buffered job waits about that long at most, while the
+deeper buffer lets credits and deliveries travel in batches. ``prefetch=0``
+means no margin at all. A job that arrives goes to an idle worker
 at once, or waits in a small buffer, in arrival order (the host hands jobs
 out in ``run_at`` order). A worker that finishes takes the next buffered job
 itself, with no hand-off. Whoever starts a job writes its ``Started`` first:
@@ -38,6 +43,12 @@ class Slot(Protocol):
     def tell(self, message: Any) -> None: ...
 
 
+# The margin for fast jobs: what the workers run in this long, by estimate.
+FAST_WINDOW = 0.002
+FAST_CEILING = 64
+_SMOOTHING = 0.2  # weight of the latest job in the mean duration
+
+
 class Retired:
     """What ``finished`` gives a worker whose slot is being retired."""
 
@@ -54,9 +65,9 @@ class InFlight:
         self._ids: set[bytes] = set()
         self.finished = 0
 
-    def add(self, job_id: bytes) -> None:
+    def add_many(self, job_ids: list[bytes]) -> None:
         with self._lock:
-            self._ids.add(job_id)
+            self._ids.update(job_ids)
 
     def discard(self, job_id: bytes, *, ran: bool) -> int:
         """Forget a job; returns how many have run to their end so far."""
@@ -84,6 +95,7 @@ class ThreadExecutor:
         self._running = 0
         self._asked = 0  # credits sent, jobs not arrived yet
         self._closed = False
+        self._mean: float | None = None  # recent mean seconds a job ran
 
     # -- the workers -------------------------------------------------------------
 
@@ -95,14 +107,16 @@ class ThreadExecutor:
             want = self._credit()
         self._ask(want, flush=True)
 
-    def finished(self, worker: Slot) -> Deliver | Retired | None:
-        """``worker`` ended a job: the next buffered job for it, RETIRED if it
-        is one of the slots being retired, or None (idle).
+    def finished(self, worker: Slot, seconds: float) -> Deliver | Retired | None:
+        """``worker`` ended a job that ran ``seconds``: the next buffered job
+        for it, RETIRED if it is one of the slots being retired, or None (idle).
 
         Any credits it frees are buffered on the link, to leave with the
         finished job's Done (the caller flushes).
         """
         with self._lock:
+            mean = self._mean
+            self._mean = seconds if mean is None else mean + _SMOOTHING * (seconds - mean)
             self._running -= 1
             if self._retiring:
                 self._retiring -= 1
@@ -129,8 +143,7 @@ class ThreadExecutor:
         """
         handed: list[tuple[Slot, Deliver]] = []
         refused: list[Deliver] = []
-        for job in jobs:
-            self._in_flight.add(job.job_id)
+        self._in_flight.add_many([job.job_id for job in jobs])
         with self._lock:
             for job in jobs:
                 self._asked = max(self._asked - 1, 0)
@@ -144,8 +157,7 @@ class ThreadExecutor:
         self._hand_back(refused)
         if handed:
             link = self._link
-            for _, job in handed:
-                link.buffer(encode(Started(job.job_id)))
+            link.buffer_many([encode(Started(job.job_id)) for _, job in handed])
             link.flush(wait=True)
             for worker, job in handed:
                 worker.tell(job)
@@ -180,15 +192,24 @@ class ThreadExecutor:
         if self._closed:
             return 0, 0
         held = self._running + len(self._buffer) + self._asked
-        want = self._ready + self._prefetch - held
+        margin = self._margin()
+        want = self._ready + margin - held
         # A worker with nothing coming asks at once; refilling the buffer
         # waits until half of it is free, so that credits travel in batches.
         starving = len(self._idle) > self._asked
-        if want <= 0 or (not starving and want < max(1, (self._prefetch + 1) // 2)):
+        if want <= 0 or (not starving and want < max(1, (margin + 1) // 2)):
             return 0, 0
         self._asked += want
         # Idle now: the host serves arbiters with idle workers first.
         return want, len(self._idle)
+
+    def _margin(self) -> int:
+        """Jobs to hold beyond the ready workers (under the lock)."""
+        prefetch, mean = self._prefetch, self._mean
+        if not prefetch or not mean or self._ready <= 0:
+            return prefetch  # no margin asked for, or nothing known yet
+        fast = int(FAST_WINDOW * self._ready / mean)
+        return max(prefetch, min(fast, FAST_CEILING))
 
     def _ask(self, credit: tuple[int, int], *, flush: bool) -> None:
         want, idle = credit

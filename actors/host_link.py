@@ -49,6 +49,11 @@ from storage.ids import uuid_from_bytes
 LinkEvent = Callable[[str, str | None], None]
 
 
+_OUTCOMES = {outcome.value: outcome for outcome in Outcome}
+_OK = Outcome.SUCCESS
+_SUCCESS = JobResult.success()
+
+
 def _ignore(answers: list[Any]) -> None:
     pass
 
@@ -142,7 +147,8 @@ class HostLink:
         for raw in messages:
             message = decode(raw)
             if isinstance(message, Done):
-                result = JobResult(Outcome(message.outcome), message.error)
+                outcome = _OUTCOMES[message.outcome]
+                result = _SUCCESS if outcome is _OK else JobResult(outcome, message.error)
                 ops.append(Complete(uuid_from_bytes(message.job_id), runner, result))
             elif isinstance(message, Want):
                 # Parked for what cannot be served now, and filled as jobs come.

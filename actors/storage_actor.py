@@ -179,17 +179,19 @@ class StorageActor(pykka.ThreadingActor):
         completes: list[int] = []
         waiting: list[Pop] = []
         others: list[int] = []
+        leaving: set[str] = set()
         for at, op in enumerate(ops):
-            if isinstance(op, Start):
+            if isinstance(op, Complete):
+                completes.append(at)
+            elif isinstance(op, Start):
                 # Before the completions: a job may start and end in one batch.
                 self._deadlines.start(op.runner, op.job_id)
-            elif isinstance(op, Complete):
-                completes.append(at)
             elif isinstance(op, Pop) and op.reply is not None:
                 waiting.append(op)
             else:
                 others.append(at)
-        leaving = {op.runner for op in ops if isinstance(op, Drain | Retire)}
+                if isinstance(op, Drain) or isinstance(op, Retire):  # noqa: SIM101 - faster than a union
+                    leaving.add(op.runner)
         if completes or waiting:
             batch = [cast(Complete, ops[at]) for at in completes]
             pops = [op for op in waiting if op.runner not in leaving]

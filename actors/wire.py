@@ -43,7 +43,7 @@ class FrameWriter:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._lock = threading.Condition()
+        self._lock = threading.Condition(threading.Lock())
         self._pending: list[Any] = []
         self._flushing = False
 
@@ -57,6 +57,10 @@ class FrameWriter:
     def buffer(self, message: Any) -> None:
         with self._lock:
             self._pending.append(message)
+
+    def buffer_many(self, messages: list[Any]) -> None:
+        with self._lock:
+            self._pending += messages
 
     def flush(self, *, wait: bool = False) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -24,7 +25,7 @@ import pykka
 from actors.executor import InFlight, JobInterrupted, Retired, Running, ThreadExecutor
 from actors.protocol import Deliver, Done, Started, encode
 from actors.wire import FrameWriter
-from storage import Job, JobResult
+from storage import Job, JobResult, Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +142,8 @@ class Worker(pykka.ThreadingActor):
         job: Deliver | Retired | None = message
         announced = True
         while isinstance(job, Deliver):
-            self._execute(job, announced)
-            job = self._executor.finished(self.actor_ref)
+            seconds = self._execute(job, announced)
+            job = self._executor.finished(self.actor_ref, seconds)
             announced = False
         self._link.flush()  # the last Done, and the credits it freed
         if isinstance(job, Retired):
@@ -154,7 +155,8 @@ class Worker(pykka.ThreadingActor):
         self._arbiter.tell(WorkerRetired(self._index))
         self.stop()
 
-    def _execute(self, job: Deliver, announced: bool) -> None:
+    def _execute(self, job: Deliver, announced: bool) -> float:
+        """Run ``job``; returns how long it ran."""
         link = self._link
         if not announced:
             # Written before the job runs: a job that kills its process must
@@ -162,8 +164,10 @@ class Worker(pykka.ThreadingActor):
             # forever. The previous job's Done and any credits leave in the
             # same write.
             link.send(encode(Started(job.job_id)), wait=True)
+        started = time.perf_counter()
         result = self._run(job)
-        link.buffer(encode(Done(job.job_id, result.outcome.value, result.error)))
+        link.buffer(done(job, result))
+        return time.perf_counter() - started
 
     def _run(self, job: Deliver) -> JobResult:
         job_class = self._jobs.get(job.name)
@@ -174,7 +178,7 @@ class Worker(pykka.ThreadingActor):
             running.begin(job.job_id)
             try:
                 instance = job_class.decode_args(job.args)
-                if inspect.iscoroutinefunction(job_class.run):
+                if is_async(job_class):
                     # An async job queued on a sync queue: its own loop, here.
                     asyncio.run(cast(Coroutine[Any, Any, Any], instance.run(self._state)))
                 else:
@@ -190,6 +194,25 @@ class Worker(pykka.ThreadingActor):
         finally:
             ran(job, self._in_flight, self._max_jobs, self._arbiter)
         return JobResult.success()
+
+
+_WIRE = {outcome: outcome.value for outcome in Outcome}
+
+
+_ASYNC: dict[type[Job], bool] = {}
+
+
+def is_async(job_class: type[Job]) -> bool:
+    """Whether the class's ``run`` is ``async def``: asked per job, answered once."""
+    found = _ASYNC.get(job_class)
+    if found is None:
+        found = _ASYNC[job_class] = inspect.iscoroutinefunction(job_class.run)
+    return found
+
+
+def done(job: Deliver, result: JobResult) -> tuple[Any, ...]:
+    """The Done of ``job``, encoded: one per job, for sync and async slots."""
+    return encode(Done(job.job_id, _WIRE[result.outcome], result.error))
 
 
 def unregistered(job: Deliver, in_flight: InFlight) -> JobResult:

@@ -51,12 +51,20 @@ def id_time(job_id: int) -> float:
     return (job_id >> 80) / 1000.0
 
 
+# uuid.UUID's own slots, set directly; an enum member looked up per call
+# (uuid.SafeUUID.unknown) costs more than the rest of the id.
+_NEW = object.__new__
+_SET_INT = uuid.UUID.__dict__["int"].__set__
+_SET_SAFE = uuid.UUID.__dict__["is_safe"].__set__
+_UNKNOWN = uuid.SafeUUID.unknown
+
+
 def to_uuid(job_id: int) -> uuid.UUID:
     # uuid.UUID(int=...) re-validates the range on every call; this int is
-    # ours and in range, and pop() makes one UUID per job on the hot path.
-    value = object.__new__(uuid.UUID)
-    object.__setattr__(value, "int", job_id)
-    object.__setattr__(value, "is_safe", uuid.SafeUUID.unknown)
+    # ours and in range, and the runtime makes several UUIDs per job.
+    value = _NEW(uuid.UUID)
+    _SET_INT(value, job_id)
+    _SET_SAFE(value, _UNKNOWN)
     return value
 
 
