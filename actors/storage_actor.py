@@ -72,6 +72,10 @@ log = EventLog("storage")
 MAX_UNFLUSHED = 16
 # Seconds between two checks for idleness (join); a join returns this late at most.
 IDLE_CHECK_INTERVAL = 0.05
+# Seconds a shared storage's next due times are trusted without asking again,
+# unless this host made something due sooner: on a database server a query
+# after every message would double a round's statements.
+DUE_TRUST = 0.05
 
 
 class StorageActor(pykka.ThreadingActor):
@@ -92,6 +96,8 @@ class StorageActor(pykka.ThreadingActor):
         self._next_idle_check = 0.0
         self._idle_recheck_armed = False
         self._waker: Waker | None = None
+        self._due: dict[str, float | None] = {}  # per parked queue: next_due()
+        self._due_at = -DUE_TRUST  # when _due was asked (monotonic)
         self._open_failed: Exception | None = None
         self.done_by_runner: dict[str, int] = {}
 
@@ -278,6 +284,7 @@ class StorageActor(pykka.ThreadingActor):
             case Complete():
                 return self._complete_and_pop([op], [])[0]
             case Push(jobs):
+                self._due_changed()
                 ids = storage.push_many(jobs)
                 for queue in {job.queue for job in jobs}:
                     self._parked.serve(queue)
@@ -300,6 +307,7 @@ class StorageActor(pykka.ThreadingActor):
             case ListJobs(queue, status, offset, limit):
                 return storage.list(queue=queue, status=status, offset=offset, limit=limit)
             case Requeue(job_id):
+                self._due_changed()
                 requeued = storage.requeue(job_id)
                 if requeued:
                     self._parked.serve_all()
@@ -318,6 +326,7 @@ class StorageActor(pykka.ThreadingActor):
                 self._parked.withdraw(lambda op: op.reply is reply)
                 return None
             case Tick():
+                self._due_changed()  # another host, or a due time passed
                 self._parked.serve_all()
                 if self._storage.poll_interval is not None:
                     # Shared storage: other hosts settle jobs too.
@@ -372,6 +381,7 @@ class StorageActor(pykka.ThreadingActor):
         return settled + self._release(runner, unstarted)
 
     def _release(self, runner: str, result: JobResult) -> list[Any]:
+        self._due_changed()
         settled = self._storage.release(runner, result)
         for job_id, disposition in settled:
             self._settled(job_id, runner, result, disposition)
@@ -395,6 +405,7 @@ class StorageActor(pykka.ThreadingActor):
                 outcome=result.outcome.value,
             )
             return
+        self._due_changed()  # pending again, maybe due sooner than what was known
         info = self._storage.info(job_id)
         fields: dict[str, Any] = {"job_id": job_id, "runner": runner}
         if info is not None:
@@ -460,8 +471,16 @@ class StorageActor(pykka.ThreadingActor):
     def _arm_waker(self) -> None:
         if self._waker is None:
             return
-        due = [self._storage.next_due(q) for q in self._parked.queues()]
-        times = [t for t in due if t is not None]
+        queues = self._parked.queues()
+        now = time.monotonic()
+        if (
+            self._storage.poll_interval is None  # unshared: cheap, and exact
+            or now - self._due_at >= DUE_TRUST
+            or not self._due.keys() >= set(queues)
+        ):
+            self._due = {q: self._storage.next_due(q) for q in queues}
+            self._due_at = now
+        times = [t for q in queues if (t := self._due[q]) is not None]
         deadline = self._deadlines.earliest()
         if deadline is not None:
             times.append(deadline)
@@ -471,6 +490,9 @@ class StorageActor(pykka.ThreadingActor):
             # without telling us.
             times.append(self._storage.now() + poll)
         self._waker.wake_at(min(times) if times else None)
+
+    def _due_changed(self) -> None:
+        self._due_at = -DUE_TRUST
 
     def _is_idle(self) -> bool:
         # Jobs scheduled for later do not count: join() would wait for them.

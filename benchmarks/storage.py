@@ -50,8 +50,8 @@ TARGETS: dict[str, tuple[float, str]] = {
     "direct_push_per_s": (200_000, "min"),
     "direct_pop_complete_per_s": (100_000, "min"),
     "actor_batched_pop_complete_per_s": (30_000, "min"),
-    "bytes_per_job_tracemalloc": (400, "max"),
-    "bytes_per_job_rss": (400, "max"),
+    "bytes_per_job_tracemalloc": (250, "max"),
+    "bytes_per_job_rss": (250, "max"),
 }
 
 
