@@ -56,6 +56,7 @@ from actors.protocol import (
     encode,
 )
 from actors.refs import load, resolve
+from actors.stalls import Stalls
 from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
 from actors.worker import (
     Recycle,
@@ -183,8 +184,9 @@ class Arbiter(pykka.ThreadingActor):
         self._transport = transport
         self._in_flight = InFlight()
         self.running = Running()
+        self._stalls = Stalls()
         self.executors = {
-            queue: ThreadExecutor(queue, spec.prefetch, link, self._in_flight)
+            queue: ThreadExecutor(queue, spec.prefetch, link, self._in_flight, self._stalls)
             for queue, _ in spec.queues
         }
         self._ready_workers: set[int] = set()
@@ -243,7 +245,9 @@ class Arbiter(pykka.ThreadingActor):
         executor = self.executors.get(queue)
         if executor is None:
             # A queue new to this arbiter: the main thread finds it here.
-            executor = ThreadExecutor(queue, self._spec.prefetch, self._link, self._in_flight)
+            executor = ThreadExecutor(
+                queue, self._spec.prefetch, self._link, self._in_flight, self._stalls
+            )
             self.executors[queue] = executor
         imported = self._imported
         if queue in self._spec.async_queues:

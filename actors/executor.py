@@ -10,9 +10,12 @@ deeper buffer lets credits and deliveries travel in batches. ``prefetch=0``
 means no margin at all. A job that arrives goes to an idle worker
 at once, or waits in a small buffer, in arrival order (the host hands jobs
 out in ``run_at`` order). A worker that finishes takes the next buffered job
-itself, with no hand-off. Whoever starts a job writes its ``Started`` first:
-``arrived`` for the jobs it hands to idle workers (one write for a frame's
-worth), the worker for a job it takes from the buffer. A buffered job has
+itself, with no hand-off; and jobs of a queue whose jobs are tiny wait for
+the running workers rather than wake an idle one each, as many as those get
+through in ``FAST_WINDOW`` (actors/stalls.py hands them out if those stall).
+Whoever starts a job writes its ``Started`` first: ``arrived`` for the jobs
+it hands to idle workers (one write for a frame's worth), the worker for a
+job it takes from the buffer. A buffered job has
 not started: ``close`` hands the buffer back as unexecuted, and the host,
 which hears ``Started`` only when a job is handed to a worker, puts it back
 unexecuted if the arbiter dies.
@@ -34,6 +37,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from actors.protocol import Deliver, Done, Started, Want, encode
+from actors.stalls import Stalls
 from actors.wire import FrameWriter
 
 
@@ -46,6 +50,8 @@ class Slot(Protocol):
 # The margin for fast jobs: what the workers run in this long, by estimate.
 FAST_WINDOW = 0.002
 FAST_CEILING = 64
+# Jobs this short (16 fit in the window) go to running workers, not idle ones.
+TINY_JOBS_IN_WINDOW = 16
 _SMOOTHING = 0.2  # weight of the latest job in the mean duration
 
 
@@ -82,8 +88,16 @@ class InFlight:
 
 
 class ThreadExecutor:
-    def __init__(self, queue: str, prefetch: int, link: FrameWriter, in_flight: InFlight) -> None:
+    def __init__(
+        self,
+        queue: str,
+        prefetch: int,
+        link: FrameWriter,
+        in_flight: InFlight,
+        stalls: Stalls | None = None,
+    ) -> None:
         self.queue = queue
+        self._stalls = stalls  # without one, every job goes to an idle worker at once
         self._prefetch = prefetch
         self._link = link
         self._in_flight = in_flight
@@ -96,6 +110,8 @@ class ThreadExecutor:
         self._asked = 0  # credits sent, jobs not arrived yet
         self._closed = False
         self._mean: float | None = None  # recent mean seconds a job ran
+        self._ended = 0  # jobs finished, ever
+        self._seen = -1  # _ended at the last look of the stall watch
 
     # -- the workers -------------------------------------------------------------
 
@@ -117,6 +133,7 @@ class ThreadExecutor:
         with self._lock:
             mean = self._mean
             self._mean = seconds if mean is None else mean + _SMOOTHING * (seconds - mean)
+            self._ended += 1
             self._running -= 1
             if self._retiring:
                 self._retiring -= 1
@@ -149,12 +166,45 @@ class ThreadExecutor:
                 self._asked = max(self._asked - 1, 0)
                 if self._closed or self._ready == 0:  # stopping, or scaled to 0
                     refused.append(job)
-                elif self._idle:
+                elif self._idle and not self._keep_for_running():
                     self._running += 1
                     handed.append((self._idle.pop(), job))
                 else:
                     self._buffer.append(job)
+            deferred = bool(self._idle and self._buffer)
         self._hand_back(refused)
+        self._start(handed)
+        if deferred and self._stalls is not None:
+            self._stalls.watch(self)
+
+    def unstall(self) -> bool:
+        """Called by the stall watch: if no job ended since its last look,
+        hand buffered jobs to the idle workers. Returns whether jobs are still
+        held back from idle workers (to be looked at again)."""
+        handed: list[tuple[Slot, Deliver]] = []
+        with self._lock:
+            if self._ended == self._seen and not self._closed:
+                while self._idle and self._buffer:
+                    self._running += 1
+                    handed.append((self._idle.pop(), self._buffer.popleft()))
+            self._seen = self._ended
+            deferred = bool(self._idle and self._buffer)
+        self._start(handed)
+        return deferred
+
+    def _keep_for_running(self) -> bool:
+        """Whether a job that arrives should wait for a running worker rather
+        than wake an idle one (under the lock): only tiny jobs, and only as
+        many as the running workers get through in FAST_WINDOW."""
+        mean = self._mean
+        if self._stalls is None or not self._running or mean is None:
+            return False
+        if mean * TINY_JOBS_IN_WINDOW > FAST_WINDOW:
+            return False  # not tiny: a wake costs little beside the job
+        return (len(self._buffer) + 1) * mean <= FAST_WINDOW * self._running
+
+    def _start(self, handed: list[tuple[Slot, Deliver]]) -> None:
+        """Tell each worker its job, once their Started are written."""
         if handed:
             link = self._link
             link.buffer_many([encode(Started(job.job_id)) for _, job in handed])

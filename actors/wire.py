@@ -43,7 +43,10 @@ class FrameWriter:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
-        self._lock = threading.Condition(threading.Lock())
+        # A bare lock on the hot path; the condition only for waiting senders.
+        self._lock = threading.Lock()
+        self._done = threading.Condition(self._lock)
+        self._waiting = 0  # senders waiting for the flusher to finish
         self._pending: list[Any] = []
         self._flushing = False
 
@@ -64,8 +67,11 @@ class FrameWriter:
 
     def flush(self, *, wait: bool = False) -> None:
         with self._lock:
-            while self._flushing and wait:
-                self._lock.wait()
+            if self._flushing and wait:
+                self._waiting += 1
+                while self._flushing:
+                    self._done.wait()
+                self._waiting -= 1
             if self._flushing or not self._pending:
                 return
             self._flushing = True
@@ -74,15 +80,19 @@ class FrameWriter:
                 with self._lock:
                     batch, self._pending = self._pending, []
                     if not batch:
-                        self._flushing = False
-                        self._lock.notify_all()
+                        self._finished()
                         return
                 self._sock.sendall(pack_frame(batch))
         except BaseException:
             with self._lock:
-                self._flushing = False
-                self._lock.notify_all()
+                self._finished()
             raise
+
+    def _finished(self) -> None:
+        # Under the lock: the flusher is done, whoever waits may go on.
+        self._flushing = False
+        if self._waiting:
+            self._done.notify_all()
 
 
 def read_frames(sock: socket.socket, max_frame: int = MAX_FRAME) -> Iterator[list[Any]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from actors.executor import FAST_CEILING, FAST_WINDOW, InFlight, ThreadExecutor
 from actors.protocol import Deliver, Want, decode
+from actors.stalls import Stalls
 
 
 class Link:
@@ -96,3 +98,42 @@ def test_the_fast_margin_has_a_ceiling_and_prefetch_zero_has_none() -> None:
     for _ in range(5):
         run_jobs(ex, slot, asked, seconds=1e-7)
         assert link.wants() == asked == 1  # only for the idle worker
+
+
+def settle_mean(ex: ThreadExecutor, slot: Slot, seconds: float) -> None:
+    """Run enough jobs of ``seconds`` through ``slot`` that the mean is theirs."""
+    for n in range(30):
+        ex.arrived([job(1000 + n)])
+        told = slot.told.pop()
+        assert isinstance(told, Deliver)
+        assert ex.finished(slot, seconds) is None
+
+
+def two_workers(stalls: Stalls) -> tuple[ThreadExecutor, Slot, Slot]:
+    ex = ThreadExecutor("q", 2, Link(), InFlight(), stalls)  # type: ignore[arg-type]
+    first, second = Slot(), Slot()
+    ex.ready(first)
+    ex.ready(second)
+    return ex, first, second
+
+
+def test_tiny_jobs_wait_for_the_running_worker_until_it_stalls() -> None:
+    ex, first, second = two_workers(Stalls(every=0.02))
+    settle_mean(ex, second, seconds=1e-5)  # tiny jobs
+    ex.arrived([job(1)])  # the idle worker on top takes it, and runs it...
+    running = first if first.told else second
+    idle = second if running is first else first
+    ex.arrived([job(2), job(3)])  # ...while these wait for it, not for the idle one
+    assert idle.told == []
+    deadline = time.monotonic() + 5
+    while not idle.told and time.monotonic() < deadline:
+        time.sleep(0.01)  # no job ends: the stall watch hands one out
+    assert [j.job_id for j in idle.told] == [job(2).job_id]
+
+
+def test_jobs_that_are_not_tiny_go_to_an_idle_worker_at_once() -> None:
+    ex, first, second = two_workers(Stalls(every=60))
+    settle_mean(ex, second, seconds=0.01)
+    ex.arrived([job(1)])
+    ex.arrived([job(2)])
+    assert len(first.told) == len(second.told) == 1
