@@ -8,9 +8,11 @@ out" and tells the TimeoutHandler, which stops the job for real (in its own
 thread first, by killing the runner's process if it does not end). A
 deadline of a job since completed, or started again, is ignored.
 
-It also knows what each runner has started and not ended: when a runner is
-retired, those jobs fail an attempt, while its other held jobs were only
-buffered (``retire``). Only the actor's thread calls it.
+It also knows what each runner has reported started (a Start op) and not
+ended: when a runner is retired, those jobs fail an attempt, while its other
+held jobs were only buffered (``retire``). The links send a Start only for
+jobs with a TIMEOUT; the Retire after a death names the others. Only the
+actor's thread calls it.
 """
 
 from __future__ import annotations
@@ -59,7 +61,12 @@ class Deadlines:
                 self._timeouts[(runner, job.id)] = job.timeout
 
     def start(self, runner: str, job_id: uuid.UUID) -> None:
-        self._started.setdefault(runner, set()).add(job_id)
+        started = self._started.get(runner)
+        if started is None:
+            started = self._started[runner] = set()
+        started.add(job_id)
+        if not self._timeouts:
+            return  # no job with a TIMEOUT is out: the common case
         timeout = self._timeouts.get((runner, job_id))
         if timeout is not None:
             delivery = next(self._deliveries)

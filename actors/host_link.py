@@ -2,7 +2,9 @@
 
 Its reader thread turns each frame from the arbiter into one Batch for the
 StorageActor (left with its Rounds, never asked, so a slow storage never
-blocks the socket),
+blocks the socket). It keeps what the arbiter reported Started and not yet
+Done itself (``started``, for the Retire after a death): only a job with a
+TIMEOUT needs the StorageActor to hear of its start,
 and it is the Reply through which the StorageActor hands jobs back: deliveries
 are buffered and leave as one frame when the actor flushes.
 """
@@ -71,6 +73,10 @@ class HostLink:
         self._submit = submit
         self._on_event = on_event
         self._writer = FrameWriter(sock)
+        # Raw ids: the reader thread adds and discards; the StorageActor's
+        # thread adds to _timed. Single set operations, atomic under the GIL.
+        self._started: set[bytes] = set()
+        self._timed: set[bytes] = set()  # delivered with a TIMEOUT, not Done
         self._thread = threading.Thread(
             target=self._read, name=f"jobarbiter-link-{runner[:8]}", daemon=True
         )
@@ -82,6 +88,8 @@ class HostLink:
 
     def deliver(self, token: Any, jobs: list[Claim]) -> None:
         for job in jobs:
+            if job.timeout is not None:
+                self._timed.add(job.id.bytes)
             self._writer.buffer(
                 encode(
                     Deliver(token, job.id.bytes, job.name, job.args, job.retry_count, job.timeout)
@@ -113,6 +121,11 @@ class HostLink:
             self._writer.send(encode(Scale(queue, count)))
         except OSError:
             pass  # already gone: its replacement starts with the new count
+
+    def started(self) -> tuple[uuid.UUID, ...]:
+        """The jobs the arbiter reported Started and not Done: complete once
+        ``drain`` returned after its process ended."""
+        return tuple(sorted(uuid_from_bytes(raw) for raw in self._started))
 
     def drain(self, timeout: float) -> None:
         """Wait until everything the arbiter sent has reached the StorageActor:
@@ -147,6 +160,8 @@ class HostLink:
         for raw in messages:
             message = decode(raw)
             if isinstance(message, Done):
+                self._started.discard(message.job_id)
+                self._timed.discard(message.job_id)
                 outcome = _OUTCOMES[message.outcome]
                 result = _SUCCESS if outcome is _OK else JobResult(outcome, message.error)
                 ops.append(Complete(uuid_from_bytes(message.job_id), runner, result))
@@ -164,7 +179,9 @@ class HostLink:
                     )
                 )
             elif isinstance(message, Started):
-                ops.append(Start(runner, uuid_from_bytes(message.job_id)))
+                self._started.add(message.job_id)
+                if message.job_id in self._timed:  # its TIMEOUT counts from now
+                    ops.append(Start(runner, uuid_from_bytes(message.job_id)))
             elif isinstance(message, Beat):
                 ops.append(Heartbeat(runner, tuple(uuid_from_bytes(i) for i in message.job_ids)))
             elif isinstance(message, PushJobs):

@@ -97,6 +97,9 @@ class Retire(NamedTuple):
     runner: str
     result: JobResult
     unstarted: JobResult | None = None
+    # What its link heard Started and not Done (a job without a TIMEOUT
+    # never reaches the actor as a Start).
+    started: tuple[uuid.UUID, ...] = ()
 
 
 class Info(NamedTuple):

@@ -297,8 +297,8 @@ class StorageActor(pykka.ThreadingActor):
             case Drain(runner):
                 self._parked.drain(runner)
                 return None
-            case Retire(runner, result, unstarted):
-                return self._retire(runner, result, unstarted)
+            case Retire(runner, result, unstarted, started):
+                return self._retire(runner, result, unstarted, started)
             case Start(runner, job_id):
                 self._deadlines.start(runner, job_id)
                 return None
@@ -365,10 +365,14 @@ class StorageActor(pykka.ThreadingActor):
     # -- settling -----------------------------------------------------------------
 
     def _retire(
-        self, runner: str, result: JobResult, unstarted: JobResult | None
+        self,
+        runner: str,
+        result: JobResult,
+        unstarted: JobResult | None,
+        reported: tuple[uuid.UUID, ...],
     ) -> list[tuple[uuid.UUID, Disposition]]:
         self._parked.drain(runner)
-        started = self._deadlines.retire(runner)
+        started = sorted({*self._deadlines.retire(runner), *reported})
         if unstarted is None:
             return self._release(runner, result)
         # The jobs it was running fail an attempt; its buffer never ran.
@@ -427,12 +431,15 @@ class StorageActor(pykka.ThreadingActor):
     def _after_message(self) -> None:
         # While more messages wait, keep buffering: their deliveries then leave
         # in the same frames, one write per runner, instead of one per message.
-        if self._touched and (self._unflushed >= MAX_UNFLUSHED or self.actor_inbox.empty()):
+        delivered = bool(self._touched)
+        if delivered and (self._unflushed >= MAX_UNFLUSHED or self.actor_inbox.empty()):
             self._flush()
         else:
             self._unflushed += 1
         self._deadlines.expire()
-        if self._idle_waiters and self._settled_since_idle_check:
+        # A job just handed out is running: not idle, and no stats() to ask.
+        # The message that settles the last job delivers nothing, and checks.
+        if self._idle_waiters and self._settled_since_idle_check and not delivered:
             self._check_idle()
         self._arm_waker()
 

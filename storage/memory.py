@@ -14,6 +14,7 @@ The low 128 bits of either key are the job's id, the key of ``_jobs``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -73,6 +74,12 @@ class _Entry:
         self.unique_key = job.unique_key
 
 
+@functools.lru_cache(maxsize=64)
+def _lease_us(heartbeat_interval: float) -> int:
+    """How long a claim holds without a heartbeat, in µs."""
+    return round(STALE_HEARTBEATS * heartbeat_interval * _US)
+
+
 def _utc(us: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(us / _US, dt.UTC)
 
@@ -125,9 +132,22 @@ class MemoryStorage:
 
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         now = self._now_us()
-        return [to_uuid(self._insert(job, now)) for job in jobs]
+        keys: dict[str, list[int]] = {}
+        ids = [to_uuid(self._insert(job, now, keys)) for job in jobs]
+        for queue, added in keys.items():
+            # One sort for a batch, not a search per job.
+            self._pending_of(queue).update(added)
+        return ids
 
-    def _insert(self, job: NewJob, now: int) -> int:
+    def _pending_of(self, queue: str) -> SortedList:
+        pending = self._pending.get(queue)
+        if pending is None:
+            pending = self._pending[queue] = SortedList()
+        return pending
+
+    def _insert(self, job: NewJob, now: int, batch: dict[str, list[int]] | None = None) -> int:
+        """Store ``job``; its pending key goes into ``batch`` (per queue) if
+        given, for the caller to add, or straight into its queue."""
         if job.unique_key is not None:
             live = self._unique.get(job.unique_key)
             if live is not None:
@@ -138,10 +158,13 @@ class MemoryStorage:
         run_at = now if job.run_at is None else round(job.run_at * _US)
         key = (run_at << 128) | job_id
         self._jobs[job_id] = _Entry(job_id, job, key)
-        pending = self._pending.get(job.queue)
-        if pending is None:
-            pending = self._pending[job.queue] = SortedList()
-        pending.add(key)
+        if batch is None:
+            self._pending_of(job.queue).add(key)
+        else:
+            added = batch.get(job.queue)
+            if added is None:
+                added = batch[job.queue] = []
+            added.append(key)
         return job_id
 
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
@@ -179,7 +202,7 @@ class MemoryStorage:
         )
 
     def _hold(self, entry: _Entry, now: int) -> None:
-        lease = round(STALE_HEARTBEATS * entry.policy.heartbeat_interval * _US)
+        lease = _lease_us(entry.policy.heartbeat_interval)
         entry.mark = ((now + lease) << 128) | entry.id
         held = self._held.get(entry.queue)
         if held is None:
@@ -204,6 +227,10 @@ class MemoryStorage:
             return Disposition.NOT_HELD
         self._unhold(entry)
         self._by_runner[runner].discard(entry.id)
+        if result.outcome is Outcome.SUCCESS:
+            del self._jobs[entry.id]
+            self._forget_key(entry)
+            return Disposition.FINISHED  # the hot path, without the clock
         return self._settle(entry, result, self._now_us())
 
     def complete_and_pop(

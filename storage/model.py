@@ -17,9 +17,9 @@ class Status(enum.Enum):
     DEAD = "dead"  # out of retries; kept until requeued or purged
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A job about to be stored. ``run_at=None`` means now."""
+class NewJob(NamedTuple):
+    """A job about to be stored. ``run_at=None`` means now. A NamedTuple:
+    one is made per job queued."""
 
     name: str
     queue: str

@@ -394,7 +394,8 @@ class ManagerActor(pykka.ThreadingActor):
         slot.recycling = None
         # What it was running failed an attempt; its buffer never started.
         died = JobResult.failure(f"arbiter died ({how})")
-        self._storage.tell(Retire(runner, died, unstarted=JobResult.unexecuted()))
+        started = slot.link.started()
+        self._storage.tell(Retire(runner, died, JobResult.unexecuted(), started))
         lived = time.monotonic() - slot.started_at
         slot.quick_deaths = 1 if lived >= STABLE_AFTER else slot.quick_deaths + 1
         slot.startup_deaths = 0 if slot.ready else slot.startup_deaths + 1
