@@ -75,6 +75,8 @@ class Deadlines:
             heapq.heappush(self._heap, (deadline, delivery, runner, job_id, timeout))
 
     def ended(self, completes: Sequence[Complete]) -> None:
+        if not self._timeouts and not any(self._started.values()):
+            return  # nothing started is watched: the common case
         for done in completes:
             started = self._started.get(done.runner)
             if started:

@@ -87,14 +87,15 @@ class HostLink:
     # -- Reply, called from the StorageActor's thread ---------------------------
 
     def deliver(self, token: Any, jobs: list[Claim]) -> None:
+        messages = []
         for job in jobs:
+            raw = job.id.bytes
             if job.timeout is not None:
-                self._timed.add(job.id.bytes)
-            self._writer.buffer(
-                encode(
-                    Deliver(token, job.id.bytes, job.name, job.args, job.retry_count, job.timeout)
-                )
+                self._timed.add(raw)
+            messages.append(
+                encode(Deliver(token, raw, job.name, job.args, job.retry_count, job.timeout))
             )
+        self._writer.buffer_many(messages)
 
     def flush(self) -> None:
         self._writer.flush()

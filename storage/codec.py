@@ -7,6 +7,7 @@ runs the job; everything between carries the bytes unopened.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import uuid
 from typing import Any
 
@@ -61,9 +62,23 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
+# One Packer per thread, reused: msgpack.packb builds a new one per call,
+# which costs as much as packing a small job's arguments.
+_packers = threading.local()
+
+
 def encode(value: Any) -> bytes:
     """Encode to msgpack; raises TypeError, OverflowError or ValueError."""
-    return msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = _packers.packer = msgpack.Packer(
+            default=_default, use_bin_type=True, datetime=False
+        )
+    try:
+        return packer.pack(value)  # type: ignore[no-any-return]
+    except BaseException:
+        _packers.packer = None  # its buffer may hold half a value
+        raise
 
 
 def decode(data: bytes) -> Any:

@@ -116,11 +116,5 @@ class Job:
         args = self.encode_args()
         if unique_key is None and self.UNIQUE:
             unique_key = f"{self.NAME}:{hashlib.sha256(args).hexdigest()}"
-        return NewJob(
-            name=self.NAME,
-            queue=queue or self.QUEUE,
-            args=args,
-            policy=policy,
-            run_at=run_at,
-            unique_key=unique_key,
-        )
+        # Positional: one is made per job queued (name, queue, args, policy, run_at, unique_key).
+        return NewJob(self.NAME, queue or self.QUEUE, args, policy, run_at, unique_key)
