@@ -196,12 +196,19 @@ class ThreadExecutor:
         """Whether a job that arrives should wait for a running worker rather
         than wake an idle one (under the lock): only tiny jobs, and only as
         many as the running workers get through in FAST_WINDOW."""
-        mean = self._mean
-        if self._stalls is None or not self._running or mean is None:
-            return False
-        if mean * TINY_JOBS_IN_WINDOW > FAST_WINDOW:
+        if not self._running or not self._tiny():
             return False  # not tiny: a wake costs little beside the job
-        return (len(self._buffer) + 1) * mean <= FAST_WINDOW * self._running
+        assert self._mean is not None
+        return (len(self._buffer) + 1) * self._mean <= FAST_WINDOW * self._running
+
+    def _tiny(self) -> bool:
+        """Whether this queue's jobs are tiny, and wait for running workers."""
+        mean = self._mean
+        return (
+            self._stalls is not None
+            and mean is not None
+            and mean * TINY_JOBS_IN_WINDOW <= FAST_WINDOW
+        )
 
     def _start(self, handed: list[tuple[Slot, Deliver]]) -> None:
         """Tell each worker its job, once their Started are written."""
@@ -246,7 +253,12 @@ class ThreadExecutor:
         want = self._ready + margin - held
         # A worker with nothing coming asks at once; refilling the buffer
         # waits until half of it is free, so that credits travel in batches.
-        starving = len(self._idle) > self._asked
+        # Tiny jobs leave workers idle on purpose: only a queue with nothing
+        # running, buffered or coming is starving then.
+        if self._tiny():
+            starving = not (self._asked or self._buffer or self._running)
+        else:
+            starving = len(self._idle) > self._asked
         if want <= 0 or (not starving and want < max(1, (margin + 1) // 2)):
             return 0, 0
         self._asked += want

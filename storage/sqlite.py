@@ -48,7 +48,6 @@ from storage.contract import (
     Completion,
     NotOpen,
     PopRequest,
-    complete_then_pop,
     not_open,
 )
 from storage.events import EventLog
@@ -141,6 +140,10 @@ def _atomic(
         return result
 
     return run
+
+
+# Ids per DELETE ... IN (...): well under SQLite's limit on bound parameters.
+_IN_CHUNK = 500
 
 
 def _blob(job_id: int) -> bytes:
@@ -473,7 +476,47 @@ class SqliteStorage:
     def complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
     ) -> tuple[list[Disposition], list[list[Claim]]]:
-        return complete_then_pop(self, completions, pops)
+        """As ``complete_then_pop``, but the successes of a round (the hot
+        path) are deleted in one statement per runner: completions of
+        distinct jobs do not depend on each other's order."""
+        settled: list[Disposition] = [Disposition.NOT_HELD] * len(completions)
+        successes: dict[str, list[int]] = {}  # runner -> places in completions
+        distinct = len({job_id for job_id, _, _ in completions}) == len(completions)
+        for at, (job_id, runner, result) in enumerate(completions):
+            if distinct and result.outcome is Outcome.SUCCESS:
+                successes.setdefault(runner, []).append(at)
+            else:
+                settled[at] = self.complete(job_id, runner, result)
+        for runner, places in successes.items():
+            for start in range(0, len(places), _IN_CHUNK):
+                self._delete_finished(
+                    runner, completions, places[start : start + _IN_CHUNK], settled
+                )
+        return settled, [self.pop(queue, runner, limit) for queue, runner, limit in pops]
+
+    def _delete_finished(
+        self,
+        runner: str,
+        completions: Sequence[Completion],
+        places: list[int],
+        settled: list[Disposition],
+    ) -> None:
+        blobs = [_blob(completions[at][0].int) for at in places]
+        marks = ",".join("?" * len(blobs))
+        rows = self._conn.execute(
+            f"DELETE FROM jobs WHERE runner = ? AND id IN ({marks})"
+            " RETURNING id, queue, unique_key",
+            (runner, *blobs),
+        ).fetchall()
+        gone = {row[0]: row for row in rows}
+        for at, blob in zip(places, blobs, strict=True):
+            row = gone.get(blob)
+            if row is None:
+                continue  # not held by that runner: NOT_HELD stays
+            self._counts[row[1]][_RUNNING] -= 1
+            if row[2] is not None:
+                self._forget_key(row[2], blob)
+            settled[at] = Disposition.FINISHED
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         rows = self._conn.execute(
