@@ -65,6 +65,7 @@ class EventLoop:
         blocked_after: float = BLOCKED_AFTER,
     ) -> None:
         self.loop = asyncio.new_event_loop()
+        self._to_flush: list[FrameWriter] = []  # see flush_soon
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="jobarbiter-loop", daemon=True
         )
@@ -98,6 +99,20 @@ class EventLoop:
                 return f"{job.name} {uuid.UUID(bytes=job.job_id)}"
             frame = frame.f_back
         return None
+
+    def flush_soon(self, link: FrameWriter) -> None:
+        """Flush ``link`` once the loop has run what is ready now (on the
+        loop only): the Done of every job that ended in one turn of the
+        loop leaves in one write, not one each."""
+        if link not in self._to_flush:
+            self._to_flush.append(link)
+            if len(self._to_flush) == 1:
+                self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        links, self._to_flush = self._to_flush, []
+        for link in links:
+            link.flush()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop, from any thread."""
@@ -198,7 +213,7 @@ class AsyncWorker:
             seconds = await self._execute(job, announced)
             job = self._executor.finished(self, seconds)
             announced = False
-        self._link.flush()  # the last Done, and the credits it freed
+        self._loop.flush_soon(self._link)  # the last Done, and the credits it freed
         self._busy = False
         if isinstance(job, Retired):
             self._arbiter.tell(WorkerRetired(self._index))
@@ -223,9 +238,8 @@ class AsyncWorker:
         task = asyncio.current_task()
         assert task is not None
         running = self._running
-        loop = self._loop
         try:
-            running.begin(job.job_id, stop=lambda: loop.call(task.cancel))
+            running.begin(job.job_id, task)
             try:
                 instance = job_class.decode_args(job.args)
                 if is_async(job_class):

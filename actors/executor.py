@@ -30,10 +30,10 @@ and ``close``.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import threading
 from collections import deque
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from actors.protocol import Deliver, Done, Started, Want, encode
@@ -305,14 +305,15 @@ class Running:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._threads: dict[bytes, tuple[int, Callable[[], None] | None]] = {}
+        self._threads: dict[bytes, tuple[int, asyncio.Task[Any] | None]] = {}
         self._reasons: dict[bytes, str] = {}
 
-    def begin(self, job_id: bytes, stop: Callable[[], None] | None = None) -> None:
-        """The calling thread starts running ``job_id``; ``stop``, if given,
-        is how to stop it instead of JobInterrupted (an async job's cancel)."""
+    def begin(self, job_id: bytes, task: asyncio.Task[Any] | None = None) -> None:
+        """The calling thread starts running ``job_id``; an async job names
+        its ``task``, which is cancelled (on its loop) instead of
+        JobInterrupted."""
         with self._lock:
-            self._threads[job_id] = (threading.get_ident(), stop)
+            self._threads[job_id] = (threading.get_ident(), task)
 
     def end(self, job_id: bytes) -> None:
         """It ended: no interruption can reach that thread for it after this."""
@@ -331,11 +332,11 @@ class Running:
             found = self._threads.get(job_id)
             if found is None:
                 return False
-            ident, stop = found
+            ident, task = found
             self._reasons[job_id] = reason
             # Under the lock: the thread cannot have ended the job meanwhile.
-            if stop is not None:
-                stop()
+            if task is not None:
+                task.get_loop().call_soon_threadsafe(task.cancel)
             else:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(ident), ctypes.py_object(JobInterrupted)
