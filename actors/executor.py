@@ -4,28 +4,30 @@ Contract: it asks the host for jobs by credits, ``Want(queue, n)``, so that
 what it holds (running, buffered, asked for and not yet arrived) never passes
 its ready workers plus a margin. The margin is ``prefetch``; for a queue
 whose jobs end fast it is deeper, as deep as its workers get through in
-``FAST_WINDOW`` at the jobs' recent mean duration, and at most
-``FAST_CEILING``: a buffered job waits about that long at most, while the
-deeper buffer lets credits and deliveries travel in batches. ``prefetch=0``
-means no margin at all. A job that arrives goes to an idle worker
-at once, or waits in a small buffer, in arrival order (the host hands jobs
-out in ``run_at`` order). A worker that finishes takes the next buffered job
-itself, with no hand-off; and jobs of a queue whose jobs are tiny wait for
-the running workers rather than wake an idle one each, as many as those get
-through in ``FAST_WINDOW`` (actors/stalls.py hands them out if those stall).
+``FAST_WINDOW`` at the jobs' recent mean duration, at most ``FAST_CEILING``:
+a buffered job waits about that long at most, while credits and deliveries
+travel in batches. ``prefetch=0`` means no margin at all.
+
+A job that arrives goes to an idle worker at once, or waits in the buffer,
+in arrival order (the host hands jobs out in ``run_at`` order). A worker
+that finishes takes the next buffered job itself, with no hand-off. Jobs of
+a queue whose jobs are tiny wait for the running workers instead of waking
+an idle one each, as many as those get through in ``FAST_WINDOW``;
+actors/stalls.py hands them out if those stall.
+
 Whoever starts a job writes its ``Started`` first: ``arrived`` for the jobs
 it hands to idle workers (one write for a frame's worth), the worker for a
-job it takes from the buffer. A buffered job has
-not started: ``close`` hands the buffer back as unexecuted, and the host,
-which hears ``Started`` only when a job is handed to a worker, puts it back
-unexecuted if the arbiter dies.
+job it takes from the buffer. A buffered job has not started: ``close``
+hands the buffer back as unexecuted, and the host, which hears ``Started``
+only when a job is handed to a worker, puts it back unexecuted if the
+arbiter dies.
 
 Its slots can be scaled live: new workers join with ``ready``, ``retire``
 takes slots away (an idle worker at once, a busy one when its job ends).
 
 Every method is safe from any thread: the arbiter's main thread calls
 ``arrived``, the workers ``ready`` and ``finished``, the arbiter ``retire``
-and ``close``.
+and ``close``, the stall watch ``unstall``.
 """
 
 from __future__ import annotations
