@@ -395,14 +395,26 @@ class StorageActor(pykka.ThreadingActor):
     def _release(self, runner: str, result: JobResult) -> list[Any]:
         self._due_changed()
         settled = self._storage.release(runner, result)
+        # A runner's whole buffer may go back at once: one line says so, and
+        # each job's own line is at debug.
+        together = len(settled) > 1
         for job_id, disposition in settled:
-            self._settled(job_id, runner, result, disposition)
+            self._settled(job_id, runner, result, disposition, together=together)
+        back = sum(d is Disposition.REQUEUED for _, d in settled)
+        if together and back:
+            log.info("jobs put back", count=back, runner=runner, outcome=result.outcome.value)
         if settled:
             self._parked.serve_all()
         return settled
 
     def _settled(
-        self, job_id: Any, runner: str, result: JobResult, disposition: Disposition
+        self,
+        job_id: Any,
+        runner: str,
+        result: JobResult,
+        disposition: Disposition,
+        *,
+        together: bool = False,
     ) -> None:
         self._settled_since_idle_check = True
         if disposition is Disposition.FINISHED:
@@ -431,6 +443,8 @@ class StorageActor(pykka.ThreadingActor):
         elif result.outcome is Outcome.UNREGISTERED:
             # Never silent: a deploy that forgot a job class strands its jobs.
             log.warning("job not registered; put back for later", error=result.error, **fields)
+        elif together:
+            log.debug("job put back", outcome=result.outcome.value, **fields)
         else:
             log.info("job put back", outcome=result.outcome.value, **fields)
 

@@ -46,7 +46,7 @@ def test_one_worker_claims_its_job_and_the_prefetch_margin(
 
 
 def test_a_buffered_job_of_a_dead_arbiter_goes_back_unexecuted(
-    workdir: Path, managers: list[Manager]
+    workdir: Path, managers: list[Manager], caplog: pytest.LogCaptureFixture
 ) -> None:
     manager = start(managers, one_worker(prefetch=2), processes=1)
     long = manager.queue(Sleepy(tag="long", seconds=30))
@@ -55,8 +55,14 @@ def test_a_buffered_job_of_a_dead_arbiter_goes_back_unexecuted(
     wait_until(lambda: held(manager) == 3, what="two jobs in the buffer")
     pid = manager.stats().arbiters[0].pid
     assert pid is not None
-    psutil.Process(pid).kill()
-    wait_until(lambda: all(manager.info(j) is None for j in buffered), what="the buffer to run")
+    with caplog.at_level(logging.INFO, logger="jobarbiter"):
+        psutil.Process(pid).kill()
+        wait_until(lambda: all(manager.info(j) is None for j in buffered), what="the buffer to run")
+    # The whole buffer went back at once: one line says so, not one per job.
+    events = [vars(r) for r in caplog.records]
+    [summary] = [e for e in events if e["event"] == "jobs put back"]
+    assert (summary["count"], summary["outcome"]) == (2, "unexecuted")
+    assert not [e for e in events if e["event"] == "job put back"]
     # They ran once each, after the restart, and used no attempt meanwhile.
     assert sorted(f[0] for f in lines(workdir, "runs.log")) == ["a", "b"]
     dead_run = manager.info(long)
