@@ -61,6 +61,7 @@ from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
 from actors.worker import (
     Recycle,
     RetireWorker,
+    Shared,
     StopWorker,
     Worker,
     WorkerFailed,
@@ -249,27 +250,29 @@ class Arbiter(pykka.ThreadingActor):
                 queue, self._spec.prefetch, self._link, self._in_flight, self._stalls
             )
             self.executors[queue] = executor
-        imported = self._imported
+        shared = Shared(
+            executor=executor,
+            jobs=self._imported.jobs,
+            link=self._link,
+            in_flight=self._in_flight,
+            running=self.running,
+            arbiter=self.actor_ref,
+            max_jobs=self._spec.max_jobs,
+        )
         if queue in self._spec.async_queues:
-            self._add_async_workers(queue, count, executor)
+            self._add_async_workers(queue, count, shared)
             return
         for _ in range(count):
             index = next(self._indexes)
             worker = Worker.start(
                 index=index,
-                executor=executor,
-                jobs=imported.jobs,
-                state_factory=imported.state_factory,
+                shared=shared,
+                state_factory=self._imported.state_factory,
                 handle=self._handle,
-                link=self._link,
-                in_flight=self._in_flight,
-                running=self.running,
-                arbiter=self.actor_ref,
-                max_jobs=self._spec.max_jobs,
             )
             self.workers[index] = (queue, worker)
 
-    def _add_async_workers(self, queue: str, count: int, executor: ThreadExecutor) -> None:
+    def _add_async_workers(self, queue: str, count: int, shared: Shared) -> None:
         if self._loop is None:
             link = self._link
 
@@ -284,18 +287,7 @@ class Arbiter(pykka.ThreadingActor):
             )
         for _ in range(count):
             index = next(self._indexes)
-            worker = AsyncWorker(
-                index=index,
-                executor=executor,
-                jobs=self._imported.jobs,
-                state=state,
-                link=self._link,
-                in_flight=self._in_flight,
-                running=self.running,
-                arbiter=self.actor_ref,
-                loop=self._loop,
-                max_jobs=self._spec.max_jobs,
-            )
+            worker = AsyncWorker(index=index, shared=shared, state=state, loop=self._loop)
             self.workers[index] = (queue, worker)
             worker.start()
 

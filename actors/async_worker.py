@@ -27,16 +27,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-import pykka
-
-from actors.executor import InFlight, Retired, Running, ThreadExecutor
+from actors.executor import Retired
 from actors.protocol import Deliver, Started, encode
 from actors.wire import FrameWriter
 from actors.worker import (
     RetireWorker,
+    Shared,
     StopWorker,
     WorkerFailed,
     WorkerReady,
@@ -48,7 +47,7 @@ from actors.worker import (
     ran,
     unregistered,
 )
-from storage import Job, JobResult
+from storage import JobResult
 
 BLOCKED_AFTER = 1.0  # seconds the loop may not turn before the watchdog says so
 
@@ -151,26 +150,14 @@ class AsyncWorker:
         self,
         *,
         index: int,
-        executor: ThreadExecutor,
-        jobs: Mapping[str, type[Job]],
+        shared: Shared,
         state: QueueState,
-        link: FrameWriter,
-        in_flight: InFlight,
-        running: Running,
-        arbiter: pykka.ActorRef[Any],
         loop: EventLoop,
-        max_jobs: int | None = None,
     ) -> None:
         self._index = index
-        self._executor = executor
-        self._jobs = jobs
+        self._shared = shared
         self._state_source = state
-        self._link = link
-        self._in_flight = in_flight
-        self._running = running
-        self._arbiter = arbiter
         self._loop = loop
-        self._max_jobs = max_jobs
         self._state: Any = None
         self._busy = False
         self._stopping = False
@@ -190,18 +177,20 @@ class AsyncWorker:
             self._state = await self._state_source.get()
         except BaseException as exc:
             self._stopping = True
-            self._arbiter.tell(WorkerFailed(self._index, f"state factory failed: {describe(exc)}"))
+            self._shared.arbiter.tell(
+                WorkerFailed(self._index, f"state factory failed: {describe(exc)}")
+            )
             return
-        self._arbiter.tell(WorkerReady(self._index))
-        self._executor.ready(self)
+        self._shared.arbiter.tell(WorkerReady(self._index))
+        self._shared.executor.ready(self)
 
     def _receive(self, message: Any) -> None:
         if isinstance(message, StopWorker):
             self._stopping = True
             if not self._busy:
-                self._arbiter.tell(WorkerStopped(self._index))
+                self._shared.arbiter.tell(WorkerStopped(self._index))
         elif isinstance(message, RetireWorker):
-            self._arbiter.tell(WorkerRetired(self._index))
+            self._shared.arbiter.tell(WorkerRetired(self._index))
         elif isinstance(message, Deliver):
             self._busy = True
             self._loop.loop.create_task(self._chain(message))
@@ -211,33 +200,33 @@ class AsyncWorker:
         announced = True  # by the executor, which handed it over
         while isinstance(job, Deliver):
             seconds = await self._execute(job, announced)
-            job = self._executor.finished(self, seconds)
+            job = self._shared.executor.finished(self, seconds)
             announced = False
-        self._loop.flush_soon(self._link)  # the last Done, and the credits it freed
+        self._loop.flush_soon(self._shared.link)  # the last Done, and the credits it freed
         self._busy = False
         if isinstance(job, Retired):
-            self._arbiter.tell(WorkerRetired(self._index))
+            self._shared.arbiter.tell(WorkerRetired(self._index))
         elif self._stopping:
-            self._arbiter.tell(WorkerStopped(self._index))
+            self._shared.arbiter.tell(WorkerStopped(self._index))
 
     async def _execute(self, job: Deliver, announced: bool) -> float:
         """Run ``job``; returns how long it ran."""
         if not announced:
             # Written before the job runs, as for a sync job: a job that
             # kills its process must be known to have started.
-            self._link.send(encode(Started(job.job_id)), wait=True)
+            self._shared.link.send(encode(Started(job.job_id)), wait=True)
         started = time.perf_counter()
         result = await self._run(job)
-        self._link.buffer(done(job, result))
+        self._shared.link.buffer(done(job, result))
         return time.perf_counter() - started
 
     async def _run(self, job: Deliver) -> JobResult:
-        job_class = self._jobs.get(job.name)
+        job_class = self._shared.jobs.get(job.name)
         if job_class is None:
-            return unregistered(job, self._in_flight)
+            return unregistered(job, self._shared.in_flight)
         task = asyncio.current_task()
         assert task is not None
-        running = self._running
+        running = self._shared.running
         try:
             running.begin(job.job_id, task)
             try:
@@ -255,5 +244,5 @@ class AsyncWorker:
         except BaseException as exc:
             return JobResult.failure(describe(exc))
         finally:
-            ran(job, self._in_flight, self._max_jobs, self._arbiter)
+            ran(job, self._shared)
         return JobResult.success()

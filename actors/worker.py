@@ -29,6 +29,20 @@ from storage import Job, JobResult, Outcome
 
 
 @dataclass(frozen=True, slots=True)
+class Shared:
+    """What the slots of one queue in an arbiter share, sync (Worker) or async
+    (AsyncWorker): built once by the arbiter, handed to each slot."""
+
+    executor: ThreadExecutor
+    jobs: Mapping[str, type[Job]]
+    link: FrameWriter
+    in_flight: InFlight
+    running: Running
+    arbiter: pykka.ActorRef[Any]
+    max_jobs: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StopWorker:
     pass
 
@@ -80,27 +94,15 @@ class Worker(pykka.ThreadingActor):
         self,
         *,
         index: int,
-        executor: ThreadExecutor,
-        jobs: Mapping[str, type[Job]],
+        shared: Shared,
         state_factory: Callable[[Any], Any],
         handle: Any,
-        link: FrameWriter,
-        in_flight: InFlight,
-        running: Running,
-        arbiter: pykka.ActorRef[Any],
-        max_jobs: int | None = None,
     ) -> None:
         super().__init__()
         self._index = index
-        self._executor = executor
-        self._running = running
-        self._jobs = jobs
+        self._shared = shared
         self._state_factory = state_factory
         self._handle = handle
-        self._link = link
-        self._in_flight = in_flight
-        self._arbiter = arbiter
-        self._max_jobs = max_jobs
         self._state: Any = None
         self._stopping = False
 
@@ -113,10 +115,12 @@ class Worker(pykka.ThreadingActor):
             self._state = state
         except BaseException as exc:
             self._stopping = True
-            self._arbiter.tell(WorkerFailed(self._index, f"state factory failed: {describe(exc)}"))
+            self._shared.arbiter.tell(
+                WorkerFailed(self._index, f"state factory failed: {describe(exc)}")
+            )
             return
-        self._arbiter.tell(WorkerReady(self._index))
-        self._executor.ready(self.actor_ref)
+        self._shared.arbiter.tell(WorkerReady(self._index))
+        self._shared.executor.ready(self.actor_ref)
 
     def on_failure(
         self,
@@ -127,12 +131,14 @@ class Worker(pykka.ThreadingActor):
         # A worker that died would leave its arbiter up and running nothing:
         # the arbiter reports it and is replaced at once.
         error = "worker failed" if exception_value is None else describe(exception_value)
-        self._arbiter.tell(WorkerFailed(self._index, f"worker {self._index} failed: {error}"))
+        self._shared.arbiter.tell(
+            WorkerFailed(self._index, f"worker {self._index} failed: {error}")
+        )
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, StopWorker):
             self._stopping = True
-            self._arbiter.tell(WorkerStopped(self._index))
+            self._shared.arbiter.tell(WorkerStopped(self._index))
             return None
         if isinstance(message, RetireWorker):
             self._retire()
@@ -143,21 +149,21 @@ class Worker(pykka.ThreadingActor):
         announced = True
         while isinstance(job, Deliver):
             seconds = self._execute(job, announced)
-            job = self._executor.finished(self.actor_ref, seconds)
+            job = self._shared.executor.finished(self.actor_ref, seconds)
             announced = False
-        self._link.flush()  # the last Done, and the credits it freed
+        self._shared.link.flush()  # the last Done, and the credits it freed
         if isinstance(job, Retired):
             self._retire()
         return None
 
     def _retire(self) -> None:
         # Its slot was scaled away: it ends, and its arbiter forgets it.
-        self._arbiter.tell(WorkerRetired(self._index))
+        self._shared.arbiter.tell(WorkerRetired(self._index))
         self.stop()
 
     def _execute(self, job: Deliver, announced: bool) -> float:
         """Run ``job``; returns how long it ran."""
-        link = self._link
+        link = self._shared.link
         if not announced:
             # Written before the job runs: a job that kills its process must
             # be known to have started, or it would go back unexecuted
@@ -170,10 +176,10 @@ class Worker(pykka.ThreadingActor):
         return time.perf_counter() - started
 
     def _run(self, job: Deliver) -> JobResult:
-        job_class = self._jobs.get(job.name)
+        job_class = self._shared.jobs.get(job.name)
         if job_class is None:
-            return unregistered(job, self._in_flight)
-        running = self._running
+            return unregistered(job, self._shared.in_flight)
+        running = self._shared.running
         try:
             running.begin(job.job_id)
             try:
@@ -192,7 +198,7 @@ class Worker(pykka.ThreadingActor):
             # SystemExit and friends too: a job's failure, never its worker's.
             return JobResult.failure(describe(exc))
         finally:
-            ran(job, self._in_flight, self._max_jobs, self._arbiter)
+            ran(job, self._shared)
         return JobResult.success()
 
 
@@ -223,14 +229,12 @@ def unregistered(job: Deliver, in_flight: InFlight) -> JobResult:
     )
 
 
-def ran(
-    job: Deliver, in_flight: InFlight, max_jobs: int | None, arbiter: pykka.ActorRef[Any]
-) -> None:
+def ran(job: Deliver, shared: Shared) -> None:
     """A job ran to its end (whatever the result): count it, and recycle the
     arbiter once it has run ``max_jobs``. One rule for sync and async slots."""
-    finished = in_flight.discard(job.job_id, ran=True)
-    if max_jobs is not None and finished >= max_jobs:
-        arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
+    finished = shared.in_flight.discard(job.job_id, ran=True)
+    if shared.max_jobs is not None and finished >= shared.max_jobs:
+        shared.arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
