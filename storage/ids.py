@@ -26,7 +26,8 @@ class IdGenerator:
         self._counter = 0
         self._random = random.Random(os.urandom(16))
 
-    def next_int(self) -> int:
+    def next_seq(self) -> int:
+        """The next id's time and counter: ``ms << 12 | counter``, 60 bits."""
         ms = time.time_ns() // 1_000_000
         if ms > self._last_ms:
             self._last_ms = ms
@@ -37,13 +38,52 @@ class IdGenerator:
                 # The counter is spent: borrow the next millisecond.
                 self._last_ms += 1
                 self._counter = 0
-        return (
-            (self._last_ms << 80)
-            | _VERSION_7
-            | (self._counter << 64)
-            | _VARIANT
-            | self._random.getrandbits(62)
-        )
+        return (self._last_ms << 12) | self._counter
+
+    def next_int(self) -> int:
+        return _layout(self.next_seq(), self._random.getrandbits(62))
+
+
+class SeqIds:
+    """Ids for a store that keeps them as 60-bit ints inside and hands out
+    UUIDv7s: the int is the UUID's time and counter, and its 62 random bits
+    are one draw per store (RFC 9562 allows any source for them), so either
+    form gives the other. A 60-bit int takes 32 bytes, a 128-bit one 48: it
+    is kept per job, twice, in a store of a million.
+
+    A UUID whose fixed bits are not this store's maps to None: not its job.
+    """
+
+    __slots__ = ("_fixed", "_generator")
+
+    def __init__(self) -> None:
+        self._generator = IdGenerator()
+        self._fixed = _VERSION_7 | _VARIANT | int.from_bytes(os.urandom(8), "big") >> 2
+
+    def next(self) -> int:
+        return self._generator.next_seq()
+
+    def as_uuid(self, seq: int) -> uuid.UUID:
+        return to_uuid(((seq >> 12) << 80) | ((seq & 0xFFF) << 64) | self._fixed)
+
+    def as_seq(self, job_id: uuid.UUID) -> int | None:
+        value = job_id.int
+        if value & _FIXED_MASK != self._fixed:
+            return None
+        return ((value >> 80) << 12) | ((value >> 64) & 0xFFF)
+
+
+def seq_time(seq: int) -> float:
+    """The creation time (epoch seconds, millisecond precision) of a SeqIds int."""
+    return (seq >> 12) / 1000.0
+
+
+def _layout(seq: int, rand_b: int) -> int:
+    return ((seq >> 12) << 80) | _VERSION_7 | ((seq & 0xFFF) << 64) | _VARIANT | rand_b
+
+
+# The bits of a UUIDv7 that are neither its time (48) nor its counter (12).
+_FIXED_MASK = ((1 << 128) - 1) ^ (((1 << 48) - 1) << 80) ^ (0xFFF << 64)
 
 
 def id_time(job_id: int) -> float:

@@ -3,12 +3,19 @@
 Each queue has two sorted indexes of plain ints, so that ordering is done by
 C comparisons and no Python ``__lt__`` runs on the hot path:
 
-* pending: ``run_at_us << 128 | id``: run_at order, and among equal run_at
-  the id order, which is enqueue order (ids are time-ordered and strictly
-  increasing per storage). A job put back keeps its id, so it keeps its place.
-* held: ``expires_us << 128 | id``: the earliest stale claim is first.
+* pending: ``run_at_us << 60 | seq``: run_at order, and among equal run_at
+  the seq order, which is enqueue order (seqs are time-ordered and strictly
+  increasing per storage). A job put back keeps its seq, so it keeps its place.
+* held: ``expires_us << 60 | seq``: the earliest stale claim is first.
 
-The low 128 bits of either key are the job's id, the key of ``_jobs``.
+The low 60 bits of either key are the job's seq, the key of ``_jobs``: the
+time and counter of its UUID (``SeqIds``), half the size of the UUID's int.
+
+A queued job costs what its bytes are, plus about 220 bytes: its entry (four
+slots, the name, queue and policy shared with every job of its kind), its
+seq and pending key, and their slots in ``_jobs`` and the index. What a job
+has been through (a claim, a failure, a unique key) lives in a ``_State``
+that a fresh job does not have, since a backlog is mostly fresh jobs.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ import functools
 import itertools
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from sortedcontainers import SortedList
 
 from storage.clock import Clock, SystemClock
 from storage.contract import STALE_HEARTBEATS, Completion, PopRequest, complete_then_pop
-from storage.ids import IdGenerator, id_time, to_uuid
+from storage.ids import SeqIds, seq_time
 from storage.model import (
     Claim,
     Disposition,
@@ -36,42 +44,56 @@ from storage.model import (
 )
 from storage.policy import Policy
 
-_ID_MASK = (1 << 128) - 1
+_SEQ_BITS = 60
+_SEQ_MASK = (1 << _SEQ_BITS) - 1
 _US = 1_000_000
 
 
-class _Entry:
-    """One stored job. ``mark`` is the claim's expiry (µs) while running and
+class _Kind(NamedTuple):
+    """What the jobs of one class queued one way share."""
+
+    name: str
+    queue: str
+    policy: Policy
+
+
+class _State:
+    """What a job has been through: made when it is first claimed, or queued
+    with a unique key. ``mark`` is the claim's expiry key while running and
     the time of death (µs) while dead."""
 
-    __slots__ = (
-        "args",
-        "id",
-        "key",
-        "last_error",
-        "mark",
-        "name",
-        "policy",
-        "queue",
-        "retry_count",
-        "runner",
-        "status",
-        "unique_key",
-    )
+    __slots__ = ("last_error", "mark", "retry_count", "runner", "status", "unique_key")
 
-    def __init__(self, job_id: int, job: NewJob, key: int) -> None:
-        self.id = job_id
-        self.name = job.name
-        self.queue = job.queue
-        self.args = job.args
-        self.policy: Policy = job.policy
-        self.retry_count = 0
-        self.key = key
+    def __init__(self, unique_key: str | None = None) -> None:
         self.status = Status.PENDING
+        self.retry_count = 0
         self.last_error: str | None = None
         self.runner: str | None = None
         self.mark = 0
-        self.unique_key = job.unique_key
+        self.unique_key = unique_key
+
+
+class _Entry:
+    """One stored job; ``state`` None is a fresh pending job."""
+
+    __slots__ = ("args", "key", "kind", "state")
+
+    def __init__(self, key: int, args: bytes, kind: _Kind, state: _State | None) -> None:
+        self.key = key
+        self.args = args
+        self.kind = kind
+        self.state = state
+
+    def grown(self) -> _State:
+        state = self.state
+        if state is None:
+            state = self.state = _State()
+        return state
+
+
+# Kinds kept for sharing; past this many (a timeout given per job makes a
+# policy per job) the cache starts over, and jobs keep the kinds they have.
+_KINDS_KEPT = 4096
 
 
 @functools.lru_cache(maxsize=64)
@@ -90,8 +112,9 @@ class MemoryStorage:
     def __init__(self, *, clock: Clock | None = None, unregistered_delay: float = 60.0) -> None:
         self._clock: Clock = clock or SystemClock()
         self._unregistered_delay_us = round(unregistered_delay * _US)
-        self._ids = IdGenerator()
-        self._jobs: dict[int, _Entry] = {}
+        self._ids = SeqIds()
+        self._kinds: dict[tuple[str, str, int], _Kind] = {}
+        self._jobs: dict[int, _Entry] = {}  # by seq
         self._pending: dict[str, SortedList] = {}
         self._held: dict[str, SortedList] = {}
         # The pending keys of jobs that failed before: told apart from jobs
@@ -99,7 +122,7 @@ class MemoryStorage:
         self._retrying: dict[str, SortedList] = {}
         self._dead: dict[str, dict[int, _Entry]] = {}
         self._by_runner: dict[str, set[int]] = {}
-        self._unique: dict[str, int] = {}  # unique key -> id of the live job holding it
+        self._unique: dict[str, int] = {}  # unique key -> seq of the live job holding it
 
     # -- time ---------------------------------------------------------------
 
@@ -128,11 +151,12 @@ class MemoryStorage:
     # -- writing ------------------------------------------------------------
 
     def push(self, job: NewJob) -> uuid.UUID:
-        return to_uuid(self._insert(job, self._now_us()))
+        return self._ids.as_uuid(self._insert(job, self._now_us()))
 
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         now = self._now_us()
         keys: dict[str, list[int]] = {}
+        to_uuid = self._ids.as_uuid
         ids = [to_uuid(self._insert(job, now, keys)) for job in jobs]
         for queue, added in keys.items():
             # One sort for a batch, not a search per job.
@@ -145,19 +169,33 @@ class MemoryStorage:
             pending = self._pending[queue] = SortedList()
         return pending
 
+    def _kind(self, job: NewJob) -> _Kind:
+        # By the policy's identity: a job class keeps one Policy, and the kind
+        # holds it, so its id names no other while cached. Hashing the policy
+        # itself would cost more than the rest of the push.
+        cache_key = (job.name, job.queue, id(job.policy))
+        kind = self._kinds.get(cache_key)
+        if kind is None:
+            if len(self._kinds) >= _KINDS_KEPT:
+                self._kinds.clear()
+            kind = self._kinds[cache_key] = _Kind(job.name, job.queue, job.policy)
+        return kind
+
     def _insert(self, job: NewJob, now: int, batch: dict[str, list[int]] | None = None) -> int:
         """Store ``job``; its pending key goes into ``batch`` (per queue) if
-        given, for the caller to add, or straight into its queue."""
+        given, for the caller to add, or straight into its queue. Its seq."""
+        state = None
         if job.unique_key is not None:
             live = self._unique.get(job.unique_key)
             if live is not None:
                 return live
-        job_id = self._ids.next_int()
-        if job.unique_key is not None:
-            self._unique[job.unique_key] = job_id
+            state = _State(job.unique_key)
+        seq = self._ids.next()
+        if state is not None:
+            self._unique[job.unique_key] = seq  # type: ignore[index]
         run_at = now if job.run_at is None else round(job.run_at * _US)
-        key = (run_at << 128) | job_id
-        self._jobs[job_id] = _Entry(job_id, job, key)
+        key = (run_at << _SEQ_BITS) | seq
+        self._jobs[seq] = _Entry(key, job.args, self._kind(job), state)
         if batch is None:
             self._pending_of(job.queue).add(key)
         else:
@@ -165,73 +203,86 @@ class MemoryStorage:
             if added is None:
                 added = batch[job.queue] = []
             added.append(key)
-        return job_id
+        return seq
+
+    def _entry(self, job_id: uuid.UUID) -> _Entry | None:
+        seq = self._ids.as_seq(job_id)
+        return None if seq is None else self._jobs.get(seq)
 
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
         now = self._now_us()
         claimed: list[Claim] = []
         held = self._held.get(queue)
         # A claim whose heartbeat is older than 5 intervals is taken over.
-        while held and len(claimed) < limit and (held[0] >> 128) < now:
-            entry = self._jobs[held.pop(0) & _ID_MASK]
-            self._by_runner[entry.runner].discard(entry.id)  # type: ignore[index]
-            claimed.append(self._claim(entry, runner, now))
+        while held and len(claimed) < limit and (held[0] >> _SEQ_BITS) < now:
+            seq = held.pop(0) & _SEQ_MASK
+            entry = self._jobs[seq]
+            state: _State = entry.state  # type: ignore[assignment]
+            self._by_runner[state.runner].discard(seq)  # type: ignore[index]
+            claimed.append(self._claim(seq, entry, state, runner, now))
         pending = self._pending.get(queue)
-        while pending and len(claimed) < limit and (pending[0] >> 128) <= now:
-            entry = self._jobs[pending.pop(0) & _ID_MASK]
-            if entry.retry_count:
+        while pending and len(claimed) < limit and (pending[0] >> _SEQ_BITS) <= now:
+            seq = pending.pop(0) & _SEQ_MASK
+            entry = self._jobs[seq]
+            state = entry.grown()
+            if state.retry_count:
                 self._retrying[queue].remove(entry.key)
-            entry.status = Status.RUNNING
-            claimed.append(self._claim(entry, runner, now))
+            state.status = Status.RUNNING
+            claimed.append(self._claim(seq, entry, state, runner, now))
         return claimed
 
-    def _claim(self, entry: _Entry, runner: str, now: int) -> Claim:
-        entry.runner = runner
-        self._hold(entry, now)
+    def _claim(self, seq: int, entry: _Entry, state: _State, runner: str, now: int) -> Claim:
+        state.runner = runner
+        self._hold(seq, entry, state, now)
         owned = self._by_runner.get(runner)
         if owned is None:
             owned = self._by_runner[runner] = set()
-        owned.add(entry.id)
+        owned.add(seq)
+        kind = entry.kind
         return Claim(
-            to_uuid(entry.id),
-            entry.name,
-            entry.queue,
+            self._ids.as_uuid(seq),
+            kind.name,
+            kind.queue,
             entry.args,
-            entry.retry_count,
-            entry.policy.timeout,
+            state.retry_count,
+            kind.policy.timeout,
         )
 
-    def _hold(self, entry: _Entry, now: int) -> None:
-        lease = _lease_us(entry.policy.heartbeat_interval)
-        entry.mark = ((now + lease) << 128) | entry.id
-        held = self._held.get(entry.queue)
+    def _hold(self, seq: int, entry: _Entry, state: _State, now: int) -> None:
+        kind = entry.kind
+        lease = _lease_us(kind.policy.heartbeat_interval)
+        state.mark = ((now + lease) << _SEQ_BITS) | seq
+        held = self._held.get(kind.queue)
         if held is None:
-            held = self._held[entry.queue] = SortedList()
-        held.add(entry.mark)
+            held = self._held[kind.queue] = SortedList()
+        held.add(state.mark)
 
     def heartbeat(self, runner: str, job_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
         now = self._now_us()
         lost: list[uuid.UUID] = []
         for job_id in job_ids:
-            entry = self._jobs.get(job_id.int)
-            if entry is None or entry.runner != runner:
+            entry = self._entry(job_id)
+            state = None if entry is None else entry.state
+            if entry is None or state is None or state.runner != runner:
                 lost.append(job_id)
                 continue
-            self._held[entry.queue].remove(entry.mark)
-            self._hold(entry, now)
+            self._held[entry.kind.queue].remove(state.mark)
+            self._hold(entry.key & _SEQ_MASK, entry, state, now)
         return lost
 
     def complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> Disposition:
-        entry = self._jobs.get(job_id.int)
-        if entry is None or entry.runner != runner:
+        entry = self._entry(job_id)
+        state = None if entry is None else entry.state
+        if entry is None or state is None or state.runner != runner:
             return Disposition.NOT_HELD
-        self._unhold(entry)
-        self._by_runner[runner].discard(entry.id)
+        seq = entry.key & _SEQ_MASK
+        self._unhold(entry, state)
+        self._by_runner[runner].discard(seq)
         if result.outcome is Outcome.SUCCESS:
-            del self._jobs[entry.id]
-            self._forget_key(entry)
+            del self._jobs[seq]
+            self._forget_key(seq, state)
             return Disposition.FINISHED  # the hot path, without the clock
-        return self._settle(entry, result, self._now_us())
+        return self._settle(seq, entry, state, result, self._now_us())
 
     def complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
@@ -241,77 +292,85 @@ class MemoryStorage:
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         now = self._now_us()
         settled = []
-        for job_id in sorted(self._by_runner.pop(runner, ())):
-            entry = self._jobs[job_id]
-            self._unhold(entry)
-            settled.append((to_uuid(job_id), self._settle(entry, result, now)))
+        for seq in sorted(self._by_runner.pop(runner, ())):
+            entry = self._jobs[seq]
+            state: _State = entry.state  # type: ignore[assignment]
+            self._unhold(entry, state)
+            settled.append((self._ids.as_uuid(seq), self._settle(seq, entry, state, result, now)))
         return settled
 
-    def _unhold(self, entry: _Entry) -> None:
-        self._held[entry.queue].remove(entry.mark)
-        entry.runner = None
-        entry.mark = 0
+    def _unhold(self, entry: _Entry, state: _State) -> None:
+        self._held[entry.kind.queue].remove(state.mark)
+        state.runner = None
+        state.mark = 0
 
-    def _settle(self, entry: _Entry, result: JobResult, now: int) -> Disposition:
+    def _settle(
+        self, seq: int, entry: _Entry, state: _State, result: JobResult, now: int
+    ) -> Disposition:
         outcome = result.outcome
         if outcome is Outcome.SUCCESS:
-            del self._jobs[entry.id]
-            self._forget_key(entry)
+            del self._jobs[seq]
+            self._forget_key(seq, state)
             return Disposition.FINISHED
         if outcome is Outcome.UNEXECUTED:
-            self._make_pending(entry, entry.key >> 128)
+            self._make_pending(seq, entry, state, entry.key >> _SEQ_BITS)
             return Disposition.REQUEUED
-        entry.last_error = result.error
+        state.last_error = result.error
         if outcome is Outcome.UNREGISTERED:
-            self._make_pending(entry, now + self._unregistered_delay_us)
+            self._make_pending(seq, entry, state, now + self._unregistered_delay_us)
             return Disposition.REQUEUED
-        entry.retry_count += 1
-        policy = entry.policy
-        if policy.max_retries.allows(entry.retry_count):
-            delay = policy.backoff.delay(entry.retry_count)
-            self._make_pending(entry, now + round(delay * _US))
+        state.retry_count += 1
+        policy = entry.kind.policy
+        if policy.max_retries.allows(state.retry_count):
+            delay = policy.backoff.delay(state.retry_count)
+            self._make_pending(seq, entry, state, now + round(delay * _US))
             return Disposition.RETRYING
-        entry.status = Status.DEAD
-        entry.mark = now
-        self._forget_key(entry)
-        dead = self._dead.get(entry.queue)
+        state.status = Status.DEAD
+        state.mark = now
+        self._forget_key(seq, state)
+        queue = entry.kind.queue
+        dead = self._dead.get(queue)
         if dead is None:
-            dead = self._dead[entry.queue] = {}
-        dead[entry.id] = entry
+            dead = self._dead[queue] = {}
+        dead[seq] = entry
         return Disposition.DEAD
 
-    def _forget_key(self, entry: _Entry) -> None:
-        if entry.unique_key is not None and self._unique.get(entry.unique_key) == entry.id:
-            del self._unique[entry.unique_key]
+    def _forget_key(self, seq: int, state: _State) -> None:
+        key = state.unique_key
+        if key is not None and self._unique.get(key) == seq:
+            del self._unique[key]
 
-    def _make_pending(self, entry: _Entry, run_at: int) -> None:
-        entry.status = Status.PENDING
-        entry.key = (run_at << 128) | entry.id
-        self._pending[entry.queue].add(entry.key)
-        if entry.retry_count:
-            retrying = self._retrying.get(entry.queue)
+    def _make_pending(self, seq: int, entry: _Entry, state: _State, run_at: int) -> None:
+        state.status = Status.PENDING
+        entry.key = (run_at << _SEQ_BITS) | seq
+        queue = entry.kind.queue
+        self._pending[queue].add(entry.key)
+        if state.retry_count:
+            retrying = self._retrying.get(queue)
             if retrying is None:
-                retrying = self._retrying[entry.queue] = SortedList()
+                retrying = self._retrying[queue] = SortedList()
             retrying.add(entry.key)
 
     def requeue(self, job_id: uuid.UUID) -> bool:
-        entry = self._jobs.get(job_id.int)
-        if entry is None or entry.status is not Status.DEAD:
+        entry = self._entry(job_id)
+        state = None if entry is None else entry.state
+        if entry is None or state is None or state.status is not Status.DEAD:
             return False
-        del self._dead[entry.queue][entry.id]
-        if entry.unique_key is not None:
+        seq = entry.key & _SEQ_MASK
+        del self._dead[entry.kind.queue][seq]
+        if state.unique_key is not None:
             # Live again: it holds its key once more, unless another job took it.
-            self._unique.setdefault(entry.unique_key, entry.id)
-        entry.retry_count = 0
-        entry.mark = 0
-        self._make_pending(entry, self._now_us())
+            self._unique.setdefault(state.unique_key, seq)
+        state.retry_count = 0
+        state.mark = 0
+        self._make_pending(seq, entry, state, self._now_us())
         return True
 
     def purge_dead(self, older_than: float | None = None) -> int:
         cutoff = None if older_than is None else self._now_us() - round(older_than * _US)
         purged = 0
         for dead in self._dead.values():
-            doomed = [i for i, e in dead.items() if cutoff is None or e.mark < cutoff]
+            doomed = [i for i, e in dead.items() if cutoff is None or _dead_since(e) < cutoff]
             for job_id in doomed:
                 del dead[job_id]
                 del self._jobs[job_id]
@@ -321,8 +380,8 @@ class MemoryStorage:
     # -- reading ------------------------------------------------------------
 
     def info(self, job_id: uuid.UUID) -> JobInfo | None:
-        entry = self._jobs.get(job_id.int)
-        return None if entry is None else _info(entry)
+        entry = self._entry(job_id)
+        return None if entry is None else self._info(entry)
 
     def list(
         self,
@@ -334,15 +393,15 @@ class MemoryStorage:
     ) -> list[JobInfo]:
         queues = [queue] if queue is not None else sorted(self._queues())
         found = itertools.chain.from_iterable(self._walk(q, status) for q in queues)
-        return [_info(e) for e in itertools.islice(found, offset, offset + limit)]
+        return [self._info(e) for e in itertools.islice(found, offset, offset + limit)]
 
     def _walk(self, queue: str, status: Status | None) -> Iterator[_Entry]:
         if status in (None, Status.PENDING):
             for key in self._pending.get(queue, ()):
-                yield self._jobs[key & _ID_MASK]
+                yield self._jobs[key & _SEQ_MASK]
         if status in (None, Status.RUNNING):
             for key in self._held.get(queue, ()):
-                yield self._jobs[key & _ID_MASK]
+                yield self._jobs[key & _SEQ_MASK]
         if status in (None, Status.DEAD):
             yield from self._dead.get(queue, {}).values()
 
@@ -351,7 +410,7 @@ class MemoryStorage:
 
     def stats(self) -> dict[str, QueueStats]:
         stats = {}
-        due = (self._now_us() << 128) | _ID_MASK  # every key of a job due now is <= it
+        due = (self._now_us() << _SEQ_BITS) | _SEQ_MASK  # every key of a job due now is <= it
         for queue in sorted(self._queues()):
             pending = self._pending.get(queue, ())
             later = len(pending) - pending.bisect_right(due) if pending else 0
@@ -372,30 +431,38 @@ class MemoryStorage:
         times = []
         pending = self._pending.get(queue)
         if pending:
-            times.append(pending[0] >> 128)
+            times.append(pending[0] >> _SEQ_BITS)
         held = self._held.get(queue)
         if held:
             # A claim may be taken once its expiry is strictly in the past.
-            times.append((held[0] >> 128) + 1)
+            times.append((held[0] >> _SEQ_BITS) + 1)
         return min(times) / _US if times else None
 
+    def _info(self, entry: _Entry) -> JobInfo:
+        kind, state, seq = entry.kind, entry.state or _FRESH, entry.key & _SEQ_MASK
+        policy = kind.policy
+        return JobInfo(
+            id=self._ids.as_uuid(seq),
+            name=kind.name,
+            queue=kind.queue,
+            args=entry.args,
+            retry_count=state.retry_count,
+            max_retries=policy.max_retries,
+            backoff=policy.backoff,
+            run_at=_utc(entry.key >> _SEQ_BITS),
+            heartbeat_interval=policy.heartbeat_interval,
+            timeout=policy.timeout,
+            status=state.status,
+            last_error=state.last_error,
+            runner=state.runner,
+            enqueued_at=dt.datetime.fromtimestamp(seq_time(seq), dt.UTC),
+            unique_key=state.unique_key,
+        )
 
-def _info(entry: _Entry) -> JobInfo:
-    policy = entry.policy
-    return JobInfo(
-        id=to_uuid(entry.id),
-        name=entry.name,
-        queue=entry.queue,
-        args=entry.args,
-        retry_count=entry.retry_count,
-        max_retries=policy.max_retries,
-        backoff=policy.backoff,
-        run_at=_utc(entry.key >> 128),
-        heartbeat_interval=policy.heartbeat_interval,
-        timeout=policy.timeout,
-        status=entry.status,
-        last_error=entry.last_error,
-        runner=entry.runner,
-        enqueued_at=dt.datetime.fromtimestamp(id_time(entry.id), dt.UTC),
-        unique_key=entry.unique_key,
-    )
+
+_FRESH = _State()  # what info() reads for a job without a state; never changed
+
+
+def _dead_since(entry: _Entry) -> int:
+    assert entry.state is not None  # a dead job has been run
+    return entry.state.mark
