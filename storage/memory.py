@@ -43,6 +43,7 @@ from storage.model import (
     Status,
 )
 from storage.policy import Policy
+from storage.settle import settle
 
 _SEQ_BITS = 60
 _SEQ_MASK = (1 << _SEQ_BITS) - 1
@@ -307,33 +308,36 @@ class MemoryStorage:
     def _settle(
         self, seq: int, entry: _Entry, state: _State, result: JobResult, now: int
     ) -> Disposition:
-        outcome = result.outcome
-        if outcome is Outcome.SUCCESS:
+        policy = entry.kind.policy
+        verdict = settle(
+            result,
+            retry_count=state.retry_count,
+            max_retries=policy.max_retries,
+            backoff=policy.backoff,
+            unregistered_delay_us=self._unregistered_delay_us,
+        )
+        disposition = verdict.disposition
+        if disposition is Disposition.FINISHED:
             del self._jobs[seq]
             self._forget_key(seq, state)
-            return Disposition.FINISHED
-        if outcome is Outcome.UNEXECUTED:
-            self._make_pending(seq, entry, state, entry.key >> _SEQ_BITS)
-            return Disposition.REQUEUED
-        state.last_error = result.error
-        if outcome is Outcome.UNREGISTERED:
-            self._make_pending(seq, entry, state, now + self._unregistered_delay_us)
-            return Disposition.REQUEUED
-        state.retry_count += 1
-        policy = entry.kind.policy
-        if policy.max_retries.allows(state.retry_count):
-            delay = policy.backoff.delay(state.retry_count)
-            self._make_pending(seq, entry, state, now + round(delay * _US))
-            return Disposition.RETRYING
-        state.status = Status.DEAD
-        state.mark = now
-        self._forget_key(seq, state)
-        queue = entry.kind.queue
-        dead = self._dead.get(queue)
-        if dead is None:
-            dead = self._dead[queue] = {}
-        dead[seq] = entry
-        return Disposition.DEAD
+            return disposition
+        state.retry_count = verdict.retry_count
+        if verdict.error is not None:
+            state.last_error = verdict.error
+        if disposition is Disposition.DEAD:
+            state.status = Status.DEAD
+            state.mark = now
+            self._forget_key(seq, state)
+            queue = entry.kind.queue
+            dead = self._dead.get(queue)
+            if dead is None:
+                dead = self._dead[queue] = {}
+            dead[seq] = entry
+            return disposition
+        delay = verdict.delay_us
+        run_at = entry.key >> _SEQ_BITS if delay is None else now + delay
+        self._make_pending(seq, entry, state, run_at)
+        return disposition
 
     def _forget_key(self, seq: int, state: _State) -> None:
         key = state.unique_key

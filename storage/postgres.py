@@ -90,6 +90,7 @@ from storage.model import (
     Status,
 )
 from storage.policy import Backoff, MaxRetries
+from storage.settle import settle
 
 log = EventLog("storage.postgres")
 
@@ -281,27 +282,27 @@ RETURNING id"""
 _ONE = "id = %(id)s AND status = 1 AND runner = %(runner)s"
 _ALL = "status = 1 AND runner = %(runner)s"
 
-_ALLOWS = "(max_retries IS NULL OR retry_count + 1 <= max_retries)"
-# As Backoff.delay, then rounded to µs; round() on float8 is half-even, like
-# Python's round(), and power() is the C library's pow(), like float ** int.
-_DELAY = """CASE WHEN backoff_kind = 'linear' THEN round(backoff_value * 1000000)::bigint
-    ELSE round(power(backoff_value, retry_count + 1) * 1000000)::bigint END"""
+# Settling: a completed success (the hot path) is deleted by its holder in one
+# statement. Anything else locks the held rows (_HELD), storage.settle decides
+# each, and one statement stores the decisions (_APPLY), another deletes the
+# finished: the rule lives in Python alone.
+_FINISH = "DELETE FROM {jobs} WHERE {target} RETURNING id"
 
-_SETTLE = {
-    Outcome.SUCCESS: "DELETE FROM {jobs} WHERE {target} RETURNING id, status",
-    Outcome.UNEXECUTED: """UPDATE {jobs} SET status = 0, runner = NULL, mark = 0
-WHERE {target} RETURNING id, status""",
-    Outcome.UNREGISTERED: """UPDATE {jobs} SET status = 0, runner = NULL, mark = 0,
-    last_error = %(error)s, run_at = {now} + %(delay)s::bigint
-WHERE {target} RETURNING id, status""",
-    Outcome.FAILURE: f"""UPDATE {{jobs}} SET retry_count = retry_count + 1,
-    last_error = %(error)s, runner = NULL,
-    status = CASE WHEN {_ALLOWS} THEN 0 ELSE 2 END,
-    run_at = CASE WHEN {_ALLOWS} THEN {{now}} + {_DELAY} ELSE run_at END,
-    mark = CASE WHEN {_ALLOWS} THEN 0 ELSE {{now}} END,
-    live_key = CASE WHEN {_ALLOWS} THEN live_key END
-WHERE {{target}} RETURNING id, status""",
-}
+_HELD = """SELECT id, retry_count, max_retries, backoff_kind, backoff_value FROM {jobs}
+WHERE {target} ORDER BY id FOR UPDATE"""
+
+_APPLY = """UPDATE {jobs} j SET runner = NULL,
+    status = CASE WHEN u.dead THEN 2 ELSE 0 END,
+    retry_count = u.retry_count,
+    last_error = coalesce(u.error, j.last_error),
+    run_at = CASE WHEN u.delay IS NULL THEN j.run_at ELSE {now} + u.delay END,
+    mark = CASE WHEN u.dead THEN {now} ELSE 0 END,
+    live_key = CASE WHEN u.dead THEN NULL ELSE j.live_key END
+FROM unnest(%(ids)s::uuid[], %(dead)s::bool[], %(counts)s::int4[], %(delays)s::int8[],
+    %(errors)s::text[]) AS u(id, dead, retry_count, delay, error)
+WHERE j.id = u.id"""
+
+_DELETE = "DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[])"
 
 # A requeued job holds its key again only if no live job took it meanwhile.
 _REQUEUE = """UPDATE {jobs} j SET status = 0, retry_count = 0, mark = 0, run_at = {now},
@@ -350,8 +351,11 @@ class _Statements:
         nulls = ", ".join(["NULL"] * (len(_CLAIM.split(",")) - 1))
         self.complete_and_pop = fmt(_COMPLETE_AND_POP, returning=_returning("j."), nulls=nulls)
         self.heartbeat = fmt(_HEARTBEAT)
-        self.settle_one = {k: fmt(v, target=_ONE) for k, v in _SETTLE.items()}
-        self.settle_all = {k: fmt(v, target=_ALL) for k, v in _SETTLE.items()}
+        self.finish_one = fmt(_FINISH, target=_ONE)
+        self.held_one = fmt(_HELD, target=_ONE)
+        self.held_all = fmt(_HELD, target=_ALL)
+        self.apply = fmt(_APPLY)
+        self.delete = fmt(_DELETE)
         self.requeue = fmt(_REQUEUE)
         self.purge = fmt(_PURGE)
         self.info = fmt(_INFO, columns=_COLUMNS)
@@ -698,12 +702,12 @@ class PostgresStorage:
         return [job_id for job_id in wanted if job_id not in held]
 
     def complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> Disposition:
-        params = self._settle_params(result)
-        params.update(id=job_id, runner=runner)
-        row = self._write(self._sql.settle_one[result.outcome], params).fetchone()
-        if row is None:
-            return Disposition.NOT_HELD
-        return _disposition(result.outcome, row[1])
+        target = {"id": job_id, "runner": runner}
+        if result.outcome is Outcome.SUCCESS:
+            gone = self._write(self._sql.finish_one, target).fetchone()
+            return Disposition.NOT_HELD if gone is None else Disposition.FINISHED
+        settled = self._settle(self._sql.held_one, target, result)
+        return settled[0][1] if settled else Disposition.NOT_HELD
 
     def complete_and_pop(
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
@@ -758,23 +762,51 @@ class PostgresStorage:
         return [d if d is not None else Disposition.NOT_HELD for d in settled], popped
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
-        params = self._settle_params(result)
-        params["runner"] = runner
-        rows = self._write(self._sql.settle_all[result.outcome], params).fetchall()
-        rows.sort(key=lambda row: row[0])
-        return [(row[0], _disposition(result.outcome, row[1])) for row in rows]
+        return self._settle(self._sql.held_all, {"runner": runner}, result)
 
-    def _settle_params(self, result: JobResult) -> dict[str, Any]:
-        outcome = result.outcome
-        if outcome is Outcome.SUCCESS:
-            return {}
-        if outcome is Outcome.UNEXECUTED:
-            self._notify = True  # due again at once: another host may take it
-            return {}
-        params: dict[str, Any] = {"error": result.error, "now": self._now_param()}
-        if outcome is Outcome.UNREGISTERED:
-            params["delay"] = self._unregistered_delay_us
-        return params
+    def _settle(
+        self, held: LiteralString, target: dict[str, Any], result: JobResult
+    ) -> list[tuple[uuid.UUID, Disposition]]:
+        """Settle the held rows ``held`` selects with ``result``, as
+        storage.settle decides; (id, disposition) in id order."""
+        rows = self._write(held, target).fetchall()
+        settled, finished = [], []
+        apply: dict[str, list[Any]] = {k: [] for k in ("ids", "dead", "counts", "delays", "errors")}
+        for job_id, retry_count, limit, kind, value in rows:
+            max_retries, backoff = self._policy(limit, kind, value)
+            verdict = settle(
+                result,
+                retry_count=retry_count,
+                max_retries=max_retries,
+                backoff=backoff,
+                unregistered_delay_us=self._unregistered_delay_us,
+            )
+            settled.append((job_id, verdict.disposition))
+            if verdict.disposition is Disposition.FINISHED:
+                finished.append(job_id)
+                continue
+            if verdict.disposition is not Disposition.DEAD and verdict.delay_us is None:
+                self._notify = True  # due again at once: another host may take it
+            apply["ids"].append(job_id)
+            apply["dead"].append(verdict.disposition is Disposition.DEAD)
+            apply["counts"].append(verdict.retry_count)
+            apply["delays"].append(verdict.delay_us)
+            apply["errors"].append(verdict.error)
+        if finished:
+            self._write(self._sql.delete, {"ids": finished})
+        if apply["ids"]:
+            self._write(self._sql.apply, {**apply, "now": self._now_param()})
+        return settled
+
+    def _policy(self, limit: int | None, kind: str, value: float) -> tuple[MaxRetries, Backoff]:
+        """The retry values of a row's columns, one object per distinct value."""
+        backoff = self._backoffs.get((kind, value))
+        if backoff is None:
+            backoff = self._backoffs[(kind, value)] = Backoff(kind, value)  # type: ignore[arg-type]
+        max_retries = self._max_retries.get(limit)
+        if max_retries is None:
+            max_retries = self._max_retries[limit] = MaxRetries(limit)
+        return max_retries, backoff
 
     def requeue(self, job_id: uuid.UUID) -> bool:
         params: dict[str, Any] = {"id": job_id, "keep_key": True, "now": self._now_param()}
@@ -841,12 +873,7 @@ class PostgresStorage:
     def _info(self, row: Row, start: int) -> JobInfo:
         (job_id, name, queue, args, retry_count, max_retries, kind, value, run_at, heartbeat,
          timeout, status, last_error, runner, unique_key) = row[start:]  # fmt: skip
-        backoff = self._backoffs.get((kind, value))
-        if backoff is None:
-            backoff = self._backoffs[(kind, value)] = Backoff(kind, value)
-        limit = self._max_retries.get(max_retries)
-        if limit is None:
-            limit = self._max_retries[max_retries] = MaxRetries(max_retries)
+        limit, backoff = self._policy(max_retries, kind, value)
         return JobInfo(
             id=job_id,
             name=name,
@@ -875,14 +902,6 @@ def _uuid_array(ids: Iterable[uuid.UUID]) -> str:
 def _text_array(items: Iterable[str]) -> str:
     quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
     return "{" + ",".join(quoted) + "}"
-
-
-def _disposition(outcome: Outcome, status: int) -> Disposition:
-    if outcome is Outcome.SUCCESS:
-        return Disposition.FINISHED
-    if outcome is Outcome.FAILURE:
-        return Disposition.DEAD if status == _DEAD else Disposition.RETRYING
-    return Disposition.REQUEUED
 
 
 # -- notifications -----------------------------------------------------------------

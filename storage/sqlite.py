@@ -63,6 +63,7 @@ from storage.model import (
     Status,
 )
 from storage.policy import Backoff, MaxRetries, Policy
+from storage.settle import settle
 
 log = EventLog("storage.sqlite")
 
@@ -535,47 +536,40 @@ class SqliteStorage:
         blob, queue, retry_count, unique_key, limit, kind, value = row
         count = self._counts[queue]
         count[_RUNNING] -= 1
-        outcome = result.outcome
+        verdict = settle(
+            result,
+            retry_count=retry_count,
+            max_retries=MaxRetries(limit),
+            backoff=Backoff(kind, value),
+            unregistered_delay_us=self._unregistered_delay_us,
+        )
+        disposition = verdict.disposition
         conn = self._conn
-        if outcome is Outcome.SUCCESS:
+        if disposition is Disposition.FINISHED:
             conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
             if unique_key is not None:
                 self._forget_key(unique_key, blob)
-            return Disposition.FINISHED
-        if outcome is Outcome.UNEXECUTED:
-            # Put back unchanged: it keeps its run_at, so its place in line.
+            return disposition
+        if disposition is Disposition.DEAD:
             conn.execute(
-                "UPDATE jobs SET status = 'pending', runner = NULL, expires = NULL WHERE id = ?",
-                (blob,),
+                "UPDATE jobs SET status = 'dead', runner = NULL, expires = NULL, died_at = ?,"
+                " last_error = coalesce(?, last_error), retry_count = ? WHERE id = ?",
+                (now, verdict.error, verdict.retry_count, blob),
             )
-            count[_PENDING] += 1
-            return Disposition.REQUEUED
-        if outcome is Outcome.UNREGISTERED:
-            self._put_back(blob, result.error, retry_count, now + self._unregistered_delay_us)
-            count[_PENDING] += 1
-            return Disposition.REQUEUED
-        retry_count += 1
-        if MaxRetries(limit).allows(retry_count):
-            delay = Backoff(kind, value).delay(retry_count)
-            self._put_back(blob, result.error, retry_count, now + round(delay * _US))
-            count[_PENDING] += 1
-            return Disposition.RETRYING
+            if unique_key is not None:
+                self._forget_key(unique_key, blob)
+            count[_DEAD] += 1
+            return disposition
+        # Pending again; with no delay it keeps its run_at, so its place in line.
+        delay = verdict.delay_us
         conn.execute(
-            "UPDATE jobs SET status = 'dead', runner = NULL, expires = NULL, died_at = ?,"
-            " last_error = ?, retry_count = ? WHERE id = ?",
-            (now, result.error, retry_count, blob),
+            "UPDATE jobs SET status = 'pending', runner = NULL, expires = NULL,"
+            " run_at = coalesce(?, run_at), last_error = coalesce(?, last_error),"
+            " retry_count = ? WHERE id = ?",
+            (None if delay is None else now + delay, verdict.error, verdict.retry_count, blob),
         )
-        if unique_key is not None:
-            self._forget_key(unique_key, blob)
-        count[_DEAD] += 1
-        return Disposition.DEAD
-
-    def _put_back(self, blob: bytes, error: str | None, retry_count: int, run_at: int) -> None:
-        self._conn.execute(
-            "UPDATE jobs SET status = 'pending', runner = NULL, expires = NULL, run_at = ?,"
-            " last_error = ?, retry_count = ? WHERE id = ?",
-            (run_at, error, retry_count, blob),
-        )
+        count[_PENDING] += 1
+        return disposition
 
     def _forget_key(self, key: str, blob: bytes) -> None:
         self._conn.execute("DELETE FROM unique_keys WHERE key = ? AND job_id = ?", (key, blob))
