@@ -73,11 +73,6 @@ class SeqIds:
         return ((value >> 80) << 12) | ((value >> 64) & 0xFFF)
 
 
-def seq_time(seq: int) -> float:
-    """The creation time (epoch seconds, millisecond precision) of a SeqIds int."""
-    return (seq >> 12) / 1000.0
-
-
 def _layout(seq: int, rand_b: int) -> int:
     return ((seq >> 12) << 80) | _VERSION_7 | ((seq & 0xFFF) << 64) | _VARIANT | rand_b
 

@@ -20,7 +20,6 @@ that a fresh job does not have, since a backlog is mostly fresh jobs.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import itertools
 import uuid
@@ -31,7 +30,7 @@ from sortedcontainers import SortedList
 
 from storage.clock import Clock, SystemClock
 from storage.contract import STALE_HEARTBEATS, Completion, PopRequest, complete_then_pop
-from storage.ids import SeqIds, seq_time
+from storage.ids import SeqIds
 from storage.model import (
     Claim,
     Disposition,
@@ -101,10 +100,6 @@ _KINDS_KEPT = 4096
 def _lease_us(heartbeat_interval: float) -> int:
     """How long a claim holds without a heartbeat, in µs."""
     return round(STALE_HEARTBEATS * heartbeat_interval * _US)
-
-
-def _utc(us: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(us / _US, dt.UTC)
 
 
 class MemoryStorage:
@@ -444,22 +439,17 @@ class MemoryStorage:
 
     def _info(self, entry: _Entry) -> JobInfo:
         kind, state, seq = entry.kind, entry.state or _FRESH, entry.key & _SEQ_MASK
-        policy = kind.policy
-        return JobInfo(
+        return JobInfo.stored(
             id=self._ids.as_uuid(seq),
             name=kind.name,
             queue=kind.queue,
             args=entry.args,
+            policy=kind.policy,
             retry_count=state.retry_count,
-            max_retries=policy.max_retries,
-            backoff=policy.backoff,
-            run_at=_utc(entry.key >> _SEQ_BITS),
-            heartbeat_interval=policy.heartbeat_interval,
-            timeout=policy.timeout,
+            run_at_us=entry.key >> _SEQ_BITS,
             status=state.status,
             last_error=state.last_error,
             runner=state.runner,
-            enqueued_at=dt.datetime.fromtimestamp(seq_time(seq), dt.UTC),
             unique_key=state.unique_key,
         )
 

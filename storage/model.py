@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from storage.ids import id_time
 from storage.policy import Backoff, MaxRetries, Policy
 
 
@@ -48,6 +49,42 @@ class JobInfo:
     runner: str | None
     enqueued_at: dt.datetime
     unique_key: str | None = None
+
+    @classmethod
+    def stored(
+        cls,
+        *,
+        id: uuid.UUID,
+        name: str,
+        queue: str,
+        args: bytes,
+        policy: Policy,
+        retry_count: int,
+        run_at_us: int,
+        status: Status,
+        last_error: str | None,
+        runner: str | None,
+        unique_key: str | None,
+    ) -> JobInfo:
+        """The record of a stored job, as every backend keeps one: times in µs
+        since the epoch, and the enqueue time read from its UUIDv7 id."""
+        return cls(
+            id=id,
+            name=name,
+            queue=queue,
+            args=args,
+            retry_count=retry_count,
+            max_retries=policy.max_retries,
+            backoff=policy.backoff,
+            run_at=dt.datetime.fromtimestamp(run_at_us / 1_000_000, dt.UTC),
+            heartbeat_interval=policy.heartbeat_interval,
+            timeout=policy.timeout,
+            status=status,
+            last_error=last_error,
+            runner=runner,
+            enqueued_at=dt.datetime.fromtimestamp(id_time(id.int), dt.UTC),
+            unique_key=unique_key,
+        )
 
 
 class Claim(NamedTuple):

@@ -57,7 +57,6 @@ calls ``wake()`` for each notification from another connection. Delays
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import threading
 import time
@@ -78,7 +77,7 @@ except ImportError as exc:  # the optional ``postgres`` extra is not installed
 from storage.clock import Clock
 from storage.contract import STALE_HEARTBEATS, Completion, NotOpen, PopRequest, not_open
 from storage.events import EventLog
-from storage.ids import IdGenerator, id_time, to_uuid
+from storage.ids import IdGenerator, to_uuid
 from storage.model import (
     Claim,
     Disposition,
@@ -89,7 +88,7 @@ from storage.model import (
     QueueStats,
     Status,
 )
-from storage.policy import Backoff, MaxRetries
+from storage.policy import Backoff, MaxRetries, Policy
 from storage.settle import settle
 
 log = EventLog("storage.postgres")
@@ -874,21 +873,17 @@ class PostgresStorage:
         (job_id, name, queue, args, retry_count, max_retries, kind, value, run_at, heartbeat,
          timeout, status, last_error, runner, unique_key) = row[start:]  # fmt: skip
         limit, backoff = self._policy(max_retries, kind, value)
-        return JobInfo(
+        return JobInfo.stored(
             id=job_id,
             name=name,
             queue=queue,
             args=args,
+            policy=Policy(limit, backoff, heartbeat, timeout),
             retry_count=retry_count,
-            max_retries=limit,
-            backoff=backoff,
-            run_at=dt.datetime.fromtimestamp(run_at / _US, dt.UTC),
-            heartbeat_interval=heartbeat,
-            timeout=timeout,
+            run_at_us=run_at,
             status=_STATUS[status],
             last_error=last_error,
             runner=runner,
-            enqueued_at=dt.datetime.fromtimestamp(id_time(job_id.int), dt.UTC),
             unique_key=unique_key,
         )
 

@@ -34,7 +34,6 @@ COUNT over the table each time would make draining quadratic.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import os
 import sqlite3
@@ -51,7 +50,7 @@ from storage.contract import (
     not_open,
 )
 from storage.events import EventLog
-from storage.ids import IdGenerator, id_time, to_uuid
+from storage.ids import IdGenerator, to_uuid
 from storage.model import (
     Claim,
     Disposition,
@@ -149,10 +148,6 @@ _IN_CHUNK = 500
 
 def _blob(job_id: int) -> bytes:
     return job_id.to_bytes(16, "big")
-
-
-def _utc(us: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(us / _US, dt.UTC)
 
 
 class SqliteStorage:
@@ -635,23 +630,17 @@ class SqliteStorage:
 
     def _job(self, row: Any, status: Status, runner: str | None) -> JobInfo:
         """A JobInfo from ``row`` (columns _COLUMNS)."""
-        policy = self._policy(row)
-        job_id = int.from_bytes(row[0], "big")
-        return JobInfo(
-            id=to_uuid(job_id),
+        return JobInfo.stored(
+            id=to_uuid(int.from_bytes(row[0], "big")),
             name=row[1],
             queue=row[2],
             args=row[3],
+            policy=self._policy(row),
             retry_count=row[6],
-            max_retries=policy.max_retries,
-            backoff=policy.backoff,
-            run_at=_utc(row[5]),
-            heartbeat_interval=policy.heartbeat_interval,
-            timeout=policy.timeout,
+            run_at_us=row[5],
             status=status,
             last_error=row[7],
             runner=runner,
-            enqueued_at=dt.datetime.fromtimestamp(id_time(job_id), dt.UTC),
             unique_key=row[9],
         )
 
