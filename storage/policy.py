@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
+
+# The longest wait between two attempts: an exponential backoff stops growing
+# here (base 2 reaches it at the 20th failure) instead of overflowing a float
+# after about a thousand, as a job with infinite retries would.
+MAX_DELAY = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +56,13 @@ class Backoff:
         return cls("exponential", float(base))
 
     def delay(self, retry_count: int) -> float:
-        """Seconds to wait before the run that follows failure number ``retry_count``."""
+        """Seconds to wait before the run that follows failure number
+        ``retry_count``; an exponential delay is at most MAX_DELAY."""
         if self.kind == "linear":
             return self.value
-        return float(self.value**retry_count)
+        if self.value > 1 and retry_count * math.log(self.value) >= math.log(MAX_DELAY):
+            return MAX_DELAY
+        return min(float(self.value**retry_count), MAX_DELAY)
 
 
 @dataclass(frozen=True, slots=True)
