@@ -175,7 +175,7 @@ class Result:
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
-    pool_jobs_per_s: float  # the baseline after this point, same N, same processes
+    pool_jobs_per_s: float  # the baseline after this point (median of POOL_RUNS), same N
     vs_pool: float  # processed_jobs_per_s / pool_jobs_per_s
 
 
@@ -209,17 +209,26 @@ def wait_ready(
     return [a.pid for a in arbiters if a.pid is not None]
 
 
+# Pool runs per point; the baseline is their median. One run of it moved by
+# 2x between neighbouring points on a shared machine, more than jobarbiter.
+POOL_RUNS = 3
+
+
 def pool_rate(processes: int, jobs: int) -> float:
     """The baseline: calls/s of ``multiprocessing.Pool(processes).imap_unordered``
     of a no-op over ``jobs`` items, chunksize 1: the bare cost of shipping one
-    call to another process and its result back."""
+    call to another process and its result back. The median of POOL_RUNS runs
+    on one pool."""
+    rates = []
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         for _ in pool.imap_unordered(pool_noop, range(100), chunksize=1):
             pass  # warm: the workers are up
-        started = time.perf_counter()
-        for _ in pool.imap_unordered(pool_noop, range(jobs), chunksize=1):
-            pass
-        return jobs / (time.perf_counter() - started)
+        for _ in range(POOL_RUNS):
+            started = time.perf_counter()
+            for _ in pool.imap_unordered(pool_noop, range(jobs), chunksize=1):
+                pass
+            rates.append(jobs / (time.perf_counter() - started))
+    return statistics.median(rates)
 
 
 def configure_logging(mode: str) -> None:
@@ -358,7 +367,8 @@ processed = N / (join returned - queue_many started); drain = N / (join returned
 returned): jobs reach workers only once the whole batch is stored, so drain is processing alone.
 p50/p99: enqueue-to-start with idle workers. cpu s: over the enqueue + processing phase.
 vs Pool: processed jobs/s over multiprocessing.Pool(proc).imap_unordered(noop, range(N),
-chunksize=1) measured right after the point: the bare cost of one call to another process."""
+chunksize=1), the median of 3 runs right after the point: the bare cost of one call to another
+process."""
 
 
 def table(results: Sequence[Result]) -> str:
