@@ -144,6 +144,7 @@ def pack_new_job(job: NewJob) -> list[Any]:
         p.max_retries.limit,
         p.backoff.kind,
         p.backoff.value,
+        p.backoff.max,
         p.heartbeat_interval,
         p.timeout,
         job.run_at,
@@ -152,8 +153,8 @@ def pack_new_job(job: NewJob) -> list[Any]:
 
 
 def unpack_new_job(raw: list[Any]) -> NewJob:
-    name, queue, args, limit, kind, value, heartbeat, timeout, run_at, unique_key = raw
-    policy = Policy(MaxRetries(limit), Backoff(kind, value), heartbeat, timeout)
+    name, queue, args, limit, kind, value, cap, heartbeat, timeout, run_at, unique_key = raw
+    policy = Policy(MaxRetries(limit), Backoff(kind, value, cap), heartbeat, timeout)
     return NewJob(
         name=name, queue=queue, args=args, policy=policy, run_at=run_at, unique_key=unique_key
     )

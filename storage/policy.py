@@ -6,10 +6,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-# The longest wait between two attempts: an exponential backoff stops growing
-# here (base 2 reaches it at the 20th failure) instead of overflowing a float
-# after about a thousand, as a job with infinite retries would.
-MAX_DELAY = 7 * 24 * 3600.0
+DAY = 24 * 3600.0
+# No delay may pass this (a century): a job's next run time, in µs since the
+# epoch, then still fits the 64-bit integers that SQLite and PostgreSQL keep.
+LONGEST = 100 * 365 * DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,31 +38,48 @@ class MaxRetries:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Delay before a retry, measured from the failed attempt's completion."""
+    """Delay before a retry, measured from the failed attempt's completion.
+
+    Exponential: ``value ** retry_count`` seconds, at most ``max`` (a day
+    unless told), computed so that no retry count overflows. Linear: ``value``
+    seconds every time. Every delay is finite and at most LONGEST.
+    """
 
     kind: Literal["linear", "exponential"]
     value: float
+    max: float = DAY
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("linear", "exponential"):
+            raise ValueError(f"a Backoff is linear or exponential, got {self.kind!r}")
+        _check_seconds(f"Backoff.{self.kind} max", self.max)
+        if self.kind == "linear":
+            _check_seconds("Backoff.linear seconds", self.value)
+        elif not (math.isfinite(self.value) and self.value >= 1):
+            raise ValueError(f"Backoff.exponential needs a finite base >= 1, got {self.value}")
 
     @classmethod
     def linear(cls, seconds: float) -> Backoff:
-        if seconds < 0:
-            raise ValueError(f"Backoff.linear needs seconds >= 0, got {seconds}")
         return cls("linear", float(seconds))
 
     @classmethod
-    def exponential(cls, base: float) -> Backoff:
-        if base < 1:
-            raise ValueError(f"Backoff.exponential needs base >= 1, got {base}")
-        return cls("exponential", float(base))
+    def exponential(cls, base: float, *, max: float = DAY) -> Backoff:
+        return cls("exponential", float(base), float(max))
 
     def delay(self, retry_count: int) -> float:
-        """Seconds to wait before the run that follows failure number
-        ``retry_count``; an exponential delay is at most MAX_DELAY."""
+        """Seconds to wait before the run that follows failure number ``retry_count``."""
         if self.kind == "linear":
             return self.value
-        if self.value > 1 and retry_count * math.log(self.value) >= math.log(MAX_DELAY):
-            return MAX_DELAY
-        return min(float(self.value**retry_count), MAX_DELAY)
+        # Compared as logarithms: base ** retry_count itself overflows a float
+        # past about a thousand retries.
+        if self.value == 1 or retry_count * math.log(self.value) < math.log(self.max or 1):
+            return min(float(self.value**retry_count), self.max)
+        return self.max
+
+
+def _check_seconds(what: str, seconds: float) -> None:
+    if not (math.isfinite(seconds) and 0 <= seconds <= LONGEST):
+        raise ValueError(f"{what} must be between 0 and {LONGEST:.0f} seconds, got {seconds}")
 
 
 @dataclass(frozen=True, slots=True)

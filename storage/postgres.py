@@ -135,6 +135,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_dead ON {s}.jobs (mark, id) WHERE status = 2",
         "CREATE UNIQUE INDEX jobs_live_key ON {s}.jobs (live_key) WHERE live_key IS NOT NULL",
     ],
+    # Backoff.max: jobs stored before it get the default cap, a day.
+    ["ALTER TABLE {s}.jobs ADD COLUMN backoff_max double precision NOT NULL DEFAULT 86400"],
 ]
 
 
@@ -210,7 +212,7 @@ _NOW = "coalesce(%(now)s::bigint, (extract(epoch FROM statement_timestamp()) * 1
 
 _COLUMNS = (
     "id, name, queue, args, retry_count, max_retries, backoff_kind, backoff_value, run_at,"
-    " heartbeat_interval, timeout, status, last_error, runner, unique_key"
+    " heartbeat_interval, timeout, status, last_error, runner, unique_key, backoff_max"
 )
 
 
@@ -223,15 +225,16 @@ def _returning(prefix: str) -> str:
 
 
 _INSERT = """INSERT INTO {jobs} (id, queue, name, args, status, run_at, max_retries,
-    backoff_kind, backoff_value, heartbeat_interval, lease_us, timeout, unique_key, live_key)
+    backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease_us, timeout, unique_key,
+    live_key)
 SELECT u.id, u.queue, u.name, u.args, 0, coalesce(u.run_at, {now}), u.max_retries,
-    u.backoff_kind, u.backoff_value, u.heartbeat_interval, u.lease_us, u.timeout,
+    u.backoff_kind, u.backoff_value, u.backoff_max, u.heartbeat_interval, u.lease_us, u.timeout,
     u.unique_key, u.unique_key
 FROM unnest(%(id)s::uuid[], %(queue)s::text[], %(name)s::text[], %(args)s::bytea[],
     %(run_at)s::bigint[], %(max_retries)s::bigint[], %(backoff_kind)s::text[],
-    %(backoff_value)s::float8[], %(heartbeat)s::float8[], %(lease)s::bigint[],
-    %(timeout)s::float8[], %(unique_key)s::text[])
-    AS u(id, queue, name, args, run_at, max_retries, backoff_kind, backoff_value,
+    %(backoff_value)s::float8[], %(backoff_max)s::float8[], %(heartbeat)s::float8[],
+    %(lease)s::bigint[], %(timeout)s::float8[], %(unique_key)s::text[])
+    AS u(id, queue, name, args, run_at, max_retries, backoff_kind, backoff_value, backoff_max,
         heartbeat_interval, lease_us, timeout, unique_key)
 ON CONFLICT (live_key) WHERE live_key IS NOT NULL DO NOTHING"""
 
@@ -287,7 +290,8 @@ _ALL = "status = 1 AND runner = %(runner)s"
 # finished: the rule lives in Python alone.
 _FINISH = "DELETE FROM {jobs} WHERE {target} RETURNING id"
 
-_HELD = """SELECT id, retry_count, max_retries, backoff_kind, backoff_value FROM {jobs}
+_HELD = """SELECT id, retry_count, max_retries, backoff_kind, backoff_value, backoff_max
+FROM {jobs}
 WHERE {target} ORDER BY id FOR UPDATE"""
 
 _APPLY = """UPDATE {jobs} j SET runner = NULL,
@@ -432,7 +436,7 @@ class PostgresStorage:
         self._sql = _Statements(schema)
         self._channel = _channel(schema)
         self._ids = IdGenerator()
-        self._backoffs: dict[tuple[str, float], Backoff] = {}
+        self._backoffs: dict[tuple[str, float, float], Backoff] = {}
         self._max_retries: dict[int | None, MaxRetries] = {}
         self._offset = 0.0
         self._measured_at = 0.0
@@ -627,13 +631,14 @@ class PostgresStorage:
                 "max_retries",
                 "backoff_kind",
                 "backoff_value",
+                "backoff_max",
                 "heartbeat",
                 "lease",
                 "timeout",
                 "unique_key",
             )
         }
-        (c_id, c_queue, c_name, c_args, c_run_at, c_max, c_kind, c_value, c_hb, c_lease,
+        (c_id, c_queue, c_name, c_args, c_run_at, c_max, c_kind, c_value, c_cap, c_hb, c_lease,
          c_timeout, c_key) = columns.values()  # fmt: skip
         for job in jobs:
             key = job.unique_key
@@ -655,6 +660,7 @@ class PostgresStorage:
             c_max.append(policy.max_retries.limit)
             c_kind.append(policy.backoff.kind)
             c_value.append(policy.backoff.value)
+            c_cap.append(policy.backoff.max)
             c_hb.append(policy.heartbeat_interval)
             c_lease.append(round(STALE_HEARTBEATS * policy.heartbeat_interval * _US))
             c_timeout.append(policy.timeout)
@@ -771,8 +777,8 @@ class PostgresStorage:
         rows = self._write(held, target).fetchall()
         settled, finished = [], []
         apply: dict[str, list[Any]] = {k: [] for k in ("ids", "dead", "counts", "delays", "errors")}
-        for job_id, retry_count, limit, kind, value in rows:
-            max_retries, backoff = self._policy(limit, kind, value)
+        for job_id, retry_count, limit, kind, value, cap in rows:
+            max_retries, backoff = self._policy(limit, kind, value, cap)
             verdict = settle(
                 result,
                 retry_count=retry_count,
@@ -797,11 +803,14 @@ class PostgresStorage:
             self._write(self._sql.apply, {**apply, "now": self._now_param()})
         return settled
 
-    def _policy(self, limit: int | None, kind: str, value: float) -> tuple[MaxRetries, Backoff]:
+    def _policy(
+        self, limit: int | None, kind: str, value: float, cap: float
+    ) -> tuple[MaxRetries, Backoff]:
         """The retry values of a row's columns, one object per distinct value."""
-        backoff = self._backoffs.get((kind, value))
+        backoff = self._backoffs.get((kind, value, cap))
         if backoff is None:
-            backoff = self._backoffs[(kind, value)] = Backoff(kind, value)  # type: ignore[arg-type]
+            backoff = Backoff(kind, value, cap)  # type: ignore[arg-type]
+            self._backoffs[(kind, value, cap)] = backoff
         max_retries = self._max_retries.get(limit)
         if max_retries is None:
             max_retries = self._max_retries[limit] = MaxRetries(limit)
@@ -871,8 +880,8 @@ class PostgresStorage:
 
     def _info(self, row: Row, start: int) -> JobInfo:
         (job_id, name, queue, args, retry_count, max_retries, kind, value, run_at, heartbeat,
-         timeout, status, last_error, runner, unique_key) = row[start:]  # fmt: skip
-        limit, backoff = self._policy(max_retries, kind, value)
+         timeout, status, last_error, runner, unique_key, cap) = row[start:]  # fmt: skip
+        limit, backoff = self._policy(max_retries, kind, value, cap)
         return JobInfo.stored(
             id=job_id,
             name=name,

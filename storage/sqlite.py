@@ -100,17 +100,19 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX jobs_dead ON jobs (queue, died_at, id) WHERE status = 'dead'",
         "CREATE TABLE unique_keys (key TEXT PRIMARY KEY, job_id BLOB NOT NULL) WITHOUT ROWID",
     ),
+    # Backoff.max: jobs stored before it get the default cap, a day.
+    ("ALTER TABLE jobs ADD COLUMN backoff_max REAL NOT NULL DEFAULT 86400.0",),
 ]
 
 # What JobInfo is built from, in this order (see _job).
 _COLUMNS = (
     "id, name, queue, args, status, run_at, retry_count, last_error, runner, unique_key,"
-    " max_retries, backoff_kind, backoff_value, heartbeat_interval, timeout"
+    " max_retries, backoff_kind, backoff_value, heartbeat_interval, timeout, backoff_max"
 )
 # What a Claim is built from, in this order (see pop).
 _CLAIM = "id, name, queue, args, retry_count, timeout"
 # What settling a held job needs, in this order (see _settle).
-_HELD = "id, queue, retry_count, unique_key, max_retries, backoff_kind, backoff_value"
+_HELD = "id, queue, retry_count, unique_key, max_retries, backoff_kind, backoff_value, backoff_max"
 
 _STATUS = {status.value: status for status in Status}
 _PENDING, _RUNNING, _DEAD = 0, 1, 2  # positions in a queue's counts
@@ -370,6 +372,7 @@ class SqliteStorage:
                     policy.max_retries.limit,
                     backoff.kind,
                     backoff.value,
+                    backoff.max,
                     heartbeat,
                     round(STALE_HEARTBEATS * heartbeat * _US),
                     policy.timeout,
@@ -383,8 +386,8 @@ class SqliteStorage:
         conn = self._conn
         conn.executemany(
             "INSERT INTO jobs (id, name, queue, args, status, run_at, unique_key, max_retries,"
-            " backoff_kind, backoff_value, heartbeat_interval, lease, timeout)"
-            " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+            " backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease, timeout)"
+            " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         if keys:
@@ -528,14 +531,14 @@ class SqliteStorage:
 
     def _settle(self, row: Any, result: JobResult, now: int) -> Disposition:
         """Settle the held job ``row`` (columns _HELD) with ``result``."""
-        blob, queue, retry_count, unique_key, limit, kind, value = row
+        blob, queue, retry_count, unique_key, limit, kind, value, cap = row
         count = self._counts[queue]
         count[_RUNNING] -= 1
         verdict = settle(
             result,
             retry_count=retry_count,
             max_retries=MaxRetries(limit),
-            backoff=Backoff(kind, value),
+            backoff=Backoff(kind, value, cap),
             unregistered_delay_us=self._unregistered_delay_us,
         )
         disposition = verdict.disposition
@@ -618,11 +621,11 @@ class SqliteStorage:
         self._counts = counts
 
     def _policy(self, row: Any) -> Policy:
-        key = row[10:15]
+        key = row[10:16]
         policy = self._policies.get(key)
         if policy is None:
-            limit, kind, value, heartbeat, timeout = key
-            policy = Policy(MaxRetries(limit), Backoff(kind, value), heartbeat, timeout)
+            limit, kind, value, heartbeat, timeout, cap = key
+            policy = Policy(MaxRetries(limit), Backoff(kind, value, cap), heartbeat, timeout)
             if len(self._policies) > 1024:
                 self._policies.clear()  # bounded: policies may come from anywhere
             self._policies[key] = policy

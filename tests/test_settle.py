@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from storage import Backoff, Disposition, JobResult, MaxRetries
-from storage.policy import MAX_DELAY
+from storage.policy import DAY
 from storage.settle import Settlement, settle
 
 DELAY_US = 60_000_000
@@ -64,9 +64,10 @@ def test_no_retries_and_infinite_retries() -> None:
     assert forever.disposition is Disposition.RETRYING
 
 
-def test_an_exponential_backoff_stops_growing_at_a_week() -> None:
+def test_an_exponential_backoff_stops_growing_at_its_max() -> None:
     # Without the cap, 2 ** 1025 s overflows a float: settling would fail.
-    assert Backoff.exponential(2).delay(20) == MAX_DELAY == 7 * 24 * 3600
-    assert Backoff.exponential(2).delay(19) == 2.0**19
-    verdict = decide(JobResult.failure("boom"), 5_000, max_retries=MaxRetries.infinite())
-    assert verdict.delay_us == round(MAX_DELAY * 1_000_000)
+    assert Backoff.exponential(2).delay(17) == DAY == 24 * 3600  # 2 ** 17 s is past a day
+    assert Backoff.exponential(2).delay(16) == 2.0**16
+    assert Backoff.exponential(3, max=60).delay(10**9) == 60
+    verdict = decide(JobResult.failure("boom"), 10**9, max_retries=MaxRetries.infinite())
+    assert verdict.delay_us == round(DAY * 1_000_000)

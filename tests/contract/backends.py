@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -54,3 +55,24 @@ def close(storage: Storage) -> None:
     closer = getattr(storage, "close", None)
     if callable(closer):
         closer()
+
+
+def set_retry_count(storage: Storage, job_id: uuid.UUID, count: int) -> None:
+    """Give a held job ``count`` failures, as if it had failed that often: no
+    test has time to fail a job a billion times. Reaches into each backend,
+    so it lives here, beside the factories."""
+    if isinstance(storage, MemoryStorage):
+        seq = storage._ids.as_seq(job_id)
+        assert seq is not None
+        storage._jobs[seq].grown().retry_count = count
+    elif isinstance(storage, SqliteStorage):
+        storage._conn.execute("UPDATE jobs SET retry_count = ? WHERE id = ?", (count, job_id.bytes))
+    else:
+        from storage.postgres import PostgresStorage  # noqa: PLC0415 - optional
+
+        assert isinstance(storage, PostgresStorage)
+        table = f'"{storage._schema}".jobs'
+        storage._write(
+            f"UPDATE {table} SET retry_count = %(count)s WHERE id = %(id)s",  # type: ignore[arg-type]
+            {"count": count, "id": job_id},
+        )

@@ -385,6 +385,28 @@ def test_migrations_print_as_sql_that_applies_twice(dsn: str, schema: str) -> No
         storage.close()
 
 
+def test_a_schema_from_before_backoff_max_gets_a_days_cap(
+    dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("storage.postgres.MIGRATIONS", MIGRATIONS[:1])
+    PostgresStorage(dsn, schema=schema).open().close()  # a schema of version 1
+    monkeypatch.undo()
+    job_id = uuid.uuid4()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{schema}".jobs (id, queue, name, args, status, run_at, max_retries,'
+            " backoff_kind, backoff_value, heartbeat_interval, lease_us)"
+            " VALUES (%s, %s, 'old.Job', '\\x80', 0, 0, 5, 'exponential', 3, 5, 1)",
+            (job_id, QUEUE),
+        )
+    migrated = PostgresStorage(dsn, schema=schema).open()
+    try:
+        found = migrated.info(job_id)
+        assert found is not None and found.backoff == Backoff.exponential(3, max=24 * 3600)
+    finally:
+        migrated.close()
+
+
 def test_hosts_starting_together_migrate_once(dsn: str, schema: str) -> None:
     made: list[PostgresStorage] = []
     errors: list[BaseException] = []

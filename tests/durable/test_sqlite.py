@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import subprocess
 import sys
+import uuid
 from contextlib import closing
 from pathlib import Path
 from typing import cast
@@ -150,6 +151,25 @@ def test_migrations_run_once_in_order_and_a_newer_file_is_refused(
     monkeypatch.undo()
     with pytest.raises(RuntimeError, match="newer jobarbiter"):
         SqliteStorage(path, clock=clock).open()
+
+
+def test_a_file_from_before_backoff_max_gets_a_days_cap(path: str, clock: ManualClock) -> None:
+    job_id = uuid.uuid4()
+    with closing(sqlite3.connect(path)) as conn, conn:  # a file of schema version 1
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INT)")
+        conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+        conn.execute(
+            "INSERT INTO jobs (id, name, queue, args, status, run_at, max_retries, backoff_kind,"
+            " backoff_value, heartbeat_interval, lease, timeout)"
+            " VALUES (?, 'old.Job', ?, x'80', 'pending', 0, 5, 'exponential', 3.0, 5.0, 1, NULL)",
+            (job_id.bytes, QUEUE),
+        )
+    migrated = SqliteStorage(path, clock=clock).open()
+    assert migrated.schema_version() == len(MIGRATIONS)
+    assert info(migrated, job_id).backoff == Backoff.exponential(3, max=24 * 3600)
+    migrated.close()
 
 
 def test_one_host_per_file(path: str) -> None:
