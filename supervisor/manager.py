@@ -57,7 +57,6 @@ log = EventLog("manager")
 
 FIRST_RESTART_DELAY = 0.1
 MAX_RESTART_DELAY = 10.0
-STABLE_AFTER = 60.0  # an arbiter that lived this long resets the backoff
 CRASH_LOOP_AFTER = 3  # deaths in a row at start-up before the state says "crash loop"
 KILL_GRACE = 10.0  # how long stop() waits for killed arbiters to be reaped
 LINK_DRAIN_TIMEOUT = 5.0  # reading what a dead arbiter left in its socket
@@ -163,7 +162,6 @@ class _Slot:
     loop_blocks: int = 0
     recycling: str | None = None
     timed_out: dict[uuid.UUID, str] = field(default_factory=dict)
-    quick_deaths: int = 0
     ready: bool = False  # all its workers built their state
     startup_deaths: int = 0  # deaths in a row before ready
     start_failures: int = 0  # deaths before ready, ever
@@ -397,10 +395,14 @@ class ManagerActor(pykka.ThreadingActor):
         started = slot.link.started()
         self._storage.tell(Retire(runner, died, JobResult.unexecuted(), started))
         lived = time.monotonic() - slot.started_at
-        slot.quick_deaths = 1 if lived >= STABLE_AFTER else slot.quick_deaths + 1
         slot.startup_deaths = 0 if slot.ready else slot.startup_deaths + 1
         slot.start_failures += not slot.ready
-        delay = min(FIRST_RESTART_DELAY * 2 ** (slot.quick_deaths - 1), MAX_RESTART_DELAY)
+        # One that was up (killed from outside, or by a job, whose attempt is
+        # counted) comes back at once; deaths during start-up double the wait,
+        # so a start that cannot succeed does not spin.
+        delay = 0.0
+        if not slot.ready:
+            delay = min(FIRST_RESTART_DELAY * 2 ** (slot.startup_deaths - 1), MAX_RESTART_DELAY)
         if slot.startup_deaths == CRASH_LOOP_AFTER:
             log.error(
                 "arbiter in a crash loop",

@@ -1,5 +1,9 @@
 """Chaos: SIGKILL a random arbiter every 200 ms for 10 s while 5,000 jobs run.
 
+An arbiter killed once it was up is restarted at once, so most attempts find
+the one they pick alive; nothing is lost, and no more jobs run twice than
+were running when their arbiter was killed.
+
 Run it alone with ``pytest -m chaos -s`` to see its figures.
 """
 
@@ -34,15 +38,15 @@ def test_no_job_lost_under_repeated_sigkill(workdir: Path, managers: list[Manage
     wait_until(lambda: all_running(manager, 2), what="arbiters running")
 
     manager.queue_many(Chaotic(n=n) for n in range(JOBS))
-    kills = in_flight_at_kills = 0
+    attempts = kills = in_flight_at_kills = 0
     stop_at = time.monotonic() + KILL_FOR
     while time.monotonic() < stop_at:
         time.sleep(KILL_EVERY)
         stats = manager.stats()
-        alive = [a for a in stats.arbiters if a.alive and a.pid is not None]
-        if not alive:
+        attempts += 1
+        victim = chance.choice(stats.arbiters)  # alive or not: a kill from outside
+        if not victim.alive or victim.pid is None:
             continue
-        victim = chance.choice(alive)
         # Every held job counts: an upper bound on what the victim was running.
         in_flight_at_kills += sum(q.running for q in stats.queues.values())
         try:
@@ -58,12 +62,13 @@ def test_no_job_lost_under_repeated_sigkill(workdir: Path, managers: list[Manage
     restarts = sum(a.restarts for a in manager.stats().arbiters)
     print(
         f"\nchaos seed={seed}: jobs done {len(finished)}, lost {lost}, "
-        f"duplicates {duplicates}, kills {kills}, restarts {restarts}, "
+        f"duplicates {duplicates}, kills {kills} of {attempts} attempts "
+        f"({kills / attempts:.0%} found their arbiter alive), restarts {restarts}, "
         f"in flight at kills {in_flight_at_kills}"
     )
     assert lost == 0
     assert set(finished) == set(range(JOBS))
     assert duplicates <= in_flight_at_kills
-    assert kills >= 10
+    assert kills >= 0.8 * attempts
     assert restarts >= kills
     assert manager.stats().queues == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -51,6 +52,24 @@ def test_kill_9_of_an_arbiter_running_a_job(
     assert killed.pid != pid
     assert killed.last_exit == "signal SIGKILL"
     assert sum(a.restarts for a in arbiters) == 1
+
+
+def test_an_arbiter_killed_while_running_comes_back_at_once_every_time(
+    workdir: Path, managers: list[Manager], caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = WorkerConfig().register(Sleepy).start(processes=1)
+    managers.append(manager)
+    with caplog.at_level(logging.WARNING, logger="jobarbiter"):
+        for kill in range(1, 4):
+            wait_until(lambda: all_running(manager, 1), what="the arbiter running")
+            pid = manager.stats().arbiters[0].pid
+            assert pid is not None
+            psutil.Process(pid).kill()
+            wait_until(lambda k=kill: manager.stats().arbiters[0].restarts == k, what="a restart")
+    deaths = [vars(r) for r in caplog.records if vars(r)["event"] == "arbiter died"]
+    assert [d["restart_in"] for d in deaths] == [0.0, 0.0, 0.0]  # no backoff: it was up
+    wait_until(lambda: all_running(manager, 1), what="the arbiter running")
+    assert manager.stats().arbiters[0].state == "running"  # never a crash loop
 
 
 def test_graceful_stop_lets_a_running_job_finish(workdir: Path) -> None:
