@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage import Job
+from storage import Backoff, Job, MaxRetries
 
 _READY = "ready-"
 _SAMPLES = ".lat"
@@ -110,3 +110,50 @@ class AsyncStamp(Job):
 
     async def run(self, state: BenchState) -> None:
         state.record(time.time() - self.enqueued)
+
+
+# -- benchmarks.soak ----------------------------------------------------------------
+
+SOAK_DIR = "JOBARBITER_SOAK_DIR"  # where soak jobs note their ends (arbiters inherit it)
+SOAK_TIMEOUT = 0.5  # the TIMEOUT a hanging soak job is queued with
+
+
+def note(file: str, line: str) -> None:
+    """Append ``line`` to ``file`` in the soak folder: one short O_APPEND write
+    is atomic, so lines from many processes never mix."""
+    fd = os.open(Path(os.environ[SOAK_DIR]) / file, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+def _first_attempt(n: int) -> bool:
+    """True the first time a misbehaving job asks (a marker file per job)."""
+    try:
+        os.close(os.open(Path(os.environ[SOAK_DIR]) / "tried" / str(n), os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return False
+    return True
+
+
+@dataclass
+class SoakJob(Job):
+    """A few ms of sleep; ``fail`` or ``hang`` (past its TIMEOUT) on its first
+    attempt only; notes its number once it ended well."""
+
+    MAX_RETRIES = MaxRetries.infinite()
+    BACKOFF = Backoff.linear(0.2)
+
+    n: int
+    ms: float
+    fail: bool = False
+    hang: bool = False
+
+    def run(self, state: Any) -> None:
+        if (self.fail or self.hang) and _first_attempt(self.n):
+            if self.fail:
+                raise RuntimeError(f"soak job {self.n} fails its first attempt")
+            time.sleep(SOAK_TIMEOUT * 10)  # stopped at its TIMEOUT
+        time.sleep(self.ms / 1000)
+        note("done.log", f"{self.n}\n")
