@@ -155,9 +155,22 @@ class HostLink:
             pass  # closed under us: the process ended, its sentinel says so
 
     def _handle(self, messages: list[Any]) -> None:
-        runner = self.runner
         ops: list[object] = []
         requests: list[tuple[int, int]] = []  # (index in ops, request id)
+        try:
+            self._decode(messages, ops, requests)
+        finally:
+            # Even when a message breaks the protocol: the good ones before it
+            # (a Done among them) still reach the storage.
+            if ops:
+                answer = self._answerer(requests) if requests else _ignore
+                self._submit(Batch(tuple(ops), answer))
+
+    def _decode(
+        self, messages: list[Any], ops: list[object], requests: list[tuple[int, int]]
+    ) -> None:
+        """What ``messages`` ask of the storage, appended to ``ops``."""
+        runner = self.runner
         for raw in messages:
             message = decode(raw)
             if isinstance(message, Done):
@@ -203,9 +216,6 @@ class HostLink:
                 self._on_event("bye", None)
             else:
                 raise ProtocolError(f"the host is not sent {raw[0]!r}")
-        if ops:
-            answer = self._answerer(requests) if requests else _ignore
-            self._submit(Batch(tuple(ops), answer))
 
     def _answerer(self, requests: list[tuple[int, int]]) -> Callable[[list[Any]], None]:
         def answer(answers: list[Any]) -> None:

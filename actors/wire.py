@@ -99,7 +99,9 @@ def read_frames(sock: socket.socket, max_frame: int = MAX_FRAME) -> Iterator[lis
     """Yield messages until the peer closes; FrameError on garbage.
 
     Each yield carries the messages of every complete frame that one ``recv``
-    brought in, so a reader that fell behind catches up in one batch.
+    brought in, so a reader that fell behind catches up in one batch. The
+    good frames before a bad one are yielded before the error is raised: a
+    Done that came ahead of the garbage is not lost with it.
     """
     buf = bytearray()
     while True:
@@ -109,27 +111,40 @@ def read_frames(sock: socket.socket, max_frame: int = MAX_FRAME) -> Iterator[lis
                 raise FrameError(f"connection closed inside a frame ({len(buf)} bytes)")
             return
         buf += chunk
-        messages: list[Any] = []
-        start = 0
-        while len(buf) - start >= _HEADER:
-            size = int.from_bytes(buf[start : start + _HEADER], "big")
-            if size > max_frame:
-                raise FrameError(f"frame of {size} bytes exceeds the {max_frame} byte limit")
-            end = start + _HEADER + size
-            if len(buf) < end:
-                break
-            try:
-                frame = msgpack.unpackb(buf[start + _HEADER : end], raw=False)
-            except Exception as exc:
-                raise FrameError(f"frame is not msgpack: {exc}") from exc
-            if not isinstance(frame, list):
-                raise FrameError(f"frame holds {type(frame).__name__}, not a list")
-            messages += frame
-            start = end
+        messages, start, error = _parse(buf, max_frame)
         if start:
             del buf[:start]
         if messages:
             yield messages
+        if error is not None:
+            raise error
+
+
+def _parse(buf: bytearray, max_frame: int) -> tuple[list[Any], int, FrameError | None]:
+    """The messages of the complete frames at the head of ``buf``, where they
+    end, and the error of the first bad frame, if one comes next."""
+    messages: list[Any] = []
+    start = 0
+    while len(buf) - start >= _HEADER:
+        size = int.from_bytes(buf[start : start + _HEADER], "big")
+        if size > max_frame:
+            return (
+                messages,
+                start,
+                FrameError(f"frame of {size} bytes exceeds the {max_frame} byte limit"),
+            )
+        end = start + _HEADER + size
+        if len(buf) < end:
+            break
+        try:
+            frame = msgpack.unpackb(buf[start + _HEADER : end], raw=False)
+        except Exception as exc:
+            return messages, start, FrameError(f"frame is not msgpack: {exc}")
+        if not isinstance(frame, list):
+            return messages, start, FrameError(f"frame holds {type(frame).__name__}, not a list")
+        messages += frame
+        start = end
+    return messages, start, None
 
 
 # -- values on the wire ----------------------------------------------------------
