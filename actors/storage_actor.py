@@ -78,6 +78,13 @@ IDLE_CHECK_INTERVAL = 0.05
 DUE_TRUST = 0.05
 
 
+# The messages that are told, never asked (a waker's Tick, the Manager's word
+# on a dead arbiter). What they do is redone or caught up later: a Tick comes
+# again, and a dead runner's claims a failed Retire left go stale and are
+# taken over.
+_TOLD = (Tick, Retire, Drain, WhenIdle)
+
+
 class StorageActor(pykka.ThreadingActor):
     """Serialises all access to one Storage; see actors/ops.py for the messages."""
 
@@ -147,6 +154,12 @@ class StorageActor(pykka.ThreadingActor):
                 answers = self._run_batch(message.ops)
                 failed = self._commit()
                 return answers if failed is None else [failed] * len(answers)
+            if isinstance(message, _TOLD):
+                # Nobody waits for an answer: a failure is logged (by _failed),
+                # and raising it would stop this actor, and with it the host.
+                self._run_safely(message)
+                self._commit()
+                return None
             answer = self._run(message)
             failed = self._commit()
             if failed is not None:

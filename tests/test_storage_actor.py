@@ -27,6 +27,7 @@ from actors.ops import (
     Retire,
     Stats,
     StorageError,
+    Tick,
     Unpark,
     WhenIdle,
 )
@@ -414,6 +415,27 @@ def test_a_single_ask_that_raises_surfaces_storage_error(broken_heartbeat: Ref) 
     # The actor lives on.
     assert broken_heartbeat.is_alive()
     assert stats(broken_heartbeat) == {}
+
+
+@pytest.mark.parametrize("broken", ["commit", "release"])
+def test_a_told_message_that_fails_leaves_the_actor_alive(broken: str) -> None:
+    # A waker's Tick and the Manager's Retire are told: nobody could take a
+    # raised error, and raising would stop the actor (a database restarting
+    # fails every commit for a while).
+    ref = StorageActor.start(cast(Storage, FailingStorage(broken)))
+    try:
+        ref.tell(Tick())
+        ref.tell(Retire("r1", JobResult.failure("arbiter died")))
+        ref.tell(WhenIdle(lambda idle: None))
+        # Asked after them, so answered after them: by a live actor.
+        if broken == "commit":
+            with pytest.raises(StorageError, match="disk on fire"):
+                ask(ref, Stats())
+        else:
+            assert ask(ref, Stats()) == {}
+        assert ref.is_alive()
+    finally:
+        ref.stop()
 
 
 # -- drain and retire ---------------------------------------------------------------------
