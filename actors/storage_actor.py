@@ -106,6 +106,8 @@ class StorageActor(pykka.ThreadingActor):
         self._due: dict[str, float | None] = {}  # per parked queue: next_due()
         self._due_at = -DUE_TRUST  # when _due was asked (monotonic)
         self._open_failed: Exception | None = None
+        self._failures = 0  # operations failed in a row, across messages
+        self._failed_here = False  # one failed in the message being handled
         self.done_by_runner: dict[str, int] = {}
 
     def on_start(self) -> None:
@@ -155,11 +157,12 @@ class StorageActor(pykka.ThreadingActor):
                 failed = self._commit()
                 return answers if failed is None else [failed] * len(answers)
             if isinstance(message, _TOLD):
-                # Nobody waits for an answer: a failure is logged (by _failed),
-                # and raising it would stop this actor, and with it the host.
-                self._run_safely(message)
-                self._commit()
-                return None
+                # Nobody waits to be raised to: a failure is logged (by
+                # _failed) and answered as a value, for whoever asked; raised,
+                # it would stop this actor, and with it the host.
+                answer = self._run_safely(message)
+                failed = self._commit()
+                return answer if failed is None else failed
             answer = self._run(message)
             failed = self._commit()
             if failed is not None:
@@ -275,6 +278,11 @@ class StorageActor(pykka.ThreadingActor):
             self._storage.commit()
         except Exception as exc:
             return self._failed(_Commit(), exc)
+        through, self._failed_here = not self._failed_here, False
+        if through and self._failures:
+            if self._failures > 1:
+                log.warning("storage works again", failures=self._failures)
+            self._failures = 0
         return None
 
     def _run_safely(self, op: object) -> Any:
@@ -286,7 +294,18 @@ class StorageActor(pykka.ThreadingActor):
             return self._failed(op, exc)
 
     def _failed(self, op: object, exc: Exception) -> StorageError:
-        log.error("storage operation failed", op=type(op).__name__, exc_info=exc)
+        # An outage (a database restarting) fails every operation for a
+        # while: its first two failures are errors, the rest debug, until a
+        # message goes through and "storage works again" says it is over.
+        self._failures += 1
+        self._failed_here = True
+        name = type(op).__name__
+        if self._failures == 1:
+            log.error("storage operation failed", op=name, exc_info=exc)
+        elif self._failures == 2:
+            log.error("storage keeps failing; more at debug till it works", op=name, error=str(exc))
+        else:
+            log.debug("storage operation failed", op=name, error=str(exc))
         return StorageError(op, exc)
 
     def _run(self, op: object) -> Any:

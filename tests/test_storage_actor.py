@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import queue
 import threading
 import time
@@ -436,6 +437,39 @@ def test_a_told_message_that_fails_leaves_the_actor_alive(broken: str) -> None:
         assert ref.is_alive()
     finally:
         ref.stop()
+
+
+class Outage(MemoryStorage):
+    """A MemoryStorage whose commit fails while ``down`` is set."""
+
+    down = False
+
+    def commit(self) -> None:
+        if self.down:
+            raise ConnectionError("server closed the connection")
+
+
+def test_an_outage_is_logged_at_its_start_and_its_end(caplog: pytest.LogCaptureFixture) -> None:
+    storage = Outage()
+    ref = StorageActor.start(storage)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="jobarbiter"):
+            storage.down = True
+            for _ in range(10):
+                with pytest.raises(StorageError):
+                    ask(ref, Stats())
+            storage.down = False
+            assert ask(ref, Stats()) == {}
+            assert ask(ref, Stats()) == {}
+    finally:
+        ref.stop()
+    said = [(r.levelname, vars(r)["event"]) for r in caplog.records if r.levelno >= logging.INFO]
+    assert said == [
+        ("ERROR", "storage operation failed"),
+        ("ERROR", "storage keeps failing; more at debug till it works"),
+        ("WARNING", "storage works again"),
+    ]
+    assert vars(caplog.records[-1])["failures"] == 10
 
 
 # -- drain and retire ---------------------------------------------------------------------
