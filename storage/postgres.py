@@ -409,6 +409,15 @@ class PostgresStorage:
     own); ``poll_interval`` is how often parked pops look again without a
     notification (retries and scheduled jobs of other hosts fall due silently).
 
+    Behind a pooler in transaction mode (PgBouncer's ``pool_mode =
+    transaction``), give ``dsn`` the pooler's address and ``listen_dsn`` the
+    server's own: LISTEN needs a session of its own, so the listener connects
+    there, and on ``dsn`` the storage then prepares no statement and sets
+    nothing for the session, since consecutive transactions may meet different
+    server connections. Each statement is then planned afresh, with the
+    table's statistics of the moment, which is what the session settings are
+    for otherwise.
+
     Like every Storage it is owned by one StorageActor and called from that
     actor's thread; ``now()`` may be called from any thread. Changes are
     durable, and visible to other hosts, only after ``commit()``; ``close()``
@@ -424,10 +433,12 @@ class PostgresStorage:
         schema: str = "jobarbiter",
         pool_size: int = 2,
         poll_interval: float = 5.0,
+        listen_dsn: str | None = None,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         self._dsn = dsn
+        self._listen_dsn = listen_dsn
         self._clock = clock
         self._schema = schema
         self._unregistered_delay_us = round(unregistered_delay * _US)
@@ -466,14 +477,15 @@ class PostgresStorage:
             migrate(conn, schema)
             if self._clock is None:
                 self._measure_offset(conn)
+        pooled = self._listen_dsn is not None  # behind a transaction pooler
         pool: ConnectionPool[Conn] = ConnectionPool(
             dsn,
             min_size=1,
             max_size=self._pool_size,
-            kwargs={"autocommit": False, "prepare_threshold": 0},
+            kwargs={"autocommit": False, "prepare_threshold": None if pooled else 0},
             open=False,
             name=f"jobarbiter-{schema}",
-            configure=_configure,
+            configure=None if pooled else _configure,
         )
         pool.open(wait=True)
         self._pool = pool
@@ -608,7 +620,8 @@ class PostgresStorage:
     def subscribe(self, wake: Callable[[], None]) -> None:
         if self._listener is not None:
             self._listener.stop()
-        self._listener = _Listener(self._dsn, self._channel, wake, lambda: self._backend_pid)
+        dsn = self._listen_dsn or self._dsn
+        self._listener = _Listener(dsn, self._channel, wake, lambda: self._backend_pid)
 
     # -- writing -------------------------------------------------------------------
 
