@@ -410,7 +410,7 @@ class ManagerActor(pykka.ThreadingActor):
                 exit=how,
                 deaths_at_start=slot.startup_deaths,
                 restart_in=delay,
-                last_error=last_line(slot.last_error) or "none reported",
+                last_error=last_line(slot.last_error) or f"none reported: it ended with {how}",
             )
         else:
             log.warning(

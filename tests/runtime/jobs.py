@@ -163,6 +163,11 @@ def failing_state(handle: QueueHandle) -> None:
     raise RuntimeError("cannot reach the database")
 
 
+def killing_state(handle: QueueHandle) -> None:
+    """A start-up that dies without a word: a signal, no error to report."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @dataclass
 class Garbage(Job):
     """Writes bytes that break the protocol onto its arbiter's link."""

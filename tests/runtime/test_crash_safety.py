@@ -27,6 +27,7 @@ from .jobs import (
     Spinner,
     Stuck,
     failing_state,
+    killing_state,
     lines,
 )
 from .support import all_running, start, wait_until
@@ -110,6 +111,19 @@ def test_crash_loop_is_capped_and_reported(workdir: Path, managers: list[Manager
     time.sleep(1.0)
     # Backoff doubles: at most a couple more restarts in a second, not a loop.
     assert manager.stats().arbiters[0].restarts - restarts <= 2
+
+
+def test_a_crash_loop_without_an_error_says_how_it_ended(
+    workdir: Path, managers: list[Manager], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="jobarbiter"):
+        manager = WorkerConfig(state=killing_state).register(Record).start(processes=1)
+        managers.append(manager)
+        wait_until(
+            lambda: manager.stats().arbiters[0].state == "crash loop", timeout=30, what="crash loop"
+        )
+    loops = [vars(r) for r in caplog.records if vars(r)["event"] == "arbiter in a crash loop"]
+    assert [r["last_error"] for r in loops] == ["none reported: it ended with signal SIGKILL"]
 
 
 @pytest.mark.parametrize("how", ["malformed", "oversized"])
