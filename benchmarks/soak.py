@@ -240,7 +240,10 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     )
     soak = _Soak(args)
     began = time.monotonic()
-    next_kill, next_host_kill = began + args.kill_every, began + args.host_kill_every
+    next_kill = began + args.kill_every
+    # Host kills fall half a minute off the per-minute reports, so that no
+    # report reads a host that has just been started.
+    next_host_kill = began + args.host_kill_every - 30
     next_report = began + 60
     while (now := time.monotonic()) < began + args.minutes * 60:
         if now >= next_kill:
