@@ -45,6 +45,7 @@ PG_DSN = os.environ.get("JOBARBITER_BENCH_PG", "postgresql://postgres@127.0.0.1:
 HANG_SHARE = 0.002  # jobs that hang past their TIMEOUT on their first attempt
 FAIL_SHARE = 0.05  # jobs that fail their first attempt
 TICK = 0.1  # seconds between two batches
+_GAP = 100_000  # numbers skipped after a host kill
 
 
 # -- the host (a child of the driver) ----------------------------------------------
@@ -178,7 +179,8 @@ class _Soak:
 
     def restart_the_host(self) -> None:
         _kill_tree(self.hosted)
-        self.hosted = self._start(max(_numbers(self.ledger), default=-1) + 1)
+        # Past a gap: the killed host may have stored a batch it never noted.
+        self.hosted = self._start(max(_numbers(self.ledger), default=-1) + 1 + _GAP)
         self.host_restarts += 1
 
     def report(self) -> None:
