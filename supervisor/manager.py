@@ -55,7 +55,7 @@ from supervisor.handle import job_id as parse_job_id
 
 log = EventLog("manager")
 
-FIRST_RESTART_DELAY = 0.1
+CRASH_LOOP_DELAY = 0.4  # the first wait once in a crash loop; it doubles
 MAX_RESTART_DELAY = 10.0
 CRASH_LOOP_AFTER = 3  # deaths in a row at start-up before the state says "crash loop"
 KILL_GRACE = 10.0  # how long stop() waits for killed arbiters to be reaped
@@ -398,11 +398,14 @@ class ManagerActor(pykka.ThreadingActor):
         slot.startup_deaths = 0 if slot.ready else slot.startup_deaths + 1
         slot.start_failures += not slot.ready
         # One that was up (killed from outside, or by a job, whose attempt is
-        # counted) comes back at once; deaths during start-up double the wait,
-        # so a start that cannot succeed does not spin.
+        # counted) comes back at once, and so do the first deaths during
+        # start-up: one killed from outside while it started is no sign that
+        # it cannot start. From the crash loop on, the wait doubles, so a
+        # start that cannot succeed does not spin.
         delay = 0.0
-        if not slot.ready:
-            delay = min(FIRST_RESTART_DELAY * 2 ** (slot.startup_deaths - 1), MAX_RESTART_DELAY)
+        if slot.startup_deaths >= CRASH_LOOP_AFTER:
+            delay = CRASH_LOOP_DELAY * 2 ** (slot.startup_deaths - CRASH_LOOP_AFTER)
+            delay = min(delay, MAX_RESTART_DELAY)
         if slot.startup_deaths == CRASH_LOOP_AFTER:
             log.error(
                 "arbiter in a crash loop",
