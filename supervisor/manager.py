@@ -55,6 +55,9 @@ from supervisor.handle import job_id as parse_job_id
 
 log = EventLog("manager")
 
+# Signals sent from outside (an operator, a supervisor, the OOM killer), as
+# opposed to faults the process raised itself (SIGSEGV, SIGABRT).
+_OUTSIDE_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 CRASH_LOOP_DELAY = 0.4  # the first wait once in a crash loop; it doubles
 MAX_RESTART_DELAY = 10.0
 CRASH_LOOP_AFTER = 3  # deaths in a row at start-up before the state says "crash loop"
@@ -398,12 +401,13 @@ class ManagerActor(pykka.ThreadingActor):
         slot.startup_deaths = 0 if slot.ready else slot.startup_deaths + 1
         slot.start_failures += not slot.ready
         # One that was up (killed from outside, or by a job, whose attempt is
-        # counted) comes back at once, and so do the first deaths during
-        # start-up: one killed from outside while it started is no sign that
-        # it cannot start. From the crash loop on, the wait doubles, so a
-        # start that cannot succeed does not spin.
+        # counted) comes back at once, and so does one killed from outside
+        # while it started, which is no sign that it cannot start. A start
+        # that failed by itself comes back at once twice; from the crash loop
+        # on, its wait doubles, so a start that cannot succeed does not spin.
+        outside = code is not None and -code in _OUTSIDE_SIGNALS
         delay = 0.0
-        if slot.startup_deaths >= CRASH_LOOP_AFTER:
+        if slot.startup_deaths >= CRASH_LOOP_AFTER and not outside:
             delay = CRASH_LOOP_DELAY * 2 ** (slot.startup_deaths - CRASH_LOOP_AFTER)
             delay = min(delay, MAX_RESTART_DELAY)
         if slot.startup_deaths == CRASH_LOOP_AFTER:

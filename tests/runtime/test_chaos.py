@@ -1,7 +1,7 @@
 """Chaos: SIGKILL a random arbiter every 200 ms for 10 s while 5,000 jobs run.
 
-An arbiter killed once it was up, or in its first two starts, is restarted
-at once, so most attempts find the one they pick alive; nothing is lost,
+An arbiter killed from outside, up or starting, is restarted at once, so
+most attempts find the one they pick alive; nothing is lost,
 and no more jobs run twice than were running when their arbiter was killed.
 
 Run it alone with ``pytest -m chaos -s`` to see its figures.
