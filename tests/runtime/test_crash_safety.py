@@ -98,16 +98,24 @@ def test_poison_pill_ends_dead_while_other_jobs_flow(
     assert manager.info(poison) is None
 
 
-def test_crash_loop_is_capped_and_reported(workdir: Path, managers: list[Manager]) -> None:
-    manager = WorkerConfig(state=failing_state).register(Record).start(processes=1)
-    managers.append(manager)
-    wait_until(
-        lambda: manager.stats().arbiters[0].state == "crash loop", timeout=30, what="crash loop"
-    )
+def test_crash_loop_is_capped_and_reported(
+    workdir: Path, managers: list[Manager], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="jobarbiter"):
+        manager = WorkerConfig(state=failing_state).register(Record).start(processes=1)
+        managers.append(manager)
+        wait_until(
+            lambda: manager.stats().arbiters[0].state == "crash loop",
+            timeout=30,
+            what="crash loop",
+        )
     arbiter = manager.stats().arbiters[0]
     assert "cannot reach the database" in (arbiter.last_error or "")
     assert arbiter.last_exit is not None and "fatal" in arbiter.last_exit
     restarts = arbiter.restarts
+    # It failed by itself: from the crash loop on, each restart waits longer.
+    loops = [vars(r) for r in caplog.records if vars(r)["event"] == "arbiter in a crash loop"]
+    assert [r["restart_in"] for r in loops] == [0.4]
     time.sleep(1.0)
     # Backoff doubles: at most a couple more restarts in a second, not a loop.
     assert manager.stats().arbiters[0].restarts - restarts <= 2
@@ -124,6 +132,8 @@ def test_a_crash_loop_without_an_error_says_how_it_ended(
         )
     loops = [vars(r) for r in caplog.records if vars(r)["event"] == "arbiter in a crash loop"]
     assert [r["last_error"] for r in loops] == ["none reported: it ended with signal SIGKILL"]
+    # Killed from outside (as far as the host can tell), so never held back.
+    assert [r["restart_in"] for r in loops] == [0.0]
 
 
 @pytest.mark.parametrize("how", ["malformed", "oversized"])
