@@ -191,7 +191,8 @@ class AsyncWorker:
                 self._shared.arbiter.tell(WorkerStopped(self._index))
         elif isinstance(message, RetireWorker):
             self._shared.arbiter.tell(WorkerRetired(self._index))
-        elif isinstance(message, Deliver):
+        elif isinstance(message, Deliver) and not self._stopping:
+            # One told after StopWorker never runs (as for a sync worker).
             self._busy = True
             self._loop.loop.create_task(self._chain(message))
 

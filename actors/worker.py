@@ -4,8 +4,9 @@ Contract: on start it builds its state with the state factory (once, in its
 own thread), tells its arbiter it is ready and offers itself to its
 executor. Told a job (its executor has written its Started), it runs it to
 the end, says Done, and takes the executor's next buffered job (saying
-Started first) until there is none. After Stop it is
-told no job again.
+Started first) until there is none. A job told after StopWorker (handed
+over just as its arbiter stopped) is not run: the host puts it back
+unexecuted with the rest of the runner's jobs.
 """
 
 from __future__ import annotations
@@ -142,6 +143,11 @@ class Worker(pykka.ThreadingActor):
             return None
         if isinstance(message, RetireWorker):
             self._retire()
+            return None
+        if self._stopping:
+            # Handed over as the arbiter stopped, and told after StopWorker:
+            # the arbiter may be gone before it ends. It never runs here; the
+            # host puts it back unexecuted with the rest of this runner's jobs.
             return None
         # Told a job: the executor has announced it Started. Buffered ones the
         # worker takes itself, it announces.
