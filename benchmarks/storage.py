@@ -11,7 +11,13 @@ Measures:
   subprocess: once by tracemalloc (every Python allocation the storage keeps:
   the bytes object with its header, the entry, id and index keys, dict and
   index slots) and once by the process's RSS growth (what the OS pays,
-  allocator overhead included).
+  allocator overhead included);
+* memory per kept record (succeeded, kept for the default result_ttl) the
+  same two ways: ``--memory-jobs`` jobs are queued, then popped and
+  completed, and the figure is what the storage holds at the end divided by
+  the jobs, beyond their argument bytes. Once for ``run`` returning None
+  (no value), once for a small value (``encode({"ok": True, "n": i})``,
+  about 10 bytes of msgpack: its bytes object is counted).
 
 Run from the repository root:
 
@@ -39,6 +45,7 @@ import psutil
 from actors.ops import Batch, Complete, Pop, Push, Stats
 from actors.storage_actor import StorageActor
 from storage import Backoff, JobResult, MaxRetries, MemoryStorage, NewJob, Policy
+from storage.codec import encode
 
 QUEUE = "default"
 ARG_BYTES = 100
@@ -53,6 +60,8 @@ TARGETS: dict[str, tuple[float, str]] = {
     "bytes_per_job_tracemalloc": (250, "max"),
     "bytes_per_job_rss": (250, "max"),
 }
+# What a kept record returns, for the memory figures: none, or a small value.
+VALUES = ("none", "small")
 
 
 def new_jobs(count: int) -> list[NewJob]:
@@ -147,8 +156,10 @@ def actor_batched(count: int, batch: int) -> float:
 # -- memory -----------------------------------------------------------------------------
 
 
-def memory_child(count: int, method: str) -> float:
-    """Bytes per queued job beyond its argument bytes; runs in a fresh process."""
+def memory_child(count: int, method: str, kept: str | None = None) -> float:
+    """Bytes per queued job beyond its argument bytes; with ``kept`` ("none"
+    or "small": what ``run`` returned), per succeeded record kept instead.
+    Runs in a fresh process."""
     policy = POLICY  # shared by every job, as for jobs of one class
     name, queue = "benchmarks.Job", QUEUE
     gc.collect()
@@ -161,23 +172,34 @@ def memory_child(count: int, method: str) -> float:
     push = storage.push
     for i in range(count):
         push(NewJob(name, queue, i.to_bytes(ARG_BYTES, "big"), policy))
+    if kept is not None:
+        pop, complete = storage.pop, storage.complete
+        for i in range(count):
+            (job,) = pop(queue, "r1")
+            # A small value's bytes are made here, as they arrive from a
+            # worker: the record keeps them, so they count.
+            value = None if kept == "none" else encode({"ok": True, "n": i})
+            complete(job.id, "r1", JobResult.success(value))
+        del job, value
     gc.collect()
     if method == "tracemalloc":
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
     else:
         after = psutil.Process().memory_info().rss
-    assert storage.stats()[QUEUE].pending == count
+    if kept is None:
+        assert storage.stats()[QUEUE].pending == count
+    else:
+        assert storage.stats() == {}
+        assert len(storage.list(limit=count + 1)) == count  # every record still kept
     return (after - before) / count - ARG_BYTES
 
 
-def memory(count: int, method: str) -> float:
-    child = subprocess.run(
-        [sys.executable, "-m", "benchmarks.storage", "--memory-child", method, str(count)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+def memory(count: int, method: str, kept: str | None = None) -> float:
+    command = [sys.executable, "-m", "benchmarks.storage", "--memory-child", method, str(count)]
+    if kept is not None:
+        command += ["--kept", kept]
+    child = subprocess.run(command, check=True, capture_output=True, text=True)
     return float(child.stdout.strip().splitlines()[-1])
 
 
@@ -208,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-child", nargs=2, metavar=("METHOD", "JOBS"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--kept", choices=VALUES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.memory_child:
         method, count = args.memory_child
-        print(memory_child(int(count), method))
+        print(memory_child(int(count), method, args.kept))
         return 0
 
     print(
@@ -252,6 +275,20 @@ def main(argv: list[str] | None = None) -> int:
             memory(args.memory_jobs, method),
             "bytes",
         )
+
+    print(
+        f"Memory per kept record ({args.memory_jobs:,} succeeded jobs, {ARG_BYTES}-byte args,"
+        f" result_ttl {POLICY.result_ttl:g} s)"
+    )
+    for kept in VALUES:
+        returned = "None" if kept == "none" else "a small value"
+        for method in ("tracemalloc", "rss"):
+            report(
+                f"bytes_per_record_{kept}_{method}",
+                f"run returned {returned}, by {method}",
+                memory(args.memory_jobs, method, kept),
+                "bytes",
+            )
 
     if args.json:
         meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "batch": args.batch}

@@ -10,10 +10,21 @@ runner must ``heartbeat`` them; a held job whose last heartbeat is older than
 ``release`` settle held jobs; a runner that does not hold a job cannot settle
 it (Disposition.NOT_HELD), so a claim taken over by another runner is not
 settled twice.
+
+Records: a job that ends keeps its record (``info``, ``list``) for its
+policy's ``result_ttl`` seconds: status SUCCEEDED with the value ``run``
+returned, or CANCELLED with the reason as its last error; a ``result_ttl`` of
+0 keeps none (the job is gone once it ends). Dead jobs are kept until
+requeued or purged, as before. ``info`` never returns a record past its
+``expires_at``, whether or not ``expire`` has removed it yet; ``expire``
+removes them without a scan of live jobs (an index on the expiry time).
+``stats`` counts live and dead jobs only, so kept records never make a
+queue look busy; ``list`` gives them after the dead ones.
 """
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -80,7 +91,27 @@ class Storage(Protocol):
         """Settle every job ``runner`` holds with the same result (a dead runner)."""
         ...
 
-    def info(self, job_id: uuid.UUID) -> JobInfo | None: ...
+    def info(self, job_id: uuid.UUID) -> JobInfo | None:
+        """The job's record, or None: never queued, or its record expired."""
+        ...
+
+    def cancel(self, job_id: uuid.UUID, reason: str) -> Status | None:
+        """Cancel a job; returns the status it had (None: no such record).
+
+        PENDING (due, scheduled or waiting out a backoff): it is CANCELLED now
+        and never runs; ``reason`` is its last error, ``started_at`` None, and
+        its record is kept for its result_ttl (0: removed), its unique key
+        free again. RUNNING: nothing changes here; the runtime asks its runner
+        (``info().runner``) to stop it, and the runner completes it with a
+        CANCELLED result. A storage shared by hosts also tells the others
+        (see ``subscribe``). Anything else has ended and is left as it is.
+        """
+        ...
+
+    def expire(self) -> int:
+        """Remove succeeded and cancelled records past their expiry; returns
+        how many. The StorageActor calls it about once a second."""
+        ...
 
     def list(
         self,
@@ -128,9 +159,20 @@ class Storage(Protocol):
         again when no wake-up came (None: every change comes through us)."""
         ...
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
-        """Call ``wake()``, from any thread, whenever another host may have
-        made a job due (a push elsewhere). Storages owned by one host ignore it."""
+    def subscribe(
+        self,
+        wake: Callable[[], None],
+        *,
+        ended: Callable[[builtins.list[uuid.UUID]], None] | None = None,
+        cancelled: Callable[[uuid.UUID, str, str], None] | None = None,
+    ) -> None:
+        """For a storage shared by several hosts: call, from any thread,
+        ``wake()`` whenever another host may have made a job due (a push
+        elsewhere); ``ended(ids)`` once jobs another host settled have ended
+        (succeeded, dead or cancelled: a waiter here can read them now); and
+        ``cancelled(job_id, runner, reason)`` when another host cancelled a
+        job that is running, so that the host whose runner holds it stops it.
+        Storages owned by one host ignore all three."""
         ...
 
     def close(self) -> None:

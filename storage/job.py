@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import math
 from typing import Any, ClassVar, Self
 
 from storage.codec import ENCODE_ERRORS, decode, encode
@@ -26,6 +27,9 @@ class Job:
     BACKOFF: ClassVar[Backoff] = Backoff.exponential(2)
     HEARTBEAT_INTERVAL: ClassVar[float] = 5.0
     TIMEOUT: ClassVar[float | None] = None
+    # Seconds the record of an ended job (status, returned value, last error,
+    # times) is kept for info() and wait(); 0 keeps none.
+    RESULT_TTL: ClassVar[float] = 600.0
     # While a job of this class with the same arguments is pending or running,
     # queueing another returns that job's id and stores nothing.
     UNIQUE: ClassVar[bool] = False
@@ -77,6 +81,7 @@ class Job:
                 backoff=cls.BACKOFF,
                 heartbeat_interval=float(cls.HEARTBEAT_INTERVAL),
                 timeout=None if cls.TIMEOUT is None else float(cls.TIMEOUT),
+                result_ttl=check_ttl(cls.RESULT_TTL, f"job {cls.NAME}: RESULT_TTL"),
             )
         return cls._policy
 
@@ -108,13 +113,25 @@ class Job:
         run_at: float | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
+        result_ttl: float | None = None,
     ) -> NewJob:
         """What storage needs to keep this job; encodes the arguments now."""
         policy = self.policy()
         if timeout is not None:
             policy = dataclasses.replace(policy, timeout=float(timeout))
+        if result_ttl is not None:
+            policy = dataclasses.replace(policy, result_ttl=check_ttl(result_ttl, "result_ttl="))
         args = self.encode_args()
         if unique_key is None and self.UNIQUE:
             unique_key = f"{self.NAME}:{hashlib.sha256(args).hexdigest()}"
         # Positional: one is made per job queued (name, queue, args, policy, run_at, unique_key).
         return NewJob(self.NAME, queue or self.QUEUE, args, policy, run_at, unique_key)
+
+
+def check_ttl(ttl: object, what: str) -> float:
+    """``ttl`` as seconds to keep an ended job's record: a finite number >= 0."""
+    if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        if math.isfinite(ttl) and ttl >= 0:
+            return float(ttl)
+        raise ValueError(f"{what} must be a finite number of seconds >= 0; got {ttl!r}")
+    raise TypeError(f"{what} must be a number of seconds >= 0; got {type(ttl).__qualname__}")

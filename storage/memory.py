@@ -16,13 +16,25 @@ slots, the name, queue and policy shared with every job of its kind), its
 seq and pending key, and their slots in ``_jobs`` and the index. What a job
 has been through (a claim, a failure, a unique key) lives in a ``_State``
 that a fresh job does not have, since a backlog is mostly fresh jobs.
+
+Ended records (succeeded, cancelled) stay in ``_jobs`` with their ``_State``
+until they expire. Jobs of one queue with one ``result_ttl`` share a
+``_Records``: a deque per status of expiry keys ``expires_us << 60 | seq``.
+Records reach a deque in the order they end, and with one ttl that is the
+order they expire, so ``expire`` pops expired keys off the fronts and never
+looks at a live job. (Should the system clock step back, a record may be
+removed late by the step, never early: ``info`` and ``list`` compare each
+record's own expiry with the time.) A kept record's finish time is its expiry
+less its ttl, so it costs no slot of its own.
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
 import itertools
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -49,20 +61,46 @@ _SEQ_MASK = (1 << _SEQ_BITS) - 1
 _US = 1_000_000
 
 
+class _Records:
+    """The ended records of one queue's jobs that share one ``result_ttl``:
+    expiry keys (``expires_us << 60 | seq``) in the order they were kept,
+    which for one ttl is expiry order."""
+
+    __slots__ = ("cancelled", "queue", "succeeded", "ttl_us")
+
+    def __init__(self, queue: str, ttl_us: int) -> None:
+        self.queue = queue
+        self.ttl_us = ttl_us
+        self.succeeded: deque[int] = deque()
+        self.cancelled: deque[int] = deque()
+
+
 class _Kind(NamedTuple):
     """What the jobs of one class queued one way share."""
 
     name: str
     queue: str
     policy: Policy
+    records: _Records | None  # where their ended records go; None: a ttl of 0 keeps none
 
 
 class _State:
     """What a job has been through: made when it is first claimed, or queued
-    with a unique key. ``mark`` is the claim's expiry key while running and
-    the time of death (µs) while dead."""
+    with a unique key. ``mark`` is the claim's expiry key while running, the
+    time of death (µs) while dead, and the record's expiry key once
+    succeeded or cancelled. ``started`` is when its latest claim was taken
+    (µs; 0: never, or cancelled before it ran again)."""
 
-    __slots__ = ("last_error", "mark", "retry_count", "runner", "status", "unique_key")
+    __slots__ = (
+        "last_error",
+        "mark",
+        "retry_count",
+        "runner",
+        "started",
+        "status",
+        "unique_key",
+        "value",
+    )
 
     def __init__(self, unique_key: str | None = None) -> None:
         self.status = Status.PENDING
@@ -71,6 +109,8 @@ class _State:
         self.runner: str | None = None
         self.mark = 0
         self.unique_key = unique_key
+        self.started = 0
+        self.value: bytes | None = None
 
 
 class _Entry:
@@ -119,6 +159,10 @@ class MemoryStorage:
         self._dead: dict[str, dict[int, _Entry]] = {}
         self._by_runner: dict[str, set[int]] = {}
         self._unique: dict[str, int] = {}  # unique key -> seq of the live job holding it
+        # Ended records' expiry indexes, by (queue, ttl in µs), and the queues
+        # that have any (for list; stats leaves them out).
+        self._records: dict[tuple[str, int], _Records] = {}
+        self._recorded: dict[str, list[_Records]] = {}
 
     # -- time ---------------------------------------------------------------
 
@@ -135,7 +179,13 @@ class MemoryStorage:
     def poll_interval(self) -> float | None:
         return None
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
+    def subscribe(
+        self,
+        wake: Callable[[], None],
+        *,
+        ended: Callable[[list[uuid.UUID]], None] | None = None,
+        cancelled: Callable[[uuid.UUID, str, str], None] | None = None,
+    ) -> None:
         pass  # only the owning StorageActor changes it
 
     def close(self) -> None:
@@ -174,8 +224,21 @@ class MemoryStorage:
         if kind is None:
             if len(self._kinds) >= _KINDS_KEPT:
                 self._kinds.clear()
-            kind = self._kinds[cache_key] = _Kind(job.name, job.queue, job.policy)
+            kind = _Kind(job.name, job.queue, job.policy, self._records_of(job))
+            self._kinds[cache_key] = kind
         return kind
+
+    def _records_of(self, job: NewJob) -> _Records | None:
+        ttl_us = round(job.policy.result_ttl * _US)
+        if ttl_us <= 0:
+            return None
+        records = self._records.get((job.queue, ttl_us))
+        if records is None:
+            # Kept for good, even once empty: kinds hold them, and there are
+            # as many as a queue has distinct ttls.
+            records = self._records[job.queue, ttl_us] = _Records(job.queue, ttl_us)
+            self._recorded.setdefault(job.queue, []).append(records)
+        return records
 
     def _insert(self, job: NewJob, now: int, batch: dict[str, list[int]] | None = None) -> int:
         """Store ``job``; its pending key goes into ``batch`` (per queue) if
@@ -229,6 +292,7 @@ class MemoryStorage:
 
     def _claim(self, seq: int, entry: _Entry, state: _State, runner: str, now: int) -> Claim:
         state.runner = runner
+        state.started = now
         self._hold(seq, entry, state, now)
         owned = self._by_runner.get(runner)
         if owned is None:
@@ -274,10 +338,17 @@ class MemoryStorage:
         seq = entry.key & _SEQ_MASK
         self._unhold(entry, state)
         self._by_runner[runner].discard(seq)
-        if result.outcome is Outcome.SUCCESS:
-            del self._jobs[seq]
+        if result.outcome is Outcome.SUCCESS:  # the hot path: settle() would say FINISHED
+            records = entry.kind.records
+            if records is None:
+                del self._jobs[seq]
+            else:
+                state.status = Status.SUCCEEDED
+                state.value = result.value
+                state.mark = mark = ((self._now_us() + records.ttl_us) << _SEQ_BITS) | seq
+                records.succeeded.append(mark)
             self._forget_key(seq, state)
-            return Disposition.FINISHED  # the hot path, without the clock
+            return Disposition.FINISHED
         return self._settle(seq, entry, state, result, self._now_us())
 
     def complete_and_pop(
@@ -312,13 +383,15 @@ class MemoryStorage:
             unregistered_delay_us=self._unregistered_delay_us,
         )
         disposition = verdict.disposition
-        if disposition is Disposition.FINISHED:
-            del self._jobs[seq]
-            self._forget_key(seq, state)
-            return disposition
         state.retry_count = verdict.retry_count
         if verdict.error is not None:
             state.last_error = verdict.error
+        if disposition is Disposition.FINISHED:
+            self._end(seq, entry, state, Status.SUCCEEDED, now, value=result.value)
+            return disposition
+        if disposition is Disposition.CANCELLED:
+            self._end(seq, entry, state, Status.CANCELLED, now)
+            return disposition
         if disposition is Disposition.DEAD:
             state.status = Status.DEAD
             state.mark = now
@@ -333,6 +406,60 @@ class MemoryStorage:
         run_at = entry.key >> _SEQ_BITS if delay is None else now + delay
         self._make_pending(seq, entry, state, run_at)
         return disposition
+
+    def _end(
+        self,
+        seq: int,
+        entry: _Entry,
+        state: _State,
+        status: Status,
+        now: int,
+        *,
+        value: bytes | None = None,
+    ) -> None:
+        """Keep the record of a job that succeeded or was cancelled (it is in
+        no index now), or forget it when its ttl is 0."""
+        self._forget_key(seq, state)
+        records = entry.kind.records
+        if records is None:
+            del self._jobs[seq]
+            return
+        state.status = status
+        state.value = value
+        state.mark = mark = ((now + records.ttl_us) << _SEQ_BITS) | seq
+        ended = records.succeeded if status is Status.SUCCEEDED else records.cancelled
+        ended.append(mark)
+
+    def cancel(self, job_id: uuid.UUID, reason: str) -> Status | None:
+        entry = self._entry(job_id)
+        if entry is None:
+            return None
+        now = self._now_us()
+        state = entry.state
+        if state is not None and state.status is not Status.PENDING:
+            if _expired(state, now):
+                return None
+            return state.status  # running: its runner is told; ended: left alone
+        queue = entry.kind.queue
+        self._pending[queue].remove(entry.key)
+        state = entry.grown()
+        if state.retry_count:
+            self._retrying[queue].remove(entry.key)
+        state.last_error = reason
+        state.started = 0  # no attempt of it ended it
+        self._end(entry.key & _SEQ_MASK, entry, state, Status.CANCELLED, now)
+        return Status.PENDING
+
+    def expire(self) -> int:
+        now = self._now_us()
+        jobs = self._jobs
+        removed = 0
+        for records in self._records.values():
+            for ended in (records.succeeded, records.cancelled):
+                while ended and (ended[0] >> _SEQ_BITS) <= now:
+                    del jobs[ended.popleft() & _SEQ_MASK]
+                    removed += 1
+        return removed
 
     def _forget_key(self, seq: int, state: _State) -> None:
         key = state.unique_key
@@ -380,7 +507,11 @@ class MemoryStorage:
 
     def info(self, job_id: uuid.UUID) -> JobInfo | None:
         entry = self._entry(job_id)
-        return None if entry is None else self._info(entry)
+        if entry is None:
+            return None
+        if entry.state is not None and _expired(entry.state, self._now_us()):
+            return None
+        return self._info(entry)
 
     def list(
         self,
@@ -390,7 +521,7 @@ class MemoryStorage:
         offset: int = 0,
         limit: int = 100,
     ) -> list[JobInfo]:
-        queues = [queue] if queue is not None else sorted(self._queues())
+        queues = [queue] if queue is not None else sorted(self._queues() | set(self._recorded))
         found = itertools.chain.from_iterable(self._walk(q, status) for q in queues)
         return [self._info(e) for e in itertools.islice(found, offset, offset + limit)]
 
@@ -403,6 +534,16 @@ class MemoryStorage:
                 yield self._jobs[key & _SEQ_MASK]
         if status in (None, Status.DEAD):
             yield from self._dead.get(queue, {}).values()
+        for ended in (Status.SUCCEEDED, Status.CANCELLED):
+            if status in (None, ended):
+                yield from self._ended(queue, ended)
+
+    def _ended(self, queue: str, status: Status) -> Iterator[_Entry]:
+        """The queue's unexpired records of ``status``, by (finish time, seq)."""
+        now = self._now_us()
+        groups = [_unexpired(records, status, now) for records in self._recorded.get(queue, ())]
+        for _, seq in heapq.merge(*groups) if len(groups) > 1 else itertools.chain(*groups):
+            yield self._jobs[seq]
 
     def _queues(self) -> set[str]:
         return set(self._pending) | set(self._held) | set(self._dead)
@@ -439,6 +580,14 @@ class MemoryStorage:
 
     def _info(self, entry: _Entry) -> JobInfo:
         kind, state, seq = entry.kind, entry.state or _FRESH, entry.key & _SEQ_MASK
+        status = state.status
+        finished = expires = None
+        if status is Status.DEAD:
+            finished = state.mark
+        elif status is Status.SUCCEEDED or status is Status.CANCELLED:
+            assert kind.records is not None  # only a kept record is ended and stored
+            expires = state.mark >> _SEQ_BITS
+            finished = expires - kind.records.ttl_us
         return JobInfo.stored(
             id=self._ids.as_uuid(seq),
             name=kind.name,
@@ -447,14 +596,35 @@ class MemoryStorage:
             policy=kind.policy,
             retry_count=state.retry_count,
             run_at_us=entry.key >> _SEQ_BITS,
-            status=state.status,
+            status=status,
             last_error=state.last_error,
             runner=state.runner,
             unique_key=state.unique_key,
+            result=state.value,
+            started_us=state.started or None,
+            finished_us=finished,
+            expires_us=expires,
         )
 
 
 _FRESH = _State()  # what info() reads for a job without a state; never changed
+
+
+def _unexpired(records: _Records, status: Status, now: int) -> Iterator[tuple[int, int]]:
+    """(finish time, seq) of the records of ``status`` still kept at ``now``."""
+    ttl = records.ttl_us
+    for key in records.succeeded if status is Status.SUCCEEDED else records.cancelled:
+        expires = key >> _SEQ_BITS
+        if expires > now:
+            yield expires - ttl, key & _SEQ_MASK
+
+
+def _expired(state: _State, now: int) -> bool:
+    """Whether it is a succeeded or cancelled record past its expiry."""
+    status = state.status
+    return (status is Status.SUCCEEDED or status is Status.CANCELLED) and (
+        state.mark >> _SEQ_BITS
+    ) <= now
 
 
 def _dead_since(entry: _Entry) -> int:

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from storage.codec import decode
 from storage.ids import id_time
 from storage.policy import Backoff, MaxRetries, Policy
 
@@ -16,6 +17,8 @@ class Status(enum.Enum):
     PENDING = "pending"  # waiting for its run_at, or due and not yet taken
     RUNNING = "running"  # held by a runner
     DEAD = "dead"  # out of retries; kept until requeued or purged
+    SUCCEEDED = "succeeded"  # ended well; its record is kept for its result_ttl
+    CANCELLED = "cancelled"  # cancelled before or while it ran; kept for its result_ttl
 
 
 class NewJob(NamedTuple):
@@ -49,6 +52,37 @@ class JobInfo:
     runner: str | None
     enqueued_at: dt.datetime
     unique_key: str | None = None
+    # What a succeeded ``run`` returned, msgpack-encoded (None for None); see
+    # ``value()``.
+    result: bytes | None = None
+    # When its latest attempt began: None before it first ran, and for a job
+    # cancelled while it waited (no attempt of it ended it).
+    started_at: dt.datetime | None = None
+    # When it ended (succeeded, died or was cancelled); None while live.
+    finished_at: dt.datetime | None = None
+    # Until when a succeeded or cancelled record is kept; None for live and
+    # dead jobs (dead ones are kept until requeued or purged).
+    expires_at: dt.datetime | None = None
+
+    @property
+    def attempts(self) -> int:
+        """Attempts started: the failed ones, plus the one running or the one
+        that ended it."""
+        ran_to_end = self.status is Status.SUCCEEDED or (
+            self.status is Status.CANCELLED and self.started_at is not None
+        )
+        return self.retry_count + (self.status is Status.RUNNING or ran_to_end)
+
+    @property
+    def ended(self) -> bool:
+        """Whether it will never run again (unless a dead job is requeued)."""
+        return self.status in _ENDED
+
+    def value(self) -> object:
+        """The value ``run`` returned, decoded (None until it succeeded)."""
+        if self.result is None:
+            return None
+        return decode(self.result)
 
     @classmethod
     def stored(
@@ -65,6 +99,10 @@ class JobInfo:
         last_error: str | None,
         runner: str | None,
         unique_key: str | None,
+        result: bytes | None = None,
+        started_us: int | None = None,
+        finished_us: int | None = None,
+        expires_us: int | None = None,
     ) -> JobInfo:
         """The record of a stored job, as every backend keeps one: times in µs
         since the epoch, and the enqueue time read from its UUIDv7 id."""
@@ -84,7 +122,18 @@ class JobInfo:
             runner=runner,
             enqueued_at=dt.datetime.fromtimestamp(id_time(id.int), dt.UTC),
             unique_key=unique_key,
+            result=result,
+            started_at=_at(started_us),
+            finished_at=_at(finished_us),
+            expires_at=_at(expires_us),
         )
+
+
+def _at(us: int | None) -> dt.datetime | None:
+    return None if us is None else dt.datetime.fromtimestamp(us / 1_000_000, dt.UTC)
+
+
+_ENDED = frozenset({Status.SUCCEEDED, Status.CANCELLED, Status.DEAD})
 
 
 class Claim(NamedTuple):
@@ -105,16 +154,25 @@ class Outcome(enum.Enum):
     FAILURE = "failure"  # an attempt that counts against MAX_RETRIES
     UNEXECUTED = "unexecuted"  # never started (shutdown): put back unchanged
     UNREGISTERED = "unregistered"  # no runner knows the name: put back later
+    CANCELLED = "cancelled"  # stopped by a cancel: never retried
 
 
 @dataclass(frozen=True, slots=True)
 class JobResult:
+    """How one attempt ended; ``value`` is what a successful ``run`` returned,
+    msgpack-encoded (None when it returned None)."""
+
     outcome: Outcome
     error: str | None = None
+    value: bytes | None = None
 
     @classmethod
-    def success(cls) -> JobResult:
-        return _SUCCESS
+    def success(cls, value: bytes | None = None) -> JobResult:
+        return _SUCCESS if value is None else cls(Outcome.SUCCESS, None, value)
+
+    @classmethod
+    def cancelled(cls, reason: str) -> JobResult:
+        return cls(Outcome.CANCELLED, reason)
 
     @classmethod
     def failure(cls, error: str) -> JobResult:
@@ -136,7 +194,8 @@ _UNEXECUTED = JobResult(Outcome.UNEXECUTED)
 class Disposition(enum.Enum):
     """What became of a job that was completed or released."""
 
-    FINISHED = "finished"  # succeeded and removed
+    FINISHED = "finished"  # succeeded: its record is kept for its result_ttl
+    CANCELLED = "cancelled"  # cancelled: never runs again
     RETRYING = "retrying"  # failed, pending again after its backoff
     DEAD = "dead"  # failed with no retries left
     REQUEUED = "requeued"  # unexecuted or unregistered, pending again

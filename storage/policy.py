@@ -93,3 +93,5 @@ class Policy:
     backoff: Backoff
     heartbeat_interval: float
     timeout: float | None
+    # Seconds an ended job's record (status, value, error, times) is kept.
+    result_ttl: float = 600.0

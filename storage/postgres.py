@@ -4,19 +4,26 @@ Every host process owns one StorageActor and so one PostgresStorage; any
 number of hosts may point at the same database and schema. Apply the schema
 on open (automatic) or beforehand with ``python -m storage.postgres``.
 
-Schema (``<schema>.jobs``, one row per job that is not finished or purged)::
+Schema (``<schema>.jobs``, one row per job that is live, dead, or ended
+and kept for its result_ttl)::
 
     id          uuid    UUIDv7 made by the pushing host (storage.ids)
     queue       text    COLLATE "C", so queues sort as Python sorts str
-    status      int2    0 pending, 1 running, 2 dead (so ORDER BY status is
-                        the listing order)
+    status      int2    0 pending, 1 running, 2 dead, 3 succeeded, 4 cancelled
+                        (so ORDER BY status is the listing order)
     run_at      int8    µs since the epoch: when the job is due
     mark        int8    running: the claim's expiry (µs); dead: time of death
     runner      text    the holder while running, else NULL
     lease_us    int8    5 x heartbeat interval, in µs, fixed at push
-    live_key    text    = unique_key while this job holds the key, else NULL
-    ...         the policy (max_retries, backoff, heartbeat, timeout), args,
-                retry_count, last_error, unique_key
+    live_key    text    = unique_key while this job holds the key, else NULL;
+                        a CHECK keeps it NULL on every ended row
+    result      bytea   succeeded: what ``run`` returned (msgpack), else NULL
+    started_at  int8    µs: when its latest claim was taken
+    finished_at int8    µs: when it succeeded, died or was cancelled
+    expires_at  int8    µs: succeeded or cancelled: until when it is kept
+    result_ttl  float8  seconds an ended record is kept (0: deleted at once)
+    ...         the rest of the policy (max_retries, backoff, heartbeat,
+                timeout), args, retry_count, last_error, unique_key
 
 Times are integer microseconds so that ordering and the "strictly older is
 stale" rule are exact, as in MemoryStorage. They come from the database clock
@@ -24,8 +31,13 @@ stale" rule are exact, as in MemoryStorage. They come from the database clock
 clock is injected (tests), in which case that clock provides every time.
 
 Partial indexes serve each path: pending ``(queue, run_at, id)``, held
-``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)``, and a
-unique index on ``live_key`` that makes "one live job per key" a constraint.
+``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)``, kept
+records ``(expires_at)`` (what ``expire`` walks, never touching live rows),
+and a unique index on ``live_key`` that makes "one live job per key" a
+constraint. ``live_key`` is set only on pending and running rows (a CHECK
+says so), so the index covers live jobs alone and a job that ends frees its
+key; the index keeps the predicate it had, so that hosts of the previous
+version, whose inserts name it in ON CONFLICT, go on working.
 
 Claim protocol: ``pop`` is one statement that locks candidates with
 ``FOR UPDATE SKIP LOCKED`` (stale claims first by expiry, then due pending
@@ -48,16 +60,42 @@ done since the last commit is acknowledged. One exception, the hot path: a
 (the StorageActor calls it first in each round) is a transaction of its own,
 durable when it returns: one round trip instead of three.
 
-Wake-ups: a message that pushed or put a job back due sends a NOTIFY with its
-commit; ``subscribe`` starts a listener thread on its own connection that
-calls ``wake()`` for each notification from another connection. Delays
-(retries, schedules) elsewhere are caught by ``poll_interval``.
+Settling a round: the round statement (``complete_and_pop``) stores the
+successes itself: an UPDATE that keeps each row as succeeded (its value from
+one bytea array parameter for the batch, finished_at the statement's time,
+expires_at finished_at + result_ttl), and a DELETE of those whose result_ttl
+is 0, both matched on (id, runner), then the claims: one statement per round
+whatever it holds. Other outcomes lock the held rows, storage.settle decides
+each in Python, and one ``UPDATE ... FROM unnest`` stores every decision.
+``expire`` deletes kept records past their expiry along the expiry index,
+SKIP LOCKED (so that hosts expiring at once never wait for each other), in
+batches, for at most EXPIRE_BUDGET seconds a call; ``info`` and ``list``
+hide a record past its expiry whether or not it has been deleted yet.
+
+Notifications, all sent by the transaction that makes the change, so they are
+heard only once it is committed (payloads start with the sending storage's
+origin token, by which a listener skips its own, PgBouncer or not):
+
+* ``jobarbiter_<schema>`` (wake): a job pushed or put back due;
+* ``jobarbiter_<schema>_ended``: ids of jobs that ended (succeeded, dead or
+  cancelled), comma-separated, at most ENDED_PER_NOTIFY per notification so
+  that a payload stays under NOTIFY's 8000 bytes;
+* ``jobarbiter_<schema>_cancel``: a running job was cancelled: JSON
+  ``[origin, job id, runner, reason]``, the reason cut to fit.
+
+``subscribe`` starts a listener thread on its own connection (``listen_dsn``
+behind a pooler) that LISTENs on the wake channel, and on the other two when
+their callbacks are given, and calls them. Delays (retries, schedules)
+elsewhere are caught by ``poll_interval``; so is anything sent while the
+listener was reconnecting, when it calls ``wake()`` once.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import secrets
 import threading
 import time
 import uuid
@@ -94,11 +132,35 @@ from storage.settle import settle
 log = EventLog("storage.postgres")
 
 _US = 1_000_000
-_PENDING, _RUNNING, _DEAD = 0, 1, 2
-_STATUS = {_PENDING: Status.PENDING, _RUNNING: Status.RUNNING, _DEAD: Status.DEAD}
+_PENDING, _RUNNING, _DEAD, _SUCCEEDED, _CANCELLED = 0, 1, 2, 3, 4
+_STATUS = {
+    _PENDING: Status.PENDING,
+    _RUNNING: Status.RUNNING,
+    _DEAD: Status.DEAD,
+    _SUCCEEDED: Status.SUCCEEDED,
+    _CANCELLED: Status.CANCELLED,
+}
 _STATUS_CODE = {status: code for code, status in _STATUS.items()}
+_SETTLED_STATUS = {
+    Disposition.FINISHED: _SUCCEEDED,
+    Disposition.CANCELLED: _CANCELLED,
+    Disposition.DEAD: _DEAD,
+    Disposition.RETRYING: _PENDING,
+    Disposition.REQUEUED: _PENDING,
+}
 _LOCK_NAMESPACE = 0x6A6F6261  # "joba": first key of the migration advisory lock
 _OFFSET_REFRESH = 60.0  # seconds between measurements of the database clock
+# expire() deletes kept records EXPIRE_BATCH at a time (a statement of its
+# own when no transaction is open, so its locks are short), batch after batch
+# while they come back full, for at most EXPIRE_BUDGET seconds: it keeps up
+# with tens of thousands of jobs a second, and a backlog (hosts were down)
+# never stalls the actor for long.
+EXPIRE_BATCH = 1000
+EXPIRE_BUDGET = 0.2
+# A text UUID is 36 bytes: 200 of them, commas and the origin stay well under
+# the 8000 bytes a NOTIFY payload may hold.
+ENDED_PER_NOTIFY = 200
+_PAYLOAD_BYTES = 7999  # NOTIFY refuses a payload of 8000 bytes or more
 
 Row = tuple[Any, ...]
 Conn = psycopg.Connection[Row]
@@ -137,6 +199,20 @@ MIGRATIONS: list[list[str]] = [
     ],
     # Backoff.max: jobs stored before it get the default cap, a day.
     ["ALTER TABLE {s}.jobs ADD COLUMN backoff_max double precision NOT NULL DEFAULT 86400"],
+    # Kept records (issue 13): results, times, a per-job result_ttl (jobs
+    # stored before it get Policy's default), statuses 3 succeeded and 4
+    # cancelled. Dead jobs died at their mark. An ended row never holds its
+    # unique key (the CHECK), so the unique index covers live jobs only.
+    [
+        """ALTER TABLE {s}.jobs ADD COLUMN result bytea, ADD COLUMN started_at bigint,
+    ADD COLUMN finished_at bigint, ADD COLUMN expires_at bigint,
+    ADD COLUMN result_ttl double precision NOT NULL DEFAULT 600""",
+        "UPDATE {s}.jobs SET finished_at = mark WHERE status = 2",
+        "UPDATE {s}.jobs SET live_key = NULL WHERE status NOT IN (0, 1) AND live_key IS NOT NULL",
+        """ALTER TABLE {s}.jobs ADD CONSTRAINT jobs_key_live
+    CHECK (live_key IS NULL OR status IN (0, 1))""",
+        "CREATE INDEX jobs_expires ON {s}.jobs (expires_at) WHERE status IN (3, 4)",
+    ],
 ]
 
 
@@ -210,9 +286,16 @@ def _q(text: str) -> LiteralString:
 # every row of one pop or one release sees the same instant.
 _NOW = "coalesce(%(now)s::bigint, (extract(epoch FROM statement_timestamp()) * 1000000)::bigint)"
 
+# A kept record's expiry, set when it ends; result_ttl is float seconds.
+_EXPIRES = "{now} + (j.result_ttl * 1000000)::bigint"
+
+# Not past its expiry: what info and list show.
+_VISIBLE = "(expires_at IS NULL OR expires_at > {now})"
+
 _COLUMNS = (
     "id, name, queue, args, retry_count, max_retries, backoff_kind, backoff_value, run_at,"
-    " heartbeat_interval, timeout, status, last_error, runner, unique_key, backoff_max"
+    " heartbeat_interval, timeout, status, last_error, runner, unique_key, backoff_max,"
+    " result_ttl, result, started_at, finished_at, expires_at"
 )
 
 
@@ -226,34 +309,53 @@ def _returning(prefix: str) -> str:
 
 _INSERT = """INSERT INTO {jobs} (id, queue, name, args, status, run_at, max_retries,
     backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease_us, timeout, unique_key,
-    live_key)
+    live_key, result_ttl)
 SELECT u.id, u.queue, u.name, u.args, 0, coalesce(u.run_at, {now}), u.max_retries,
     u.backoff_kind, u.backoff_value, u.backoff_max, u.heartbeat_interval, u.lease_us, u.timeout,
-    u.unique_key, u.unique_key
+    u.unique_key, u.unique_key, u.result_ttl
 FROM unnest(%(id)s::uuid[], %(queue)s::text[], %(name)s::text[], %(args)s::bytea[],
     %(run_at)s::bigint[], %(max_retries)s::bigint[], %(backoff_kind)s::text[],
     %(backoff_value)s::float8[], %(backoff_max)s::float8[], %(heartbeat)s::float8[],
-    %(lease)s::bigint[], %(timeout)s::float8[], %(unique_key)s::text[])
+    %(lease)s::bigint[], %(timeout)s::float8[], %(unique_key)s::text[], %(ttl)s::float8[])
     AS u(id, queue, name, args, run_at, max_retries, backoff_kind, backoff_value, backoff_max,
-        heartbeat_interval, lease_us, timeout, unique_key)
+        heartbeat_interval, lease_us, timeout, unique_key, result_ttl)
 ON CONFLICT (live_key) WHERE live_key IS NOT NULL DO NOTHING"""
 
-# One round of runners' messages in one statement: delete the jobs completed
-# with success by their holders (``done``), then claim up to ``total`` jobs,
-# stale claims first (earliest expiry), then due pending jobs. The claims are
-# numbered in that order and the n-th goes to ``slots[n]``, the runner of the
-# n-th job asked for, so the first request gets the first jobs, as
-# consecutive pops would. SKIP LOCKED: concurrent claims on other hosts never
-# wait for or take the same rows. A row deleted by ``done`` is not a stale
-# claim to take (the CTEs share one snapshot, so it is left out by hand).
-# ``runner`` is set exactly while a job runs, so the delete needs no
-# ``status = 1``; without it the only index it can use is the primary key,
-# where with it a plan may scan every held job of every host.
-_COMPLETE_AND_POP = """WITH done AS (
-    DELETE FROM {jobs}
-    WHERE id = ANY(%(done)s::uuid[])
-        AND runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], id)]
-    RETURNING id
+# One round of runners' messages in one statement: store the jobs completed
+# with success by their holders (``done``: kept as succeeded with the value of
+# the same place in ``results``, or deleted when their result_ttl is 0), tell
+# the other hosts they ended, then claim up to ``total`` jobs, stale claims
+# first (earliest expiry), then due pending jobs. The claims are numbered in
+# that order and the n-th goes to ``slots[n]``, the runner of the n-th job
+# asked for, so the first request gets the first jobs, as consecutive pops
+# would. SKIP LOCKED: concurrent claims on other hosts never wait for or take
+# the same rows. A row ``kept`` or ``gone`` settled is not a stale claim to
+# take (the CTEs share one snapshot, so it is left out by hand). Both match
+# (id, runner) through the primary key: ``runner`` is set exactly while a job
+# runs, so they need no ``status = 1``, with which a plan may scan every held
+# job of every host. They split the rows by result_ttl, so no row is changed
+# twice. (A join with unnest() of the arrays cost more than these lookups in
+# the arrays, which hold a round's few completions.) ``note`` is read by the
+# last SELECT only so that it runs: one pg_notify per ENDED_PER_NOTIFY ended
+# ids (rows -1, which the caller skips).
+_COMPLETE_AND_POP = """WITH kept AS (
+    UPDATE {jobs} j SET status = 3, runner = NULL, live_key = NULL, mark = 0,
+        result = (%(results)s::bytea[])[array_position(%(done)s::uuid[], j.id)],
+        finished_at = {now}, expires_at = {expires}
+    WHERE j.id = ANY(%(done)s::uuid[]) AND j.result_ttl > 0
+        AND j.runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], j.id)]
+    RETURNING j.id
+), gone AS (
+    DELETE FROM {jobs} j
+    WHERE j.id = ANY(%(done)s::uuid[]) AND j.result_ttl <= 0
+        AND j.runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], j.id)]
+    RETURNING j.id
+), done AS (
+    SELECT id FROM kept UNION ALL SELECT id FROM gone
+), note AS (
+    SELECT pg_notify(%(ended)s, %(origin)s || ':' || string_agg(e.id::text, ','))
+    FROM (SELECT id, (row_number() OVER () - 1) / {per_notify} AS chunk FROM done) AS e
+    GROUP BY e.chunk
 ), stale AS MATERIALIZED (
     SELECT id, mark AS k FROM {jobs}
     WHERE queue = %(queue)s AND status = 1 AND mark < {now} AND id NOT IN (SELECT id FROM done)
@@ -268,14 +370,17 @@ _COMPLETE_AND_POP = """WITH done AS (
     SELECT id, row_number() OVER (ORDER BY src, k, id) AS n
     FROM (SELECT id, 0 AS src, k FROM stale UNION ALL SELECT id, 1, k FROM due) AS u
 ), claimed AS (
-    UPDATE {jobs} j SET status = 1, runner = (%(slots)s::text[])[p.n], mark = {now} + j.lease_us
+    UPDATE {jobs} j SET status = 1, runner = (%(slots)s::text[])[p.n], mark = {now} + j.lease_us,
+        started_at = {now}
     FROM picked p
     WHERE j.id = p.id
     RETURNING p.n, {returning}
 )
 SELECT * FROM claimed
 UNION ALL
-SELECT 0, id, {nulls} FROM done"""
+SELECT 0, id, {nulls} FROM done
+UNION ALL
+SELECT -1, NULL, {nulls} FROM note"""
 
 _HEARTBEAT = """UPDATE {jobs} SET mark = {now} + lease_us
 WHERE id = ANY(%(ids)s::uuid[]) AND status = 1 AND runner = %(runner)s
@@ -284,31 +389,61 @@ RETURNING id"""
 _ONE = "id = %(id)s AND status = 1 AND runner = %(runner)s"
 _ALL = "status = 1 AND runner = %(runner)s"
 
-# Settling: a completed success (the hot path) is deleted by its holder in one
-# statement. Anything else locks the held rows (_HELD), storage.settle decides
-# each, and one statement stores the decisions (_APPLY), another deletes the
-# finished: the rule lives in Python alone.
-_FINISH = "DELETE FROM {jobs} WHERE {target} RETURNING id"
-
-_HELD = """SELECT id, retry_count, max_retries, backoff_kind, backoff_value, backoff_max
+# Settling: completed successes (the hot path) are stored by the round
+# statement above. Anything else locks the held rows (_HELD), storage.settle
+# decides each, and one statement stores the decisions (_APPLY), another
+# deletes the ended ones kept for no time: the rule lives in Python alone.
+_HELD = """SELECT id, retry_count, max_retries, backoff_kind, backoff_value, backoff_max,
+    result_ttl
 FROM {jobs}
 WHERE {target} ORDER BY id FOR UPDATE"""
 
+# u.status: 0 pending again, 2 dead, 3 succeeded, 4 cancelled.
 _APPLY = """UPDATE {jobs} j SET runner = NULL,
-    status = CASE WHEN u.dead THEN 2 ELSE 0 END,
+    status = u.status,
     retry_count = u.retry_count,
     last_error = coalesce(u.error, j.last_error),
+    result = u.result,
     run_at = CASE WHEN u.delay IS NULL THEN j.run_at ELSE {now} + u.delay END,
-    mark = CASE WHEN u.dead THEN {now} ELSE 0 END,
-    live_key = CASE WHEN u.dead THEN NULL ELSE j.live_key END
-FROM unnest(%(ids)s::uuid[], %(dead)s::bool[], %(counts)s::int4[], %(delays)s::int8[],
-    %(errors)s::text[]) AS u(id, dead, retry_count, delay, error)
+    mark = CASE WHEN u.status = 2 THEN {now} ELSE 0 END,
+    finished_at = CASE WHEN u.status = 0 THEN NULL ELSE {now} END,
+    expires_at = CASE WHEN u.status >= 3 THEN {expires} END,
+    live_key = CASE WHEN u.status = 0 THEN j.live_key END
+FROM unnest(%(ids)s::uuid[], %(statuses)s::int2[], %(counts)s::int4[], %(delays)s::int8[],
+    %(errors)s::text[], %(results)s::bytea[])
+    AS u(id, status, retry_count, delay, error, result)
 WHERE j.id = u.id"""
+
+# cancel(): the record as it stands, locked, unless it is past its expiry.
+_CANCEL_LOOK = """SELECT status, runner, result_ttl FROM {jobs} j
+WHERE j.id = %(id)s AND (j.expires_at IS NULL OR j.expires_at > {now})
+FOR UPDATE"""
+
+_CANCEL_KEEP = """UPDATE {jobs} j SET status = 4, last_error = %(reason)s, runner = NULL,
+    live_key = NULL, mark = 0, result = NULL, started_at = NULL, finished_at = {now},
+    expires_at = {expires}
+WHERE j.id = %(id)s"""
+
+# At most EXPIRE_BATCH, along the expiry index; rows another host is
+# expiring (locked) are its to delete.
+_EXPIRE = """WITH gone AS (
+    DELETE FROM {jobs} WHERE id IN (
+        SELECT id FROM {jobs}
+        WHERE status IN (3, 4) AND expires_at <= {now}
+        ORDER BY expires_at LIMIT {batch}
+        FOR UPDATE SKIP LOCKED)
+    RETURNING 1
+)
+SELECT count(*) FROM gone"""
+
+_NOTIFY = """SELECT pg_notify(n.channel, n.payload)
+FROM unnest(%(channels)s::text[], %(payloads)s::text[]) AS n(channel, payload)"""
 
 _DELETE = "DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[])"
 
 # A requeued job holds its key again only if no live job took it meanwhile.
 _REQUEUE = """UPDATE {jobs} j SET status = 0, retry_count = 0, mark = 0, run_at = {now},
+    finished_at = NULL,
     live_key = CASE WHEN %(keep_key)s AND NOT EXISTS (
         SELECT 1 FROM {jobs} o WHERE o.live_key = j.unique_key) THEN j.unique_key END
 WHERE j.id = %(id)s AND j.status = 2
@@ -317,18 +452,25 @@ RETURNING j.id"""
 _PURGE = """DELETE FROM {jobs}
 WHERE status = 2 AND (%(older)s::bigint IS NULL OR mark < {now} - %(older)s::bigint)"""
 
-_INFO = "SELECT {columns} FROM {jobs} WHERE id = %(id)s"
+_INFO = "SELECT {columns} FROM {jobs} WHERE id = %(id)s AND {visible}"
 
+# Pending by due time, running by claim expiry, ended ones by when they ended.
 _LIST = """SELECT {columns} FROM {jobs}
 WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
     AND (%(status)s::smallint IS NULL OR status = %(status)s::smallint)
-ORDER BY queue, status, CASE WHEN status = 0 THEN run_at ELSE mark END, id
+    AND {visible}
+ORDER BY queue, status,
+    CASE status WHEN 0 THEN run_at WHEN 1 THEN mark ELSE finished_at END, id
 OFFSET %(offset)s LIMIT %(limit)s"""
 
+# Kept records are left out, so a queue holding only those is absent. The
+# status test is spelled as an OR so that each arm can use its partial index
+# (and not walk the kept records, which may be most of the table).
 _STATS = """SELECT queue, count(*) FILTER (WHERE status = 0), count(*) FILTER (WHERE status = 1),
     count(*) FILTER (WHERE status = 2),
     count(*) FILTER (WHERE status = 0 AND retry_count = 0 AND run_at > {now})
-FROM {jobs} GROUP BY queue ORDER BY queue"""
+FROM {jobs} WHERE status = 0 OR status = 1 OR status = 2
+GROUP BY queue ORDER BY queue"""
 
 # A claim may be taken once its expiry is strictly in the past: one µs after.
 _NEXT_DUE = """SELECT least(
@@ -347,18 +489,34 @@ class _Statements:
         jobs = f"{quote_ident(schema)}.jobs"
 
         def fmt(template: str, **extra: str) -> LiteralString:
-            return _q(template.format(jobs=jobs, now=_NOW, **extra))
+            return _q(
+                template.format(
+                    jobs=jobs,
+                    now=_NOW,
+                    expires=_EXPIRES.format(now=_NOW),
+                    visible=_VISIBLE.format(now=_NOW),
+                    **extra,
+                )
+            )
 
         self.insert = fmt(_INSERT)
         self.insert_returning = fmt(_INSERT + "\nRETURNING id")
         nulls = ", ".join(["NULL"] * (len(_CLAIM.split(",")) - 1))
-        self.complete_and_pop = fmt(_COMPLETE_AND_POP, returning=_returning("j."), nulls=nulls)
+        self.complete_and_pop = fmt(
+            _COMPLETE_AND_POP,
+            returning=_returning("j."),
+            nulls=nulls,
+            per_notify=str(ENDED_PER_NOTIFY),
+        )
         self.heartbeat = fmt(_HEARTBEAT)
-        self.finish_one = fmt(_FINISH, target=_ONE)
         self.held_one = fmt(_HELD, target=_ONE)
         self.held_all = fmt(_HELD, target=_ALL)
         self.apply = fmt(_APPLY)
         self.delete = fmt(_DELETE)
+        self.cancel_look = fmt(_CANCEL_LOOK)
+        self.cancel_keep = fmt(_CANCEL_KEEP)
+        self.expire = fmt(_EXPIRE, batch=str(EXPIRE_BATCH))
+        self.notify = _q(_NOTIFY)
         self.requeue = fmt(_REQUEUE)
         self.purge = fmt(_PURGE)
         self.info = fmt(_INFO, columns=_COLUMNS)
@@ -388,12 +546,38 @@ class RolledBackError(Exception):
     """An operation failed, so everything since the last commit was rolled back."""
 
 
-def _channel(schema: str) -> str:
+def _channel(schema: str, suffix: str = "") -> str:
     # NOTIFY channel names are identifiers: at most 63 bytes.
-    name = f"jobarbiter_{schema}"
+    name = f"jobarbiter_{schema}{suffix}"
     if len(name.encode()) <= 63:
         return name
-    return "jobarbiter_" + hashlib.sha256(schema.encode()).hexdigest()[:32]
+    return "jobarbiter_" + hashlib.sha256(schema.encode()).hexdigest()[:32] + suffix
+
+
+def _ended_payloads(origin: str, ids: Sequence[uuid.UUID]) -> list[str]:
+    return [
+        origin + ":" + ",".join(map(str, ids[at : at + ENDED_PER_NOTIFY]))
+        for at in range(0, len(ids), ENDED_PER_NOTIFY)
+    ]
+
+
+def _cancel_payload(origin: str, job_id: uuid.UUID, runner: str, reason: str) -> str:
+    """The cancel notification, its reason cut to the longest start that
+    fits a payload (escapes make its size in JSON hard to foresee)."""
+
+    def payload(chars: int) -> str:
+        return json.dumps([origin, str(job_id), runner, reason[:chars]], ensure_ascii=False)
+
+    if len(payload(len(reason)).encode()) <= _PAYLOAD_BYTES:
+        return payload(len(reason))
+    fits, too_long = 0, len(reason)
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if len(payload(middle).encode()) <= _PAYLOAD_BYTES:
+            fits = middle
+        else:
+            too_long = middle
+    return payload(fits)
 
 
 # -- the storage ---------------------------------------------------------------------
@@ -446,6 +630,13 @@ class PostgresStorage:
         self._pool_size = pool_size
         self._sql = _Statements(schema)
         self._channel = _channel(schema)
+        self._ended_channel = _channel(schema, "_ended")
+        self._cancel_channel = _channel(schema, "_cancel")
+        # Marks our notifications, so that our own listener skips them: a
+        # backend pid would not do behind a pooler.
+        self._origin = secrets.token_hex(8)
+        self._ended: list[uuid.UUID] = []  # ended in this transaction, not yet told
+        self._cancels: list[str] = []  # cancel notifications for this transaction
         self._ids = IdGenerator()
         self._backoffs: dict[tuple[str, float, float], Backoff] = {}
         self._max_retries: dict[int | None, MaxRetries] = {}
@@ -454,7 +645,6 @@ class PostgresStorage:
         self._failed: BaseException | None = None
         self._notify = False
         self._listener: _Listener | None = None
-        self._backend_pid = 0
 
         self._pool: ConnectionPool[Conn] = not_open(self)
         self._conn: Conn | None = None
@@ -497,7 +687,6 @@ class PostgresStorage:
         conn = self._conn
         if conn is None:
             conn = self._conn = self._pool.getconn()
-            self._backend_pid = conn.info.backend_pid
         return conn
 
     def _write(self, query: LiteralString, params: dict[str, Any]) -> psycopg.Cursor[Row]:
@@ -546,11 +735,30 @@ class PostgresStorage:
             self._conn = None
             self._pool.putconn(conn)  # the pool discards it and connects anew
 
+    def _forget_notifications(self) -> None:
+        self._notify = False
+        self._ended = []
+        self._cancels = []
+
+    def _notifications(self) -> dict[str, list[str]]:
+        channels: list[str] = []
+        payloads: list[str] = []
+        if self._notify:
+            channels.append(self._channel)
+            payloads.append(self._origin)
+        for payload in _ended_payloads(self._origin, self._ended):
+            channels.append(self._ended_channel)
+            payloads.append(payload)
+        for payload in self._cancels:
+            channels.append(self._cancel_channel)
+            payloads.append(payload)
+        return {"channels": channels, "payloads": payloads}
+
     def commit(self) -> None:
         conn = self._conn
         if self._failed is not None:
             failed, self._failed = self._failed, None
-            self._notify = False
+            self._forget_notifications()
             if conn is not None and not conn.broken:
                 conn.rollback()
             raise RolledBackError(f"rolled back after a failed operation: {failed!r}") from failed
@@ -558,10 +766,11 @@ class PostgresStorage:
             return
         try:
             if conn.info.transaction_status != TransactionStatus.IDLE:
-                if self._notify:
-                    # One round trip for both: the NOTIFY is sent with the commit.
+                notes = self._notifications()
+                if notes["channels"]:
+                    # One round trip for both: the NOTIFYs are sent with the commit.
                     with conn.pipeline():
-                        conn.execute("SELECT pg_notify(%s, '')", [self._channel])
+                        conn.execute(self._sql.notify, notes)
                         conn.commit()
                 else:
                     conn.commit()
@@ -575,7 +784,7 @@ class PostgresStorage:
             self._drop_if_broken()
             raise
         finally:
-            self._notify = False
+            self._forget_notifications()
 
     def close(self) -> None:
         """Stop the listener and close every connection. Work not committed is
@@ -586,6 +795,7 @@ class PostgresStorage:
         if isinstance(self._pool, NotOpen):
             return
         conn, self._conn = self._conn, None
+        self._forget_notifications()
         if conn is not None:
             if not conn.broken:
                 conn.rollback()  # the pool would too, with a warning
@@ -617,11 +827,26 @@ class PostgresStorage:
     def poll_interval(self) -> float | None:
         return self._poll_interval
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
+    def subscribe(
+        self,
+        wake: Callable[[], None],
+        *,
+        ended: Callable[[list[uuid.UUID]], None] | None = None,
+        cancelled: Callable[[uuid.UUID, str, str], None] | None = None,
+    ) -> None:
+        """Listen for other hosts' notifications (see the module docstring);
+        a later call replaces the callbacks of an earlier one."""
         if self._listener is not None:
             self._listener.stop()
-        dsn = self._listen_dsn or self._dsn
-        self._listener = _Listener(dsn, self._channel, wake, lambda: self._backend_pid)
+        origin = self._origin
+        handlers: dict[str, Callable[[str], None]] = {
+            self._channel: lambda payload: None if payload == origin else wake()
+        }
+        if ended is not None:
+            handlers[self._ended_channel] = lambda payload: _on_ended(origin, payload, ended)
+        if cancelled is not None:
+            handlers[self._cancel_channel] = lambda payload: _on_cancel(origin, payload, cancelled)
+        self._listener = _Listener(self._listen_dsn or self._dsn, handlers, wake)
 
     # -- writing -------------------------------------------------------------------
 
@@ -649,10 +874,11 @@ class PostgresStorage:
                 "lease",
                 "timeout",
                 "unique_key",
+                "ttl",
             )
         }
         (c_id, c_queue, c_name, c_args, c_run_at, c_max, c_kind, c_value, c_cap, c_hb, c_lease,
-         c_timeout, c_key) = columns.values()  # fmt: skip
+         c_timeout, c_key, c_ttl) = columns.values()  # fmt: skip
         for job in jobs:
             key = job.unique_key
             if key is not None:
@@ -672,12 +898,13 @@ class PostgresStorage:
             c_run_at.append(None if job.run_at is None else round(job.run_at * _US))
             c_max.append(policy.max_retries.limit)
             c_kind.append(policy.backoff.kind)
-            c_value.append(policy.backoff.value)
-            c_cap.append(policy.backoff.max)
-            c_hb.append(policy.heartbeat_interval)
+            c_value.append(float(policy.backoff.value))
+            c_cap.append(float(policy.backoff.max))
+            c_hb.append(float(policy.heartbeat_interval))
             c_lease.append(round(STALE_HEARTBEATS * policy.heartbeat_interval * _US))
-            c_timeout.append(policy.timeout)
+            c_timeout.append(None if policy.timeout is None else float(policy.timeout))
             c_key.append(key)
+            c_ttl.append(float(policy.result_ttl))  # float8[]: one type
         params: dict[str, Any] = {"now": self._now_param(), **columns}
         self._notify = True
         if not first_of_key:
@@ -720,10 +947,11 @@ class PostgresStorage:
         return [job_id for job_id in wanted if job_id not in held]
 
     def complete(self, job_id: uuid.UUID, runner: str, result: JobResult) -> Disposition:
-        target = {"id": job_id, "runner": runner}
         if result.outcome is Outcome.SUCCESS:
-            gone = self._write(self._sql.finish_one, target).fetchone()
-            return Disposition.NOT_HELD if gone is None else Disposition.FINISHED
+            # The round statement with nothing to claim: one way to store a success.
+            completion = [(job_id, runner, result)]
+            return self._complete_and_pop(completion, [], may_commit=False)[0][0]
+        target = {"id": job_id, "runner": runner}
         settled = self._settle(self._sql.held_one, target, result)
         return settled[0][1] if settled else Disposition.NOT_HELD
 
@@ -741,7 +969,7 @@ class PostgresStorage:
         self, completions: Sequence[Completion], pops: Sequence[PopRequest], *, may_commit: bool
     ) -> tuple[list[Disposition], list[list[Claim]]]:
         settled: list[Disposition | None] = [None] * len(completions)
-        done: dict[uuid.UUID, int] = {}  # a success to delete -> its place
+        done: dict[uuid.UUID, int] = {}  # a success to store -> its place
         distinct = len({job_id for job_id, _, _ in completions}) == len(completions)
         for at, (job_id, runner, result) in enumerate(completions):
             if result.outcome is Outcome.SUCCESS and distinct:
@@ -761,17 +989,20 @@ class PostgresStorage:
             params: dict[str, Any] = {
                 "done": _uuid_array(done),
                 "done_by": _text_array([completions[at][1] for at in done.values()]),
+                "results": _values([completions[at][2].value for at in done.values()]),
+                "ended": self._ended_channel,
+                "origin": self._origin,
                 "queue": queue,
                 "slots": _text_array(slots),
                 "total": len(slots),
                 "now": self._now_param(),
             }
             rows = run(self._sql.complete_and_pop, params)
-            deleted = {row[1] for row in rows if row[0] == 0}
+            stored = {row[1] for row in rows if row[0] == 0}
             for job_id, at in done.items():
-                settled[at] = Disposition.FINISHED if job_id in deleted else Disposition.NOT_HELD
+                settled[at] = Disposition.FINISHED if job_id in stored else Disposition.NOT_HELD
             done = {}
-            claims = sorted((row for row in rows if row[0] != 0), key=lambda row: row[0])
+            claims = sorted((row for row in rows if row[0] > 0), key=lambda row: row[0])
             slot = 0
             for at in places:
                 share = max(pops[at][2], 0)
@@ -788,9 +1019,11 @@ class PostgresStorage:
         """Settle the held rows ``held`` selects with ``result``, as
         storage.settle decides; (id, disposition) in id order."""
         rows = self._write(held, target).fetchall()
-        settled, finished = [], []
-        apply: dict[str, list[Any]] = {k: [] for k in ("ids", "dead", "counts", "delays", "errors")}
-        for job_id, retry_count, limit, kind, value, cap in rows:
+        settled, removed = [], []
+        apply: dict[str, list[Any]] = {
+            k: [] for k in ("ids", "statuses", "counts", "delays", "errors", "results")
+        }
+        for job_id, retry_count, limit, kind, value, cap, ttl in rows:
             max_retries, backoff = self._policy(limit, kind, value, cap)
             verdict = settle(
                 result,
@@ -799,21 +1032,27 @@ class PostgresStorage:
                 backoff=backoff,
                 unregistered_delay_us=self._unregistered_delay_us,
             )
-            settled.append((job_id, verdict.disposition))
-            if verdict.disposition is Disposition.FINISHED:
-                finished.append(job_id)
-                continue
-            if verdict.disposition is not Disposition.DEAD and verdict.delay_us is None:
+            disposition = verdict.disposition
+            settled.append((job_id, disposition))
+            status = _SETTLED_STATUS[disposition]
+            if status != _PENDING:
+                self._ended.append(job_id)
+                if status != _DEAD and ttl <= 0:
+                    removed.append(job_id)  # kept for no time
+                    continue
+            elif verdict.delay_us is None:
                 self._notify = True  # due again at once: another host may take it
             apply["ids"].append(job_id)
-            apply["dead"].append(verdict.disposition is Disposition.DEAD)
+            apply["statuses"].append(status)
             apply["counts"].append(verdict.retry_count)
             apply["delays"].append(verdict.delay_us)
             apply["errors"].append(verdict.error)
-        if finished:
-            self._write(self._sql.delete, {"ids": finished})
+            apply["results"].append(result.value if status == _SUCCEEDED else None)
+        if removed:
+            self._write(self._sql.delete, {"ids": removed})
         if apply["ids"]:
-            self._write(self._sql.apply, {**apply, "now": self._now_param()})
+            values = _values(apply.pop("results"))
+            self._write(self._sql.apply, {**apply, "results": values, "now": self._now_param()})
         return settled
 
     def _policy(
@@ -849,6 +1088,35 @@ class PostgresStorage:
         self._notify = True
         return True
 
+    def cancel(self, job_id: uuid.UUID, reason: str) -> Status | None:
+        now = self._now_param()
+        row = self._write(self._sql.cancel_look, {"id": job_id, "now": now}).fetchone()
+        if row is None:
+            return None
+        status, runner, ttl = row
+        if status == _PENDING:
+            if ttl > 0:
+                self._write(self._sql.cancel_keep, {"id": job_id, "reason": reason, "now": now})
+            else:
+                self._write(self._sql.delete, {"ids": [job_id]})
+            self._ended.append(job_id)
+        elif status == _RUNNING:
+            # Its runner stops it and completes it as cancelled; the host
+            # whose runner that is may be another one.
+            self._cancels.append(_cancel_payload(self._origin, job_id, runner, reason))
+        return _STATUS[status]
+
+    def expire(self) -> int:
+        # Alone when no transaction is open: its row locks end with it.
+        deadline = time.monotonic() + EXPIRE_BUDGET
+        removed = 0
+        while True:
+            rows = self._alone(self._sql.expire, {"now": self._now_param()})
+            count = int(rows[0][0])
+            removed += count
+            if count < EXPIRE_BATCH or time.monotonic() > deadline:
+                return removed
+
     def purge_dead(self, older_than: float | None = None) -> int:
         older = None if older_than is None else round(older_than * _US)
         cursor = self._write(self._sql.purge, {"older": older, "now": self._now_param()})
@@ -857,7 +1125,7 @@ class PostgresStorage:
     # -- reading -------------------------------------------------------------------
 
     def info(self, job_id: uuid.UUID) -> JobInfo | None:
-        rows = self._alone(self._sql.info, {"id": job_id})
+        rows = self._alone(self._sql.info, {"id": job_id, "now": self._now_param()})
         return self._info(rows[0], 0) if rows else None
 
     def list(
@@ -873,6 +1141,7 @@ class PostgresStorage:
             "status": None if status is None else _STATUS_CODE[status],
             "offset": offset,
             "limit": limit,
+            "now": self._now_param(),
         }
         return [self._info(row, 0) for row in self._alone(self._sql.list, params)]
 
@@ -893,20 +1162,25 @@ class PostgresStorage:
 
     def _info(self, row: Row, start: int) -> JobInfo:
         (job_id, name, queue, args, retry_count, max_retries, kind, value, run_at, heartbeat,
-         timeout, status, last_error, runner, unique_key, cap) = row[start:]  # fmt: skip
+         timeout, status, last_error, runner, unique_key, cap, ttl, result, started, finished,
+         expires) = row[start:]  # fmt: skip
         limit, backoff = self._policy(max_retries, kind, value, cap)
         return JobInfo.stored(
             id=job_id,
             name=name,
             queue=queue,
             args=args,
-            policy=Policy(limit, backoff, heartbeat, timeout),
+            policy=Policy(limit, backoff, heartbeat, timeout, ttl),
             retry_count=retry_count,
             run_at_us=run_at,
             status=_STATUS[status],
             last_error=last_error,
             runner=runner,
             unique_key=unique_key,
+            result=result,
+            started_us=started,
+            finished_us=finished,
+            expires_us=expires,
         )
 
 
@@ -921,23 +1195,31 @@ def _text_array(items: Iterable[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
+def _values(values: list[bytes | None]) -> list[bytes | None] | None:
+    """The bytea array of returned values: None (a NULL array, whose every
+    element reads as NULL) when none was returned, as for no-op jobs; else a
+    list, which psycopg sends in binary, values of any size."""
+    return values if any(v is not None for v in values) else None
+
+
 # -- notifications -----------------------------------------------------------------
 
 
 class _Listener:
-    """LISTENs on its own connection and calls ``wake()`` for each NOTIFY that
-    did not come from our own connection; reconnects if the server goes away."""
+    """LISTENs on its own connection to each channel of ``handlers`` and calls
+    its handler with each payload; reconnects if the server goes away, then
+    calls ``wake()``, since what was sent meanwhile is lost."""
 
     def __init__(
-        self, dsn: str, channel: str, wake: Callable[[], None], own_pid: Callable[[], int]
+        self, dsn: str, handlers: dict[str, Callable[[str], None]], wake: Callable[[], None]
     ) -> None:
         self._dsn = dsn
-        self._channel = channel
+        self._handlers = handlers
         self._wake = wake
-        self._own_pid = own_pid
         self._stopped = threading.Event()
+        first = next(iter(handlers))
         self._thread = threading.Thread(
-            target=self._run, name=f"jobarbiter-listen-{channel}", daemon=True
+            target=self._run, name=f"jobarbiter-listen-{first}", daemon=True
         )
         self._thread.start()
 
@@ -949,16 +1231,37 @@ class _Listener:
         while not self._stopped.is_set():
             try:
                 with psycopg.connect(self._dsn, autocommit=True) as conn:
-                    conn.execute(_q(f"LISTEN {quote_ident(self._channel)}"))
-                    # Notifications sent while we were not listening are lost.
-                    self._wake()
+                    for channel in self._handlers:
+                        conn.execute(_q(f"LISTEN {quote_ident(channel)}"))
+                    _call(self._wake)
                     while not self._stopped.is_set():
                         for note in conn.notifies(timeout=0.5):
-                            if note.pid != self._own_pid():
-                                self._wake()
+                            handler = self._handlers.get(note.channel)
+                            if handler is not None:
+                                _call(handler, note.payload)
             except psycopg.Error as exc:
                 log.warning("listener connection lost; reconnecting", error=str(exc))
                 self._stopped.wait(1.0)
+
+
+def _call(callback: Callable[..., None], *args: Any) -> None:
+    # A callback that raises must not stop the listening for every other one.
+    try:
+        callback(*args)
+    except Exception as exc:
+        log.warning("a notification callback failed", error=repr(exc))
+
+
+def _on_ended(origin: str, payload: str, ended: Callable[[list[uuid.UUID]], None]) -> None:
+    sender, _, ids = payload.partition(":")
+    if sender != origin and ids:
+        ended([uuid.UUID(text) for text in ids.split(",")])
+
+
+def _on_cancel(origin: str, payload: str, cancelled: Callable[[uuid.UUID, str, str], None]) -> None:
+    sender, job_id, runner, reason = json.loads(payload)
+    if sender != origin:
+        cancelled(uuid.UUID(job_id), runner, reason)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,10 @@ Every backend settles a job the same way, and only stores what ``settle``
 returns: it never counts attempts, reads a retry limit or computes a backoff
 itself. The rules:
 
-* success: the job is finished (removed);
+* success: the job is finished: its record (status succeeded, the value)
+  is kept for its policy's ``result_ttl``, or removed when that is 0;
+* cancelled (a running job stopped by a cancel): never retried; its record
+  (status cancelled, the reason as its last error) kept like a success's;
 * unexecuted (it never started: a shutdown, a dead runner's buffer): pending
   again at its old run_at, so it keeps its place, with its count and error;
 * unregistered (no runner knows its name): pending again after the
@@ -29,7 +32,9 @@ _US = 1_000_000
 class Settlement(NamedTuple):
     """What to store for a held job that ended."""
 
-    disposition: Disposition  # FINISHED: remove it; REQUEUED or RETRYING: pending; DEAD
+    # FINISHED or CANCELLED: ended, kept for result_ttl; REQUEUED or RETRYING:
+    # pending; DEAD: kept until requeued or purged
+    disposition: Disposition
     retry_count: int  # to store
     delay_us: int | None  # pending: due this long from now; None: at the run_at it has
     error: str | None  # the last error to store; None: the one it has
@@ -48,6 +53,8 @@ def settle(
     outcome = result.outcome
     if outcome is Outcome.SUCCESS:
         return Settlement(Disposition.FINISHED, retry_count, None, None)
+    if outcome is Outcome.CANCELLED:
+        return Settlement(Disposition.CANCELLED, retry_count, None, result.error)
     if outcome is Outcome.UNEXECUTED:
         return Settlement(Disposition.REQUEUED, retry_count, None, None)
     if outcome is Outcome.UNREGISTERED:

@@ -9,7 +9,20 @@ Partial indexes mirror MemoryStorage's sorted lists, one per status:
 
 * ``jobs_pending (queue, run_at, id)``: the pop order;
 * ``jobs_held (queue, expires, id)``: the earliest stale claim first;
-* ``jobs_dead (queue, died_at, id)``: purge by age.
+* ``jobs_dead (queue, died_at, id)``: purge by age;
+* ``jobs_kept (expires_at)``: the succeeded and cancelled records, which
+  alone have an ``expires_at``: ``expire()`` deletes a range of it and never
+  reads a live job.
+
+Ended records: a job that succeeds or is cancelled stays a row, with its
+status, ``result`` (the msgpack value), ``finished_at`` and ``expires_at`` =
+finished + its ``result_ttl_us`` (copied from the policy like the rest), its
+runner cleared and its unique key given up, until ``expire()`` deletes it;
+``info`` and ``list`` skip a row whose ``expires_at`` has passed, so a record
+is gone on time whenever ``expire()`` runs. With a ttl of 0 the row is
+deleted as the job ends. A dead job's finish time is its ``died_at``.
+``started_at`` is set by every claim (pop), and cleared by a cancel of a job
+that was waiting.
 
 release() finds a runner's jobs through ``jobs_held``: few jobs are running at
 once, and an index on runner would cost a page write on most commits.
@@ -27,13 +40,15 @@ power cut. The file is opened with an exclusive lock, so one host owns it;
 that is what makes it safe to treat every running job found on open as held
 by a host that died.
 
-Pending/running/dead counts per queue are kept in Python: the actor asks for
+Pending/running/dead counts per queue are kept in Python (kept records are
+not counted): the actor asks for
 stats() after every settled message while someone waits in join(), and a
 COUNT over the table each time would make draining quadratic.
 """
 
 from __future__ import annotations
 
+import builtins
 import functools
 import os
 import sqlite3
@@ -102,21 +117,37 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     # Backoff.max: jobs stored before it get the default cap, a day.
     ("ALTER TABLE jobs ADD COLUMN backoff_max REAL NOT NULL DEFAULT 86400.0",),
+    # Kept records (succeeded, cancelled): jobs stored before get the default
+    # result_ttl, 600 s.
+    (
+        "ALTER TABLE jobs ADD COLUMN result_ttl_us INTEGER NOT NULL DEFAULT 600000000",
+        "ALTER TABLE jobs ADD COLUMN result BLOB",
+        "ALTER TABLE jobs ADD COLUMN started_at INTEGER",
+        "ALTER TABLE jobs ADD COLUMN finished_at INTEGER",
+        "ALTER TABLE jobs ADD COLUMN expires_at INTEGER",
+        "CREATE INDEX jobs_kept ON jobs (expires_at) WHERE expires_at IS NOT NULL",
+    ),
 ]
 
 # What JobInfo is built from, in this order (see _job).
 _COLUMNS = (
     "id, name, queue, args, status, run_at, retry_count, last_error, runner, unique_key,"
-    " max_retries, backoff_kind, backoff_value, heartbeat_interval, timeout, backoff_max"
+    " max_retries, backoff_kind, backoff_value, heartbeat_interval, timeout, backoff_max,"
+    " result, started_at, coalesce(finished_at, died_at), expires_at"
 )
+# A row that info and list may show: not a record past its expiry.
+_SHOWN = "(expires_at IS NULL OR expires_at > ?)"
 # What a Claim is built from, in this order (see pop).
 _CLAIM = "id, name, queue, args, retry_count, timeout"
 # What settling a held job needs, in this order (see _settle).
-_HELD = "id, queue, retry_count, unique_key, max_retries, backoff_kind, backoff_value, backoff_max"
+_HELD = (
+    "id, queue, retry_count, unique_key, max_retries, backoff_kind, backoff_value, backoff_max,"
+    " result_ttl_us"
+)
 
 _STATUS = {status.value: status for status in Status}
 _PENDING, _RUNNING, _DEAD = 0, 1, 2  # positions in a queue's counts
-_INDEX = {Status.PENDING: _PENDING, Status.RUNNING: _RUNNING, Status.DEAD: _DEAD}
+_COUNTED = {"pending": _PENDING, "running": _RUNNING, "dead": _DEAD}
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -309,7 +340,13 @@ class SqliteStorage:
     def poll_interval(self) -> float | None:
         return None
 
-    def subscribe(self, wake: Callable[[], None]) -> None:
+    def subscribe(
+        self,
+        wake: Callable[[], None],
+        *,
+        ended: Callable[[builtins.list[uuid.UUID]], None] | None = None,
+        cancelled: Callable[[uuid.UUID, str, str], None] | None = None,
+    ) -> None:
         pass  # one host per file: every change comes through our actor
 
     def close(self) -> None:
@@ -376,6 +413,7 @@ class SqliteStorage:
                     heartbeat,
                     round(STALE_HEARTBEATS * heartbeat * _US),
                     policy.timeout,
+                    round(policy.result_ttl * _US),
                 )
             )
             count = counts.get(job.queue)
@@ -386,8 +424,8 @@ class SqliteStorage:
         conn = self._conn
         conn.executemany(
             "INSERT INTO jobs (id, name, queue, args, status, run_at, unique_key, max_retries,"
-            " backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease, timeout)"
-            " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease, timeout,"
+            " result_ttl_us) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         if keys:
@@ -422,8 +460,9 @@ class SqliteStorage:
         if not rows:
             return []
         conn.executemany(
-            "UPDATE jobs SET status = 'running', runner = ?, expires = ? + lease WHERE id = ?",
-            [(runner, now, row[0]) for row in rows],
+            "UPDATE jobs SET status = 'running', runner = ?2, expires = ?1 + lease,"
+            " started_at = ?1 WHERE id = ?3",
+            [(now, runner, row[0]) for row in rows],
         )
         taken = len(rows) - stale
         count[_PENDING] -= taken
@@ -453,16 +492,21 @@ class SqliteStorage:
         blob = _blob(job_id.int)
         conn = self._conn
         if result.outcome is Outcome.SUCCESS:
-            # The hot path: one statement.
-            gone = conn.execute(
-                "DELETE FROM jobs WHERE id = ? AND runner = ? RETURNING queue, unique_key",
-                (blob, runner),
+            # The hot path: one statement, which keeps the row as its record.
+            done = conn.execute(
+                "UPDATE jobs SET status = 'succeeded', runner = NULL, expires = NULL,"
+                " result = ?1, finished_at = ?2, expires_at = ?2 + result_ttl_us"
+                " WHERE id = ?3 AND runner = ?4 RETURNING queue, unique_key, result_ttl_us",
+                (result.value, self._now_us(), blob, runner),
             ).fetchone()
-            if gone is None:
+            if done is None:
                 return Disposition.NOT_HELD
-            self._counts[gone[0]][_RUNNING] -= 1
-            if gone[1] is not None:
-                self._forget_key(gone[1], blob)
+            queue, key, ttl = done
+            self._counts[queue][_RUNNING] -= 1
+            if key is not None:
+                self._forget_key(key, blob)
+            if not ttl:
+                conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
             return Disposition.FINISHED
         row = conn.execute(
             f"SELECT {_HELD} FROM jobs WHERE id = ? AND runner = ?", (blob, runner)
@@ -476,7 +520,7 @@ class SqliteStorage:
         self, completions: Sequence[Completion], pops: Sequence[PopRequest]
     ) -> tuple[list[Disposition], list[list[Claim]]]:
         """As ``complete_then_pop``, but the successes of a round (the hot
-        path) are deleted in one statement per runner: completions of
+        path) are settled in one statement per runner: completions of
         distinct jobs do not depend on each other's order."""
         settled: list[Disposition] = [Disposition.NOT_HELD] * len(completions)
         successes: dict[str, list[int]] = {}  # runner -> places in completions
@@ -486,28 +530,50 @@ class SqliteStorage:
                 successes.setdefault(runner, []).append(at)
             else:
                 settled[at] = self.complete(job_id, runner, result)
+        now = self._now_us()
         for runner, places in successes.items():
             for start in range(0, len(places), _IN_CHUNK):
-                self._delete_finished(
-                    runner, completions, places[start : start + _IN_CHUNK], settled
+                self._finish_many(
+                    runner, completions, places[start : start + _IN_CHUNK], settled, now
                 )
         return settled, [self.pop(queue, runner, limit) for queue, runner, limit in pops]
 
-    def _delete_finished(
+    def _finish_many(
         self,
         runner: str,
         completions: Sequence[Completion],
         places: list[int],
         settled: list[Disposition],
+        now: int,
     ) -> None:
+        """Settle the successes at ``places`` (all of ``runner``) at once."""
         blobs = [_blob(completions[at][0].int) for at in places]
-        marks = ",".join("?" * len(blobs))
-        rows = self._conn.execute(
-            f"DELETE FROM jobs WHERE runner = ? AND id IN ({marks})"
-            " RETURNING id, queue, unique_key",
-            (runner, *blobs),
-        ).fetchall()
+        conn = self._conn
+        if all(completions[at][2].value is None for at in places):
+            # Returned nothing (what most jobs do): a plain IN list.
+            rows = conn.execute(
+                "UPDATE jobs SET status = 'succeeded', runner = NULL, expires = NULL,"
+                " result = NULL, finished_at = ?1, expires_at = ?1 + result_ttl_us"
+                f" WHERE runner = ? AND id IN ({','.join('?' * len(blobs))})"
+                " RETURNING id, queue, unique_key, result_ttl_us",
+                (now, runner, *blobs),
+            ).fetchall()
+        else:
+            # Each its own value: joined to the rows from a VALUES list.
+            params: list[Any] = [now]
+            for at, blob in zip(places, blobs, strict=True):
+                params += (blob, completions[at][2].value)
+            params.append(runner)
+            rows = conn.execute(
+                "UPDATE jobs SET status = 'succeeded', runner = NULL, expires = NULL,"
+                " result = done.column2, finished_at = ?1, expires_at = ?1 + result_ttl_us"
+                f" FROM (VALUES {','.join(['(?, ?)'] * len(blobs))}) AS done"
+                " WHERE id = done.column1 AND runner = ?"
+                " RETURNING id, queue, unique_key, result_ttl_us",
+                params,
+            ).fetchall()
         gone = {row[0]: row for row in rows}
+        unkept = []
         for at, blob in zip(places, blobs, strict=True):
             row = gone.get(blob)
             if row is None:
@@ -515,7 +581,11 @@ class SqliteStorage:
             self._counts[row[1]][_RUNNING] -= 1
             if row[2] is not None:
                 self._forget_key(row[2], blob)
+            if not row[3]:
+                unkept.append(blob)
             settled[at] = Disposition.FINISHED
+        if unkept:
+            conn.execute(f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(unkept))})", unkept)
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         rows = self._conn.execute(
@@ -531,7 +601,7 @@ class SqliteStorage:
 
     def _settle(self, row: Any, result: JobResult, now: int) -> Disposition:
         """Settle the held job ``row`` (columns _HELD) with ``result``."""
-        blob, queue, retry_count, unique_key, limit, kind, value, cap = row
+        blob, queue, retry_count, unique_key, limit, kind, value, cap, ttl = row
         count = self._counts[queue]
         count[_RUNNING] -= 1
         verdict = settle(
@@ -543,8 +613,25 @@ class SqliteStorage:
         )
         disposition = verdict.disposition
         conn = self._conn
-        if disposition is Disposition.FINISHED:
-            conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
+        if disposition is Disposition.FINISHED or disposition is Disposition.CANCELLED:
+            if not ttl:
+                conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
+            else:
+                succeeded = disposition is Disposition.FINISHED
+                conn.execute(
+                    "UPDATE jobs SET status = ?, runner = NULL, expires = NULL, result = ?,"
+                    " last_error = coalesce(?, last_error), retry_count = ?, finished_at = ?,"
+                    " expires_at = ? WHERE id = ?",
+                    (
+                        "succeeded" if succeeded else "cancelled",
+                        result.value if succeeded else None,
+                        verdict.error,
+                        verdict.retry_count,
+                        now,
+                        now + ttl,
+                        blob,
+                    ),
+                )
             if unique_key is not None:
                 self._forget_key(unique_key, blob)
             return disposition
@@ -571,6 +658,43 @@ class SqliteStorage:
 
     def _forget_key(self, key: str, blob: bytes) -> None:
         self._conn.execute("DELETE FROM unique_keys WHERE key = ? AND job_id = ?", (key, blob))
+
+    @_atomic
+    def cancel(self, job_id: uuid.UUID, reason: str) -> Status | None:
+        blob = _blob(job_id.int)
+        now = self._now_us()
+        conn = self._conn
+        row = conn.execute(
+            f"SELECT status, queue, unique_key, result_ttl_us FROM jobs WHERE id = ? AND {_SHOWN}",
+            (blob, now),
+        ).fetchone()
+        if row is None:
+            return None
+        status, queue, key, ttl = row
+        if status != "pending":
+            # Running: its runner stops it and completes it CANCELLED (one
+            # host per file: our runtime asks it). Ended: left as it is.
+            return _STATUS[status]
+        if not ttl:
+            conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
+        else:
+            # No attempt of it ended it: started_at is cleared.
+            conn.execute(
+                "UPDATE jobs SET status = 'cancelled', last_error = ?, started_at = NULL,"
+                " finished_at = ?, expires_at = ? WHERE id = ?",
+                (reason, now, now + ttl, blob),
+            )
+        if key is not None:
+            self._forget_key(key, blob)
+        self._counts[queue][_PENDING] -= 1
+        return Status.PENDING
+
+    @_atomic
+    def expire(self) -> int:
+        # Only kept records have an expires_at: a range of jobs_kept.
+        return self._conn.execute(
+            "DELETE FROM jobs WHERE expires_at <= ?", (self._now_us(),)
+        ).rowcount
 
     @_atomic
     def requeue(self, job_id: uuid.UUID) -> bool:
@@ -614,10 +738,17 @@ class SqliteStorage:
 
     def _recount(self) -> None:
         counts: dict[str, list[int]] = {}
-        for queue, status, number in self._conn.execute(
-            "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status"
+        for index, status in (
+            ("jobs_pending", "pending"),
+            ("jobs_held", "running"),
+            ("jobs_dead", "dead"),
         ):
-            counts.setdefault(queue, [0, 0, 0])[_INDEX[_STATUS[status]]] = number
+            # One partial index each: the kept records, however many, are not read.
+            for queue, number in self._conn.execute(
+                f"SELECT queue, count(*) FROM jobs INDEXED BY {index}"
+                f" WHERE status = '{status}' GROUP BY queue"
+            ):
+                counts.setdefault(queue, [0, 0, 0])[_COUNTED[status]] = number
         self._counts = counts
 
     def _policy(self, row: Any) -> Policy:
@@ -645,6 +776,10 @@ class SqliteStorage:
             last_error=row[7],
             runner=runner,
             unique_key=row[9],
+            result=row[16],
+            started_us=row[17],
+            finished_us=row[18],
+            expires_us=row[19],
         )
 
     def _row_job(self, row: Any) -> JobInfo:
@@ -652,7 +787,8 @@ class SqliteStorage:
 
     def info(self, job_id: uuid.UUID) -> JobInfo | None:
         row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (_blob(job_id.int),)
+            f"SELECT {_COLUMNS} FROM jobs WHERE id = ? AND {_SHOWN}",
+            (_blob(job_id.int), self._now_us()),
         ).fetchone()
         return None if row is None else self._row_job(row)
 
@@ -666,23 +802,23 @@ class SqliteStorage:
     ) -> list[JobInfo]:
         if limit <= 0:
             return []
-        where = []
-        params: list[Any] = []
+        where = [_SHOWN]
+        params: list[Any] = [self._now_us()]
         if queue is not None:
             where.append("queue = ?")
             params.append(queue)
         if status is not None:
             # A literal, not a parameter: only then can SQLite use the partial index.
             where.append(f"status = '{status.value}'")
-        sql = f"SELECT {_COLUMNS} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        # Within a queue: pending in pop order, running by expiry, dead by death.
+        sql = f"SELECT {_COLUMNS} FROM jobs WHERE " + " AND ".join(where)
+        # Within a queue: pending in pop order, running by expiry, dead by
+        # death, then succeeded and cancelled records by finish time.
         sql += (
             " ORDER BY queue,"
-            " CASE status WHEN 'pending' THEN 0 WHEN 'running' THEN 1 ELSE 2 END,"
+            " CASE status WHEN 'pending' THEN 0 WHEN 'running' THEN 1 WHEN 'dead' THEN 2"
+            " WHEN 'succeeded' THEN 3 ELSE 4 END,"
             " CASE status WHEN 'pending' THEN run_at WHEN 'running' THEN expires"
-            " ELSE died_at END, id LIMIT ? OFFSET ?"
+            " WHEN 'dead' THEN died_at ELSE finished_at END, id LIMIT ? OFFSET ?"
         )
         params += [limit, offset]
         return [self._row_job(row) for row in self._conn.execute(sql, params)]

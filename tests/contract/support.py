@@ -27,13 +27,16 @@ def policy(
     backoff: Backoff | None = None,
     heartbeat: float = 5.0,
     timeout: float | None = None,
+    result_ttl: float = 600.0,
 ) -> Policy:
-    """A Policy; ``retries=None`` retries forever. Linear 1 s backoff unless told."""
+    """A Policy; ``retries=None`` retries forever. Linear 1 s backoff unless
+    told; ended records kept 600 s (the default) unless told."""
     return Policy(
         max_retries=MaxRetries.infinite() if retries is None else MaxRetries.count(retries),
         backoff=Backoff.linear(1.0) if backoff is None else backoff,
         heartbeat_interval=heartbeat,
         timeout=timeout,
+        result_ttl=result_ttl,
     )
 
 

@@ -156,7 +156,8 @@ def test_complete_and_pop_settles_as_one_by_one(storage: Storage, clock: ManualC
         Disposition.NOT_HELD,
     ]
     assert popped == []
-    assert storage.info(a) is None and storage.info(c) is None
+    assert info(storage, a).status is Status.SUCCEEDED
+    assert info(storage, c).status is Status.SUCCEEDED
     assert info(storage, b).retry_count == 1
     assert info(storage, d).runner == "r2"
 

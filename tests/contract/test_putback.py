@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from storage import Disposition, JobResult, ManualClock, Status, Storage
 
 from .support import QUEUE, ids, info, new_job, policy, pop_one, utc
@@ -50,12 +52,16 @@ def test_unregistered_does_not_use_up_retries(storage: Storage, clock: ManualClo
 def test_unexecuted_is_put_back_unchanged(storage: Storage, clock: ManualClock) -> None:
     job_id = storage.push(new_job())
     before = info(storage, job_id)
+    claimed = clock.now()
     pop_one(storage)
     clock.advance(10)
 
     assert storage.complete(job_id, "r1", JobResult.unexecuted()) is Disposition.REQUEUED
 
-    assert info(storage, job_id) == before
+    # Unchanged but for started_at, which tells when its latest claim was taken.
+    after = info(storage, job_id)
+    assert after.started_at == utc(claimed)
+    assert dataclasses.replace(after, started_at=None) == before
 
 
 def test_unexecuted_keeps_its_place_in_line(storage: Storage) -> None:
@@ -75,9 +81,12 @@ def test_unexecuted_after_a_failure_keeps_the_count_and_error(
     storage.complete(job_id, "r1", JobResult.failure("first try"))
     clock.advance(1)
     before = info(storage, job_id)
+    claimed = clock.now()
     pop_one(storage)
 
     storage.complete(job_id, "r1", JobResult.unexecuted())
 
-    assert info(storage, job_id) == before
+    after = info(storage, job_id)
+    assert after.started_at == utc(claimed)
+    assert dataclasses.replace(after, started_at=before.started_at) == before
     assert (before.retry_count, before.last_error) == (1, "first try")

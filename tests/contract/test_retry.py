@@ -60,8 +60,9 @@ def test_failure_keeps_the_error_and_counts_the_attempt(storage: Storage) -> Non
     assert storage.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0)}
 
 
-def test_success_forgets_the_job(storage: Storage) -> None:
-    job_id = storage.push(new_job())
+def test_success_with_no_result_ttl_forgets_the_job(storage: Storage) -> None:
+    # With a result_ttl (the default), its record is kept: see test_results.py.
+    job_id = storage.push(new_job(policy=policy(result_ttl=0)))
     pop_one(storage)
 
     assert storage.complete(job_id, "r1", JobResult.success()) is Disposition.FINISHED

@@ -4,8 +4,19 @@ The model below keeps jobs in a plain dict and answers every question by a
 linear scan, with exact (Fraction) times; it is meant to be obviously right,
 never fast. Each backend in backends.BACKENDS gets its own state machine, and
 every answer it gives (popped ids in order, dispositions, lost heartbeats,
-requeue and purge results) must equal the model's; after every step the whole
-visible state (stats, list(), info(), next_due()) must agree too.
+requeue, purge, cancel and expire results, the id a unique key leads to)
+must equal the model's; after every step the whole visible state (stats,
+list(), info() with its value and times, next_due()) must agree too.
+
+Ended records: a success keeps a SUCCEEDED record (its value, started_at
+from its latest pop, finished_at, expires_at = finished + result_ttl) and a
+cancel (of a pending job, or a running job completed or released with a
+CANCELLED result) a CANCELLED one (the reason as last_error; started_at None
+when it was cancelled while pending); a result_ttl of 0 keeps none. A record
+is gone from info() and list() once expires_at <= now, whether or not
+expire() has run, and expire() returns how many it removed. A dead job has
+finished_at (cleared by requeue) and no expires_at. Kept records never count
+in stats() nor next_due(), and free their unique key.
 
 Examples per backend: JOBARBITER_STATEFUL_EXAMPLES (default 200).
 """
@@ -45,6 +56,7 @@ from storage import (
     Status,
     Storage,
 )
+from storage.codec import encode
 
 from .backends import BACKENDS, BackendFactory, close
 
@@ -62,13 +74,16 @@ STALE_HEARTBEATS = 5
 UNREGISTERED_DELAY = Fraction(60)
 
 # Every time and duration is a binary fraction, so floats carry them exactly.
+# Result ttls: none kept, kept briefly (expired within a few steps), kept long.
 POLICIES = (
-    Policy(MaxRetries.count(0), Backoff.linear(0), heartbeat_interval=0.25, timeout=None),
-    Policy(MaxRetries.count(1), Backoff.linear(0.5), heartbeat_interval=1.0, timeout=None),
-    Policy(MaxRetries.count(2), Backoff.exponential(2), heartbeat_interval=0.5, timeout=None),
-    Policy(MaxRetries.infinite(), Backoff.linear(2), heartbeat_interval=1.0, timeout=1.0),
-    Policy(MaxRetries.count(3), Backoff.exponential(1), heartbeat_interval=0.25, timeout=None),
+    Policy(MaxRetries.count(0), Backoff.linear(0), 0.25, None, result_ttl=0),
+    Policy(MaxRetries.count(1), Backoff.linear(0.5), 1.0, None, result_ttl=0.5),
+    Policy(MaxRetries.count(2), Backoff.exponential(2), 0.5, None, result_ttl=2),
+    Policy(MaxRetries.infinite(), Backoff.linear(2), 1.0, 1.0, result_ttl=600),
+    Policy(MaxRetries.count(3), Backoff.exponential(1), 0.25, None, result_ttl=0.5),
+    Policy(MaxRetries.count(1), Backoff.linear(1), 0.5, None, result_ttl=2),
 )
+UNIQUE_KEYS = st.sampled_from([None, None, None, "k1", "k2"])
 
 # Durations: small steps that land exactly on claim expiries and run_at times,
 # and now and then one past the unregistered delay.
@@ -81,6 +96,9 @@ ADVANCES = st.one_of(
 RESULTS = st.sampled_from(
     [
         JobResult.success(),
+        JobResult.success(encode({"n": 1})),
+        JobResult.success(encode("done")),
+        JobResult.cancelled("stopped"),
         JobResult.failure("boom"),
         JobResult.failure("bang"),
         JobResult.unexecuted(),
@@ -88,12 +106,23 @@ RESULTS = st.sampled_from(
     ]
 )
 RELEASE_RESULTS = st.sampled_from(
-    [JobResult.failure("arbiter died"), JobResult.unexecuted(), JobResult.success()]
+    [
+        JobResult.failure("arbiter died"),
+        JobResult.unexecuted(),
+        JobResult.success(),
+        JobResult.cancelled("shutting down"),
+    ]
 )
+CANCEL_REASONS = st.sampled_from(["no longer wanted", "superseded"])
+KEPT = (Status.SUCCEEDED, Status.CANCELLED)
 
 
 def _utc(at: Fraction) -> dt.datetime:
     return dt.datetime.fromtimestamp(float(at), dt.UTC)
+
+
+def _maybe_utc(at: Fraction | None) -> dt.datetime | None:
+    return None if at is None else _utc(at)
 
 
 # -- the reference model ------------------------------------------------------------
@@ -113,6 +142,11 @@ class ModelJob:
     expires: Fraction = Fraction(0)  # while running: when the claim goes stale
     died_at: Fraction = Fraction(0)  # while dead
     last_error: str | None = None
+    unique_key: str | None = None
+    value: bytes | None = None  # succeeded: what run returned
+    started: Fraction | None = None  # when its latest claim was taken
+    finished: Fraction | None = None  # succeeded, cancelled or dead: when
+    kept_until: Fraction | None = None  # succeeded or cancelled: expires_at
 
 
 class Model:
@@ -120,14 +154,69 @@ class Model:
 
     def __init__(self, now: Fraction) -> None:
         self.now = now
-        self.jobs: dict[uuid.UUID, ModelJob] = {}  # pending, running or dead
-        self.gone: set[uuid.UUID] = set()  # finished or purged
+        # Pending, running, dead, and succeeded or cancelled records, which
+        # stay here past their expiry until expire() (info() hides them).
+        self.jobs: dict[uuid.UUID, ModelJob] = {}
+        self.gone: set[uuid.UUID] = set()  # removed: ended with no ttl, purged, expired
         self.seq = 0
+        self.holders: dict[str, uuid.UUID] = {}  # unique key -> the live job holding it
+
+    def holder(self, key: str | None) -> uuid.UUID | None:
+        """The job a push with ``key`` would return instead of a new one."""
+        return None if key is None else self.holders.get(key)
 
     def push(self, job_id: uuid.UUID, job: NewJob, run_at: Fraction | None) -> None:
         self.seq += 1
         at = self.now if run_at is None else run_at
-        self.jobs[job_id] = ModelJob(job_id, self.seq, job.queue, job.args, job.policy, at)
+        self.jobs[job_id] = ModelJob(
+            job_id, self.seq, job.queue, job.args, job.policy, at, unique_key=job.unique_key
+        )
+        if job.unique_key is not None:
+            assert job.unique_key not in self.holders
+            self.holders[job.unique_key] = job_id
+
+    def _free_key(self, job: ModelJob) -> None:
+        if job.unique_key is not None and self.holders.get(job.unique_key) == job.id:
+            del self.holders[job.unique_key]
+
+    def visible(self, job: ModelJob) -> bool:
+        """Whether info() and list() still show it: a kept record is hidden
+        from its expiry on, before expire() removes it."""
+        return job.kept_until is None or job.kept_until > self.now
+
+    def shown(self) -> dict[uuid.UUID, ModelJob]:
+        return {job_id: job for job_id, job in self.jobs.items() if self.visible(job)}
+
+    def _end(self, job: ModelJob, status: Status) -> None:
+        """Succeeded or cancelled: kept for its result_ttl, or gone."""
+        self._free_key(job)
+        job.runner = None
+        ttl = Fraction(job.policy.result_ttl)
+        if ttl == 0:
+            del self.jobs[job.id]
+            self.gone.add(job.id)
+            return
+        job.status = status
+        job.finished = self.now
+        job.kept_until = self.now + ttl
+
+    def cancel(self, job_id: uuid.UUID, reason: str) -> Status | None:
+        job = self.jobs.get(job_id)
+        if job is None or not self.visible(job):
+            return None
+        if job.status is not Status.PENDING:
+            return job.status  # running: its runner is asked; ended: left alone
+        job.last_error = reason
+        job.started = None
+        self._end(job, Status.CANCELLED)
+        return Status.PENDING
+
+    def expire(self) -> int:
+        doomed = [j.id for j in self.jobs.values() if not self.visible(j)]
+        for job_id in doomed:
+            del self.jobs[job_id]
+            self.gone.add(job_id)
+        return len(doomed)
 
     def pop(self, queue: str, runner: str, limit: int) -> list[uuid.UUID]:
         here = [job for job in self.jobs.values() if job.queue == queue]
@@ -139,6 +228,7 @@ class Model:
         for job in taken:
             job.status = Status.RUNNING
             job.runner = runner
+            job.started = self.now
             job.expires = self.now + self._lease(job)
         return [job.id for job in taken]
 
@@ -174,9 +264,13 @@ class Model:
     def _settle(self, job: ModelJob, result: JobResult) -> Disposition:
         job.runner = None
         if result.outcome is Outcome.SUCCESS:
-            del self.jobs[job.id]
-            self.gone.add(job.id)
+            job.value = result.value
+            self._end(job, Status.SUCCEEDED)
             return Disposition.FINISHED
+        if result.outcome is Outcome.CANCELLED:
+            job.last_error = result.error
+            self._end(job, Status.CANCELLED)
+            return Disposition.CANCELLED
         if result.outcome is Outcome.UNEXECUTED:
             job.status = Status.PENDING  # run_at, retry_count, last_error unchanged
             return Disposition.REQUEUED
@@ -197,7 +291,8 @@ class Model:
             job.run_at = self.now + delay
             return Disposition.RETRYING
         job.status = Status.DEAD
-        job.died_at = self.now
+        job.died_at = job.finished = self.now
+        self._free_key(job)
         return Disposition.DEAD
 
     def requeue(self, job_id: uuid.UUID) -> bool:
@@ -207,6 +302,10 @@ class Model:
         job.status = Status.PENDING
         job.retry_count = 0
         job.run_at = self.now
+        job.finished = None
+        if job.unique_key is not None:
+            # Live again: it holds its key once more, unless another job took it.
+            self.holders.setdefault(job.unique_key, job.id)
         return True
 
     def purge_dead(self, older_than: Fraction | None) -> int:
@@ -222,8 +321,9 @@ class Model:
 
     def stats(self) -> dict[str, QueueStats]:
         stats = {}
-        for queue in sorted({j.queue for j in self.jobs.values()}):
-            jobs = [j for j in self.jobs.values() if j.queue == queue]
+        live = [j for j in self.jobs.values() if j.status not in KEPT]
+        for queue in sorted({j.queue for j in live}):
+            jobs = [j for j in live if j.queue == queue]
             here = [j.status for j in jobs]
             stats[queue] = QueueStats(
                 pending=here.count(Status.PENDING),
@@ -267,6 +367,7 @@ class StorageMachine(RuleBasedStateMachine):
         self.model = Model(Fraction(self.clock.now()))
         self.pushed: list[uuid.UUID] = []
         self.made = 0
+        self.cancel_asked: set[uuid.UUID] = set()  # running jobs cancel() was called on
 
     def teardown(self) -> None:
         close(self.storage)
@@ -294,8 +395,19 @@ class StorageMachine(RuleBasedStateMachine):
             args=self.made.to_bytes(4, "big"),
             policy=policy,
             run_at=None if run_at is None else float(run_at),
+            unique_key=data.draw(UNIQUE_KEYS, label="unique key"),
         )
         return job, run_at
+
+    def _add(self, job_id: uuid.UUID, job: NewJob, run_at: Fraction | None) -> None:
+        """Check the id a push returned against the model, and record it."""
+        holder = self.model.holder(job.unique_key)
+        if holder is not None:
+            assert job_id == holder  # the live job with that key, nothing stored
+            return
+        assert job_id not in self.pushed
+        self.pushed.append(job_id)
+        self.model.push(job_id, job, run_at)
 
     def _any_id(self, data: st.DataObject) -> uuid.UUID:
         return data.draw(st.sampled_from(self.pushed), label="job id")
@@ -318,20 +430,15 @@ class StorageMachine(RuleBasedStateMachine):
     @rule(data=st.data(), queue=st.sampled_from(QUEUES))
     def push(self, data: st.DataObject, queue: str) -> None:
         job, run_at = self._new_job(data, queue)
-        job_id = self.storage.push(job)
-        assert job_id not in self.pushed
-        self.pushed.append(job_id)
-        self.model.push(job_id, job, run_at)
+        self._add(self.storage.push(job), job, run_at)
 
     @rule(data=st.data(), queue=st.sampled_from(QUEUES), count=st.integers(0, 4))
     def push_many(self, data: st.DataObject, queue: str, count: int) -> None:
         made = [self._new_job(data, queue) for _ in range(count)]
         job_ids = self.storage.push_many([job for job, _ in made])
         assert len(job_ids) == count
-        assert len(set(job_ids) | set(self.pushed)) == len(self.pushed) + count
         for job_id, (job, run_at) in zip(job_ids, made, strict=True):
-            self.pushed.append(job_id)
-            self.model.push(job_id, job, run_at)
+            self._add(job_id, job, run_at)
 
     @rule(queue=st.sampled_from(QUEUES), runner=st.sampled_from(RUNNERS), limit=st.integers(1, 3))
     def pop(self, queue: str, runner: str, limit: int) -> None:
@@ -442,6 +549,41 @@ class StorageMachine(RuleBasedStateMachine):
         arg = None if older_than is None else float(older_than)
         assert self.storage.purge_dead(arg) == self.model.purge_dead(older_than)
 
+    @precondition(lambda self: bool(self.pushed))
+    @rule(data=st.data(), reason=CANCEL_REASONS)
+    def cancel(self, data: st.DataObject, reason: str) -> None:
+        """Mostly a pending or running job; now and then any job, or none."""
+        live = [j for j in self.model.jobs.values() if j.status in (Status.PENDING, Status.RUNNING)]
+        choice = data.draw(st.integers(0, 5), label="which job")
+        if live and choice > 1:
+            job_id = data.draw(st.sampled_from(live), label="live job").id
+        elif choice == 1:
+            job_id = uuid.uuid4()
+        else:
+            job_id = self._any_id(data)
+        before = self.model.jobs.get(job_id)
+        expected = self.model.cancel(job_id, reason)
+        assert self.storage.cancel(job_id, reason) is expected
+        if expected is Status.RUNNING:
+            assert before is not None
+            self.cancel_asked.add(job_id)
+
+    @precondition(lambda self: bool(self._asked_to_stop()))
+    @rule(data=st.data())
+    def stop_a_cancelled_job(self, data: st.DataObject) -> None:
+        """The runtime's part of cancel(): the runner of a running job that was
+        cancelled stops it and completes it CANCELLED; it never runs again."""
+        job = data.draw(st.sampled_from(self._asked_to_stop()), label="cancelled job")
+        assert job.runner is not None
+        self._complete(job.id, job.runner, JobResult.cancelled("stopped by cancel"))
+
+    def _asked_to_stop(self) -> list[ModelJob]:
+        return [j for j in self._running() if j.id in self.cancel_asked]
+
+    @rule()
+    def expire(self) -> None:
+        assert self.storage.expire() == self.model.expire()
+
     @rule(seconds=ADVANCES)
     def advance(self, seconds: Fraction) -> None:
         self._advance(seconds)
@@ -460,6 +602,8 @@ class StorageMachine(RuleBasedStateMachine):
                 moments.add(job.run_at)
             elif job.status is Status.RUNNING:
                 moments.add(job.expires)
+            elif job.kept_until is not None:
+                moments.add(job.kept_until)
         return sorted(m for m in moments if m >= self.model.now)
 
     def _advance(self, seconds: Fraction) -> None:
@@ -495,6 +639,11 @@ class StorageMachine(RuleBasedStateMachine):
         assert job.backoff == expected.policy.backoff
         assert job.heartbeat_interval == expected.policy.heartbeat_interval
         assert job.timeout == expected.policy.timeout
+        assert job.unique_key == expected.unique_key
+        assert job.result == expected.value
+        assert job.started_at == _maybe_utc(expected.started)
+        assert job.finished_at == _maybe_utc(expected.finished)
+        assert job.expires_at == _maybe_utc(expected.kept_until)
 
     @invariant()
     def stats_agree(self) -> None:
@@ -504,24 +653,32 @@ class StorageMachine(RuleBasedStateMachine):
     def every_job_is_in_exactly_one_place(self) -> None:
         listing = self.storage.list(limit=len(self.pushed) + 1)
         listed = [job.id for job in listing]
+        shown = self.model.shown()
         assert len(listed) == len(set(listed))
-        assert set(listed) == set(self.model.jobs)
+        assert set(listed) == set(shown)
         assert set(listed).isdisjoint(self.model.gone)
-        assert set(listed) | self.model.gone == set(self.pushed)  # nothing lost
+        assert set(self.model.jobs) | self.model.gone == set(self.pushed)  # nothing lost
         for job in listing:
             self._check_job(job)
-        # Grouped by queue, then pending, running, dead.
-        rank = {Status.PENDING: 0, Status.RUNNING: 1, Status.DEAD: 2}
+        # Grouped by queue, then pending, running, dead, succeeded, cancelled.
+        rank = {s: n for n, s in enumerate(Status)}
         order = [(job.queue, rank[job.status]) for job in listing]
         assert order == sorted(order)
         for status in Status:
-            expected = {j.id for j in self.model.jobs.values() if j.status is status}
+            expected = {j.id for j in shown.values() if j.status is status}
             assert {job.id for job in self.storage.list(status=status, limit=1000)} == expected
 
     @invariant()
-    def finished_jobs_are_gone(self) -> None:
-        for job_id in self.model.gone:
-            assert self.storage.info(job_id) is None
+    def records_agree(self) -> None:
+        """info() of every job ever pushed: gone, hidden (expired) or as modelled."""
+        for job_id in self.pushed:
+            job = self.model.jobs.get(job_id)
+            record = self.storage.info(job_id)
+            if job is None or not self.model.visible(job):
+                assert record is None
+            else:
+                assert record is not None
+                self._check_job(record)
 
     @invariant()
     def next_due_agrees(self) -> None:

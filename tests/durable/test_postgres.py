@@ -165,7 +165,8 @@ def test_a_stale_claim_of_one_host_is_taken_by_another(
     a.commit()
     assert b.complete(job_id, "rb", JobResult.success()) is Disposition.FINISHED
     b.commit()
-    assert a.info(job_id) is None
+    done = a.info(job_id)
+    assert done is not None and done.status is Status.SUCCEEDED and done.runner is None
 
 
 def test_on_the_database_clock_a_dead_hosts_claims_come_back(
@@ -264,7 +265,8 @@ def test_a_lone_complete_and_pop_commits_itself_but_not_inside_a_transaction(
     assert b.stats() == {QUEUE: QueueStats(pending=2, running=1, dead=0)}
     settled, _ = a.complete_and_pop([(first, "ra", JobResult.success())], [])
     assert settled == [Disposition.FINISHED]
-    assert b.info(first) is None
+    done = b.info(first)
+    assert done is not None and done.status is Status.SUCCEEDED
 
     # After another write of the same message it joins that transaction.
     a.heartbeat("ra", [uuid.uuid4()])

@@ -16,6 +16,7 @@ import pytest
 
 import storage.sqlite
 from storage import Backoff, JobResult, ManualClock, NewJob, QueueStats, Status
+from storage.ids import IdGenerator, to_uuid
 from storage.sqlite import MIGRATIONS, RECOVERED_ERROR, SqliteStorage
 from supervisor import WorkerConfig
 from tests.contract.support import QUEUE, ids, info, kill, new_job, policy, utc
@@ -80,7 +81,7 @@ def test_jobs_left_running_are_failed_attempts_on_the_next_open(
     assert job.run_at == utc(clock.now() + 2)  # the backoff runs from the recovery
     job = info(second, dying)
     assert (job.status, job.retry_count, job.last_error) == (Status.DEAD, 1, RECOVERED_ERROR)
-    assert second.info(finished) is None
+    assert info(second, finished).status is Status.SUCCEEDED  # its record outlives the host
     assert second.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=1)}
     assert second.push(new_job(unique_key="r")) == retrying  # still live, still holds it
     assert second.push(new_job(unique_key="d")) != dying  # dead: the key is free
@@ -170,6 +171,88 @@ def test_a_file_from_before_backoff_max_gets_a_days_cap(path: str, clock: Manual
     assert migrated.schema_version() == len(MIGRATIONS)
     assert info(migrated, job_id).backoff == Backoff.exponential(3, max=24 * 3600)
     migrated.close()
+
+
+def _file_of_version(path: str, version: int) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        for steps in MIGRATIONS[:version]:
+            for statement in steps:
+                conn.execute(statement)
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INT)")
+        conn.executemany(
+            "INSERT INTO schema_version VALUES (?, 0)", [(n,) for n in range(1, version + 1)]
+        )
+
+
+def test_a_file_from_before_kept_records_keeps_its_jobs_for_600_s(
+    path: str, clock: ManualClock
+) -> None:
+    made = IdGenerator()
+    pending, running, dead = (to_uuid(made.next_int()) for _ in range(3))
+    _file_of_version(path, 2)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        columns = (
+            "id, name, queue, args, status, run_at, expires, died_at, runner, retry_count,"
+            " last_error, unique_key, max_retries, backoff_kind, backoff_value,"
+            " heartbeat_interval, lease"
+        )
+        conn.executemany(
+            f"INSERT INTO jobs ({columns}) VALUES"
+            " (?, 'old.Job', ?, x'80', ?, 0, ?, ?, ?, ?, ?, ?, 5, 'linear', 1.0, 5.0, 25000000)",
+            [
+                (pending.bytes, QUEUE, "pending", None, None, None, 0, None, "p"),
+                (running.bytes, QUEUE, "running", 1, None, "gone", 0, None, "r"),
+                (dead.bytes, QUEUE, "dead", None, 3_000_000, None, 6, "boom", None),
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO unique_keys VALUES (?, ?)", [("p", pending.bytes), ("r", running.bytes)]
+        )
+
+    migrated = SqliteStorage(path, clock=clock).open()
+    assert migrated.schema_version() == len(MIGRATIONS)
+    assert migrated.recovered == 1  # the running one: a failed attempt, pending again
+    assert migrated.stats() == {QUEUE: QueueStats(pending=2, running=0, dead=1)}
+    old = info(migrated, dead)
+    assert (old.finished_at, old.expires_at, old.started_at) == (utc(3), None, None)
+    assert (old.result, old.last_error) == (None, "boom")
+
+    assert migrated.cancel(running, "not wanted") is Status.PENDING
+    cancelled = info(migrated, running)
+    assert cancelled.expires_at == utc(clock.now() + 600)  # the default result_ttl
+    clock.advance(3)  # past the retry's backoff
+    (claim,) = migrated.pop(QUEUE, "r1")
+    assert claim.id == pending
+    migrated.complete(pending, "r1", JobResult.success(b"\x2a"))
+    done = info(migrated, pending)
+    assert (done.status, done.value(), done.started_at) == (Status.SUCCEEDED, 42, utc(clock.now()))
+    assert done.expires_at == utc(clock.now() + 600)
+    assert migrated.push(new_job(unique_key="p")) != pending  # the key is free
+    assert migrated.push(new_job(unique_key="r")) != running
+    migrated.close()
+
+
+def _plan(storage_: SqliteStorage, sql: str, *params: object) -> str:
+    conn = storage_._conn
+    return " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+def test_expire_reads_a_range_of_the_expiry_index(path: str, clock: ManualClock) -> None:
+    storage_ = SqliteStorage(path, clock=clock).open()
+    kept = storage_.push(new_job(policy=policy(result_ttl=5)))
+    live = storage_.push(new_job(run_at=clock.now() + 100))
+    storage_.pop(QUEUE, "r1")
+    storage_.complete(kept, "r1", JobResult.success())
+    storage_.commit()
+
+    plan = _plan(storage_, "DELETE FROM jobs WHERE expires_at <= ?", 0)
+    assert plan == "SEARCH jobs USING COVERING INDEX jobs_kept (expires_at<?)"
+    assert storage_.expire() == 0
+    clock.advance(5)
+    assert storage_.info(kept) is None  # gone on time, before expire() ran
+    assert storage_.expire() == 1
+    assert ids(storage_.list()) == [live]
+    storage_.close()
 
 
 def test_one_host_per_file(path: str) -> None:
