@@ -4,9 +4,13 @@ Contract: it starts ``count`` Worker actors for every configured queue, each
 queue's behind one ThreadExecutor (credits, buffer), says Ready once every
 worker has built its state, and heartbeats every job it holds (buffered or
 running) in one Beat per interval. Scale starts or retires a queue's slots
-without a restart; StopJob raises JobInterrupted in that one job's thread.
-On Stop it hands its buffers back, lets every worker finish its job, says
-Bye and ends the process. If the spec's names cannot be imported, or a
+without a restart; StopJob raises JobInterrupted in that one job's thread
+(cancels its task, for an async job): at its TIMEOUT, or for a cancel, which
+also turns the job's ``current_job().cancelled`` True and ends it CANCELLED
+(a cancel of a job it holds but has not begun keeps it from running). Every
+job runs through actors/job_run.py, with the spec's middleware. On Stop it
+hands its buffers back, lets every worker finish its job, says Bye and ends
+the process. If the spec's names cannot be imported, or a
 worker cannot build its state, it says Fatal and ends the process with exit
 code 3; the host's Manager restarts it.
 
@@ -37,6 +41,7 @@ import setproctitle
 
 from actors.async_worker import AsyncWorker, EventLoop, QueueState
 from actors.executor import InFlight, Running, Slot, ThreadExecutor
+from actors.middleware import Middleware
 from actors.protocol import (
     Answer,
     Beat,
@@ -95,6 +100,7 @@ class ArbiterSpec:
     max_jobs: int | None = None
     prefetch: int = 0  # jobs each queue may hold beyond its workers (see executor.py)
     async_queues: tuple[str, ...] = ()  # their slots run on the arbiter's event loop
+    middleware: bytes = b""  # a pickled tuple of Middleware; empty: none
 
     def to_wire(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -116,6 +122,7 @@ class Imported:
     jobs: dict[str, type[Job]]
     state_factory: Callable[[Any], Any]
     handle_factory: Callable[[Any], Any]
+    middleware: tuple[Middleware, ...] = ()
 
     @classmethod
     def of(cls, spec: ArbiterSpec) -> Imported:
@@ -123,7 +130,13 @@ class Imported:
         for ref in spec.jobs:
             job = resolve(ref)
             jobs[job.NAME] = job
-        return cls(jobs, load(spec.state_factory), load(spec.handle_factory))
+        middleware = load_middleware(spec.middleware)
+        return cls(jobs, load(spec.state_factory), load(spec.handle_factory), middleware)
+
+
+def load_middleware(data: bytes) -> tuple[Middleware, ...]:
+    """What ``WorkerConfig(middleware=...)`` packed into a spec."""
+    return tuple(load(data)) if data else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +196,7 @@ class Arbiter(pykka.ThreadingActor):
         self._link = link
         self._sock = sock
         self._transport = transport
-        self._in_flight = InFlight()
+        self._in_flight = self.in_flight = InFlight()
         self.running = Running()
         self._stalls = Stalls()
         self.executors = {
@@ -258,6 +271,7 @@ class Arbiter(pykka.ThreadingActor):
             running=self.running,
             arbiter=self.actor_ref,
             max_jobs=self._spec.max_jobs,
+            middleware=self._imported.middleware,
         )
         if queue in self._spec.async_queues:
             self._add_async_workers(queue, count, shared)
@@ -382,6 +396,7 @@ def _serve(
     arbiter = Arbiter.start(spec, imported, link, sock, transport)
     executors: dict[str, ThreadExecutor] = arbiter.proxy().executors.get()
     running: Running = arbiter.proxy().running.get()
+    in_flight: InFlight = arbiter.proxy().in_flight.get()
     try:
         for messages in frames:
             arrived: dict[str, list[Deliver]] = {}
@@ -397,7 +412,12 @@ def _serve(
                 if isinstance(message, Answer):
                     transport.answer(message.request, message.ok, message.payload)
                 elif isinstance(message, StopJob):
-                    running.interrupt(message.job_id, message.reason)
+                    running.interrupt(
+                        message.job_id,
+                        message.reason,
+                        cancel=message.cancel,
+                        held=message.job_id in in_flight,
+                    )
                 elif isinstance(message, Scale):
                     arbiter.tell(ScaleSlots(message.queue, message.slots))
                 elif isinstance(message, Stop):

@@ -84,6 +84,10 @@ class InFlight:
             self.finished += ran
             return self.finished
 
+    def __contains__(self, job_id: object) -> bool:
+        with self._lock:
+            return job_id in self._ids
+
     def snapshot(self) -> list[bytes]:
         with self._lock:
             return list(self._ids)
@@ -288,13 +292,14 @@ class ThreadExecutor:
     def _hand_back(self, jobs: list[Deliver]) -> None:
         for job in jobs:
             self._in_flight.discard(job.job_id, ran=False)
-            self._link.buffer(encode(Done(job.job_id, "unexecuted", None)))
+            self._link.buffer(encode(Done(job.job_id, "unexecuted", None, None)))
         if jobs:
             self._link.flush()
 
 
 class JobInterrupted(BaseException):
-    """Raised inside a running job's own thread to stop it (its TIMEOUT).
+    """Raised inside a running job's own thread to stop it (its TIMEOUT, or a
+    cancel).
 
     A BaseException, so that a job's ``except Exception`` does not swallow it;
     a job blocked in C (a sleep, a socket) only sees it once it returns to
@@ -303,12 +308,15 @@ class JobInterrupted(BaseException):
 
 
 class Running:
-    """Which thread (or task) runs which job, so that one job can be stopped alone."""
+    """Which thread (or task) runs which job, so that one job can be stopped
+    alone; and why each job was stopped (its TIMEOUT, or a cancel)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._threads: dict[bytes, tuple[int, asyncio.Task[Any] | None]] = {}
-        self._reasons: dict[bytes, str] = {}
+        # Per job stopped: (reason, whether a cancel was asked). Read without
+        # the lock on the hot path: empty unless a stop was asked.
+        self.stops: dict[bytes, tuple[str, bool]] = {}
 
     def begin(self, job_id: bytes, task: asyncio.Task[Any] | None = None) -> None:
         """The calling thread starts running ``job_id``; an async job names
@@ -322,25 +330,48 @@ class Running:
         with self._lock:
             self._threads.pop(job_id, None)
 
-    def reason(self, job_id: bytes) -> str:
-        """Why ``job_id`` was interrupted (asked by its thread on JobInterrupted)."""
+    def take_stop(self, job_id: bytes) -> tuple[str, bool] | None:
+        """Why ``job_id`` was stopped, if it was, forgotten from now on:
+        (reason, cancelled)."""
         with self._lock:
-            return self._reasons.pop(job_id, "stopped")
+            return self.stops.pop(job_id, None)
 
-    def interrupt(self, job_id: bytes, reason: str) -> bool:
-        """Stop the job: JobInterrupted in its thread, or its ``stop``; False
-        if it is not running."""
+    def cancelled(self, job_id: bytes) -> bool:
+        """Whether a cancel was asked for ``job_id`` (live: JobContext.cancelled)."""
+        stop = self.stops.get(job_id)
+        return stop is not None and stop[1]
+
+    def interrupt(
+        self, job_id: bytes, reason: str, *, cancel: bool = False, held: bool = False
+    ) -> bool:
+        """Stop the job: JobInterrupted in its thread, or its task cancelled;
+        False if it is not running. A cancel of a job ``held`` but not begun
+        (buffered, or handed to a slot that has not begun it) is kept: it
+        ends CANCELLED without running."""
         with self._lock:
+            # A cancel outranks a timeout (the job then ends CANCELLED); a
+            # timeout never replaces a cancel.
+            stop = (reason, True) if cancel else self.stops.get(job_id) or (reason, False)
             found = self._threads.get(job_id)
             if found is None:
+                if cancel and held:
+                    self.stops[job_id] = stop
                 return False
+            self.stops[job_id] = stop
             ident, task = found
-            self._reasons[job_id] = reason
             # Under the lock: the thread cannot have ended the job meanwhile.
             if task is not None:
-                task.get_loop().call_soon_threadsafe(task.cancel)
+                task.get_loop().call_soon_threadsafe(self._cancel, job_id, task)
             else:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(ident), ctypes.py_object(JobInterrupted)
                 )
             return True
+
+    def _cancel(self, job_id: bytes, task: asyncio.Task[Any]) -> None:
+        # On the loop, later: the task may have ended this job and begun its
+        # next one meanwhile, which must not be cancelled in its place.
+        with self._lock:
+            found = self._threads.get(job_id)
+        if found is not None and found[1] is task:
+            task.cancel()

@@ -110,9 +110,19 @@ class HostLink:
             pass  # already gone: its death is reported by its sentinel
 
     def stop_job(self, job_id: uuid.UUID, reason: str) -> None:
-        """Ask the arbiter to stop one running job (JobInterrupted in its thread)."""
+        """Ask the arbiter to stop one running job at its TIMEOUT
+        (JobInterrupted in its thread): the attempt fails with ``reason``."""
+        self._send_stop(StopJob(job_id.bytes, reason, False))
+
+    def cancel_job(self, job_id: uuid.UUID, reason: str) -> None:
+        """Ask the arbiter to cancel one job it runs: its context turns
+        cancelled, JobInterrupted is raised in its thread (its task is
+        cancelled), and it ends CANCELLED with ``reason``."""
+        self._send_stop(StopJob(job_id.bytes, reason, True))
+
+    def _send_stop(self, message: StopJob) -> None:
         try:
-            self._writer.send(encode(StopJob(job_id.bytes, reason)))
+            self._writer.send(encode(message))
         except OSError:
             pass  # already gone: its death is reported by its sentinel
 
@@ -127,6 +137,10 @@ class HostLink:
         """The jobs the arbiter reported Started and not Done: complete once
         ``drain`` returned after its process ended."""
         return tuple(sorted(uuid_from_bytes(raw) for raw in self._started))
+
+    def runs(self, job_id: uuid.UUID) -> bool:
+        """Whether the arbiter reported ``job_id`` Started and not yet Done."""
+        return job_id.bytes in self._started
 
     def drain(self, timeout: float) -> None:
         """Wait until everything the arbiter sent has reached the StorageActor:
@@ -177,7 +191,11 @@ class HostLink:
                 self._started.discard(message.job_id)
                 self._timed.discard(message.job_id)
                 outcome = _OUTCOMES[message.outcome]
-                result = _SUCCESS if outcome is _OK else JobResult(outcome, message.error)
+                if outcome is _OK:
+                    value = message.value
+                    result = _SUCCESS if value is None else JobResult(outcome, None, value)
+                else:
+                    result = JobResult(outcome, message.error)
                 ops.append(Complete(uuid_from_bytes(message.job_id), runner, result))
             elif isinstance(message, Want):
                 # Parked for what cannot be served now, and filled as jobs come.

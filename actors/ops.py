@@ -141,6 +141,35 @@ class Unpark(NamedTuple):
     reply: Reply
 
 
+class WaitFor(NamedTuple):
+    """Call ``waiter(job_id, ended)`` once each job has ended (actors/waiters.py):
+    at once for one that already has, or that has no record."""
+
+    job_ids: tuple[uuid.UUID, ...]
+    waiter: Callable[[uuid.UUID, Any], None]
+
+
+class Unwait(NamedTuple):
+    """Withdraw ``waiter`` (a wait that timed out)."""
+
+    job_ids: tuple[uuid.UUID, ...]
+    waiter: Callable[[uuid.UUID, Any], None]
+
+
+class Cancel(NamedTuple):
+    """Cancel a job: answered with the status it had and, if it is running,
+    the runner that holds it (for the Manager to stop it)."""
+
+    job_id: uuid.UUID
+    reason: str
+
+
+class EndedElsewhere(NamedTuple):
+    """A shared storage says another host ended these jobs."""
+
+    job_ids: tuple[uuid.UUID, ...]
+
+
 class Tick(NamedTuple):
     """Look again at parked pops whose queue may have fallen due."""
 

@@ -13,7 +13,7 @@ as msgpack bin, never decoded on the way.
     Beat(job_ids)       held jobs are alive  Stop()             finish and leave
     PushJobs(request, jobs)  jobs queue jobs
     LoopBlocked(job, seconds) the event loop is stuck
-    Ready() Recycling(reason) Fatal(error) Bye()   StopJob(job_id, reason)  one job
+    Ready() Recycling(reason) Fatal(error) Bye()   StopJob(job_id, reason, cancel)
                                              Scale(queue, slots)  live slots
 """
 
@@ -47,11 +47,13 @@ class Started(NamedTuple):
 
 
 class Done(NamedTuple):
-    """A delivered job ended: ``outcome`` is an Outcome's value."""
+    """A delivered job ended: ``outcome`` is an Outcome's value; ``value`` is
+    the msgpack of what ``run`` returned, if not None."""
 
     job_id: bytes
     outcome: str
     error: str | None
+    value: bytes | None
 
 
 class Beat(NamedTuple):
@@ -122,11 +124,14 @@ class Answer(NamedTuple):
 
 
 class StopJob(NamedTuple):
-    """Stop this one running job (its TIMEOUT passed): JobInterrupted in its
-    thread, with ``reason`` as its error."""
+    """Stop this one running job: JobInterrupted in its thread (its task
+    cancelled, for an async job). ``cancel`` False: its TIMEOUT passed, and
+    the attempt fails with ``reason`` as its error; True: a cancel, its
+    context says ``cancelled`` and it ends CANCELLED whatever it does next."""
 
     job_id: bytes
     reason: str
+    cancel: bool
 
 
 class Scale(NamedTuple):

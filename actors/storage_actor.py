@@ -11,6 +11,12 @@ time, so nothing polls. Jobs with a TIMEOUT are watched from their start
 (actors/deadlines.py). Batches that many links leave at once run as one round
 (actors/rounds.py): one storage call, one commit. Every answer leaves after
 the commit, so an acknowledged job is durable.
+
+Waiting for a job (``WaitFor``) registers a callback that is called once the
+job has ended (actors/waiters.py), as the actor settles it or, on a storage
+shared by hosts, when another host says it did; never by polling. Records
+kept past their ``result_ttl`` are expired about once a second, in the
+message that happens to come then.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from actors.blocking import FutureReply, pop_wait, wait_for
 from actors.deadlines import Deadlines, TimeoutHandler
 from actors.ops import (
     Batch,
+    Cancel,
     Complete,
     DoneCounts,
     Drain,
+    EndedElsewhere,
     Heartbeat,
     Info,
     ListJobs,
@@ -46,12 +54,15 @@ from actors.ops import (
     StorageError,
     Tick,
     Unpark,
+    Unwait,
+    WaitFor,
     WhenIdle,
 )
 from actors.parking import Parked
 from actors.rounds import Round, Rounds
+from actors.waiters import Ended, Waiters
 from actors.waker import Waker
-from storage import Claim, Disposition, JobResult, Outcome, Storage
+from storage import Claim, Disposition, JobResult, Outcome, Status, Storage
 from storage.events import EventLog, last_line
 
 __all__ = [
@@ -76,6 +87,13 @@ IDLE_CHECK_INTERVAL = 0.05
 # unless this host made something due sooner: on a database server a query
 # after every message would double a round's statements.
 DUE_TRUST = 0.05
+# Seconds between two expire() calls: kept records past their time are
+# invisible already, so this only bounds the memory or rows they hold.
+EXPIRE_EVERY = 1.0
+
+# Called with (job id, runner, reason) when another host cancelled a job
+# that is running, perhaps on one of our runners.
+CancelHandler = Callable[[uuid.UUID, str, str], None]
 
 
 # The messages that are told, never asked (a waker's Tick, the Manager's word
@@ -90,9 +108,17 @@ class StorageActor(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, storage: Storage, on_timeout: TimeoutHandler | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        on_timeout: TimeoutHandler | None = None,
+        on_cancel: CancelHandler | None = None,
+    ) -> None:
         super().__init__()
         self._storage = storage
+        self._on_cancel = on_cancel
+        self._waiters = Waiters()
+        self._next_expire = 0.0
         self._deadlines = Deadlines(storage, on_timeout)
         self._parked = Parked(storage, self._deliver)
         self._idle_waiters: list[Callable[[bool], None]] = []
@@ -122,12 +148,14 @@ class StorageActor(pykka.ThreadingActor):
 
         def wake() -> None:
             # Called from the storage's own listener thread.
-            try:
+            with contextlib.suppress(pykka.ActorDeadError):
                 me.tell(Tick())
-            except pykka.ActorDeadError:
-                pass
 
-        self._storage.subscribe(wake)
+        def ended(job_ids: list[uuid.UUID]) -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                me.tell(EndedElsewhere(tuple(job_ids)))
+
+        self._storage.subscribe(wake, ended=ended, cancelled=self._on_cancel)
 
     def on_stop(self) -> None:
         if self._waker is not None:
@@ -146,6 +174,8 @@ class StorageActor(pykka.ThreadingActor):
             return None
         # Every answer leaves after the commit: an acknowledged job is durable.
         try:
+            if time.monotonic() >= self._next_expire:
+                self._expire()
             if isinstance(message, Round):
                 self._run_round(message.rounds.take())
                 return None
@@ -257,6 +287,10 @@ class StorageActor(pykka.ThreadingActor):
             raise failed from exc
         finished = Disposition.FINISHED
         debugging = log.debugging
+        waiters = self._waiters
+        if waiters:
+            for done, disposition in zip(completes, dispositions, strict=True):
+                waiters.settled(done.job_id, done.result, disposition)
         for done, disposition in zip(completes, dispositions, strict=True):
             if disposition is finished and not debugging:
                 # The hot path of _settled, inline: a count per runner.
@@ -277,6 +311,9 @@ class StorageActor(pykka.ThreadingActor):
         try:
             self._storage.commit()
         except Exception as exc:
+            # Rolled back: what it ended is settled again later (a stale
+            # claim is taken over), and its waiters are told then.
+            self._waiters.forget_ended()
             return self._failed(_Commit(), exc)
         through, self._failed_here = not self._failed_here, False
         if through and self._failures:
@@ -362,6 +399,24 @@ class StorageActor(pykka.ThreadingActor):
                 self._idle_waiters.append(done)
                 self._settled_since_idle_check = True
                 return None
+            case WaitFor(job_ids, waiter):
+                for job_id in job_ids:
+                    self._waiters.add(job_id, waiter, storage.info(job_id))
+                return None
+            case Unwait(job_ids, waiter):
+                for job_id in job_ids:
+                    self._waiters.remove(job_id, waiter)
+                return None
+            case Cancel(job_id, reason):
+                return self._cancel(job_id, reason)
+            case EndedElsewhere(job_ids):
+                for job_id in self._waiters.wanted(job_ids):
+                    info = storage.info(job_id)
+                    end = None if info is None else Ended.of(info)
+                    if end is not None:
+                        self._waiters.ended(job_id, end)
+                self._settled_since_idle_check = True
+                return None
             case Unpark(reply):
                 self._parked.withdraw(lambda op: op.reply is reply)
                 return None
@@ -373,6 +428,29 @@ class StorageActor(pykka.ThreadingActor):
                     self._settled_since_idle_check = True
                 return None
         raise TypeError(f"StorageActor does not understand {op!r}")
+
+    def _cancel(self, job_id: uuid.UUID, reason: str) -> tuple[Status | None, str | None]:
+        status = self._storage.cancel(job_id, reason)
+        if status is Status.PENDING:
+            self._due_changed()
+            self._settled_since_idle_check = True  # it may have been the last one
+            self._waiters.ended(job_id, Ended(job_id, Status.CANCELLED, reason))
+            log.info("job cancelled before it ran", job_id=job_id, reason=reason)
+            return status, None
+        if status is Status.RUNNING:
+            info = self._storage.info(job_id)
+            return status, None if info is None else info.runner
+        return status, None
+
+    def _expire(self) -> None:
+        self._next_expire = time.monotonic() + EXPIRE_EVERY
+        try:
+            expired = self._storage.expire()
+        except Exception as exc:
+            self._failed(_Expire(), exc)  # logged; tried again in a second
+            return
+        if expired:
+            log.debug("kept records expired", count=expired)
 
     # -- pops -------------------------------------------------------------------
 
@@ -431,6 +509,7 @@ class StorageActor(pykka.ThreadingActor):
         # each job's own line is at debug.
         together = len(settled) > 1
         for job_id, disposition in settled:
+            self._waiters.settled(job_id, result, disposition)
             self._settled(job_id, runner, result, disposition, together=together)
         back = sum(d is Disposition.REQUEUED for _, d in settled)
         if together and back:
@@ -483,6 +562,7 @@ class StorageActor(pykka.ThreadingActor):
     # -- after each message -----------------------------------------------------
 
     def _after_message(self) -> None:
+        self._waiters.resolve()  # after the commit: what they are told is durable
         # While more messages wait, keep buffering: their deliveries then leave
         # in the same frames, one write per runner, instead of one per message.
         delivered = bool(self._touched)
@@ -572,3 +652,7 @@ class _Recheck:
 
 class _Commit:
     """Names the commit in errors and logs, like an operation."""
+
+
+class _Expire:
+    """Names the expiry of kept records in errors and logs."""

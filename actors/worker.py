@@ -14,19 +14,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-import traceback
-import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import pykka
 
-from actors.executor import InFlight, JobInterrupted, Retired, Running, ThreadExecutor
-from actors.protocol import Deliver, Done, Started, encode
+from actors.executor import InFlight, Retired, Running, ThreadExecutor
+from actors.job_run import Recycle, describe, done, run_sync
+from actors.middleware import Middleware
+from actors.protocol import Deliver, Started, encode
 from actors.wire import FrameWriter
-from storage import Job, JobResult, Outcome
+from storage import Job, JobResult
+
+__all__ = ["Recycle", "Shared", "Worker", "describe", "done"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Shared:
     running: Running
     arbiter: pykka.ActorRef[Any]
     max_jobs: int | None = None
+    middleware: tuple[Middleware, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +77,6 @@ class WorkerStopped:
 class WorkerFailed:
     index: int
     error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Recycle:
-    """Ask the arbiter to finish its jobs and be replaced."""
-
-    reason: str
-
-
-def describe(exc: BaseException) -> str:
-    """The exception's type, message and traceback, as stored in last_error."""
-    return "".join(traceback.format_exception(exc)).rstrip()
 
 
 class Worker(pykka.ThreadingActor):
@@ -182,65 +173,7 @@ class Worker(pykka.ThreadingActor):
         return time.perf_counter() - started
 
     def _run(self, job: Deliver) -> JobResult:
-        job_class = self._shared.jobs.get(job.name)
-        if job_class is None:
-            return unregistered(job, self._shared.in_flight)
-        running = self._shared.running
-        try:
-            running.begin(job.job_id)
-            try:
-                instance = job_class.decode_args(job.args)
-                if is_async(job_class):
-                    # An async job queued on a sync queue: its own loop, here.
-                    asyncio.run(cast(Coroutine[Any, Any, Any], instance.run(self._state)))
-                else:
-                    instance.run(self._state)
-            finally:
-                running.end(job.job_id)
-        except JobInterrupted:
-            # Stopped from the host (its TIMEOUT): the reason is the error.
-            return JobResult.failure(running.reason(job.job_id))
-        except BaseException as exc:
-            # SystemExit and friends too: a job's failure, never its worker's.
-            return JobResult.failure(describe(exc))
-        finally:
-            ran(job, self._shared)
-        return JobResult.success()
-
-
-_WIRE = {outcome: outcome.value for outcome in Outcome}
-
-
-_ASYNC: dict[type[Job], bool] = {}
-
-
-def is_async(job_class: type[Job]) -> bool:
-    """Whether the class's ``run`` is ``async def``: asked per job, answered once."""
-    found = _ASYNC.get(job_class)
-    if found is None:
-        found = _ASYNC[job_class] = inspect.iscoroutinefunction(job_class.run)
-    return found
-
-
-def done(job: Deliver, result: JobResult) -> tuple[Any, ...]:
-    """The Done of ``job``, encoded: one per job, for sync and async slots."""
-    return encode(Done(job.job_id, _WIRE[result.outcome], result.error))
-
-
-def unregistered(job: Deliver, in_flight: InFlight) -> JobResult:
-    """The result of a job no class of this arbiter is named for: put back later."""
-    in_flight.discard(job.job_id, ran=False)
-    return JobResult.unregistered(
-        f"no job named {job.name!r} is registered (job {uuid.UUID(bytes=job.job_id)})"
-    )
-
-
-def ran(job: Deliver, shared: Shared) -> None:
-    """A job ran to its end (whatever the result): count it, and recycle the
-    arbiter once it has run ``max_jobs``. One rule for sync and async slots."""
-    finished = shared.in_flight.discard(job.job_id, ran=True)
-    if shared.max_jobs is not None and finished >= shared.max_jobs:
-        shared.arbiter.tell(Recycle(f"{finished} jobs done (max_jobs_per_arbiter)"))
+        return run_sync(job, self._shared, self._state)
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:

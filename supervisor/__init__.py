@@ -5,7 +5,10 @@ from supervisor import WorkerConfig, Job, Backoff, MaxRetries, MemoryStorage
 
 from typing import TYPE_CHECKING, Any
 
+from actors.context import JobContext, current_job
 from actors.executor import JobInterrupted
+from actors.middleware import ArbiterDied, JobOutcome, Middleware, OutcomeStatus
+from actors.waiters import Ended
 from storage import (
     Backoff,
     Job,
@@ -20,7 +23,7 @@ from storage import (
     Storage,
 )
 from supervisor.config import DEFAULT_WORKER_COUNT, WorkerConfig
-from supervisor.errors import CrashLoopError, ManagerStopped
+from supervisor.errors import CrashLoopError, JobCancelled, JobFailed, JobNotFound, ManagerStopped
 from supervisor.handle import QueueHandle
 from supervisor.manager import ArbiterState, ArbiterStats, Manager, ManagerStats
 
@@ -38,13 +41,20 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_WORKER_COUNT",
+    "ArbiterDied",
     "ArbiterState",
     "ArbiterStats",
     "Backoff",
     "CrashLoopError",
+    "Ended",
     "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
     "JobInfo",
     "JobInterrupted",
+    "JobNotFound",
+    "JobOutcome",
     "JobResult",
     "Manager",
     "ManagerStats",
@@ -52,6 +62,8 @@ __all__ = [
     "ManualClock",
     "MaxRetries",
     "MemoryStorage",
+    "Middleware",
+    "OutcomeStatus",
     "PostgresStorage",
     "QueueHandle",
     "QueueStats",
@@ -59,4 +71,5 @@ __all__ = [
     "Status",
     "Storage",
     "WorkerConfig",
+    "current_job",
 ]

@@ -44,10 +44,18 @@ class AsyncHandle:
         queue: str | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
+        result_ttl: float | None = None,
     ) -> uuid.UUID:
         """``Manager.queue``, awaited."""
         self._check("queue")
-        new = new_job(job, "queue()", queue=queue, timeout=timeout, unique_key=unique_key)
+        new = new_job(
+            job,
+            "queue()",
+            queue=queue,
+            timeout=timeout,
+            unique_key=unique_key,
+            result_ttl=result_ttl,
+        )
         return (await self._push([new]))[0]
 
     async def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
@@ -63,10 +71,19 @@ class AsyncHandle:
         queue: str | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
+        result_ttl: float | None = None,
     ) -> uuid.UUID:
         """``Manager.schedule``, awaited."""
         self._check("schedule")
-        new = new_job(job, "schedule()", queue=queue, timeout=timeout, unique_key=unique_key, at=at)
+        new = new_job(
+            job,
+            "schedule()",
+            queue=queue,
+            timeout=timeout,
+            unique_key=unique_key,
+            at=at,
+            result_ttl=result_ttl,
+        )
         return (await self._push([new]))[0]
 
     async def info(self, job_id: uuid.UUID | str) -> JobInfo | None:

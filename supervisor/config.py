@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Self, cast
 
 from actors.arbiter import ArbiterSpec
+from actors.middleware import Middleware, check_middleware
 from actors.refs import portable, reference
 from storage import Job, MemoryStorage, Storage
 from supervisor.handle import QueueHandle, check_queue_name
@@ -42,6 +44,10 @@ class WorkerConfig:
     not started is held for that arbiter (heartbeated, never taken over as
     stale) and goes back unexecuted if the arbiter stops or dies. 0 claims
     only for idle workers, and never deepens.
+
+    ``middleware``: Middleware instances whose hooks run in every arbiter
+    around every job (see actors/middleware.py); each must be picklable and
+    its class importable by name.
     """
 
     def __init__(
@@ -52,8 +58,12 @@ class WorkerConfig:
         max_rss: int | None = None,
         max_jobs_per_arbiter: int | None = None,
         prefetch: int = DEFAULT_PREFETCH,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         _int_at_least(prefetch, 0, "prefetch", "an int >= 0")
+        self.middleware = check_middleware(middleware)
+        for hook in self.middleware:
+            portable(hook, "middleware")  # arbiters unpickle them: refuse now what cannot
         if max_rss is not None:
             _int_at_least(max_rss, 1, "max_rss", "a positive int (bytes)")
         if max_jobs_per_arbiter is not None:
@@ -133,6 +143,7 @@ class WorkerConfig:
             max_jobs=self.max_jobs_per_arbiter,
             prefetch=self.prefetch,
             async_queues=tuple(sorted({j.QUEUE for j in jobs if j.is_async()})),
+            middleware=pickle.dumps(self.middleware) if self.middleware else b"",
         )
 
 

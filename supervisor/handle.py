@@ -118,10 +118,19 @@ class QueueHandle:
         queue: str | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
+        result_ttl: float | None = None,
     ) -> uuid.UUID:
         """Queue one job. With ``unique_key`` (or ``UNIQUE = True`` on the job),
-        a pending or running job with that key is returned instead of a new one."""
-        new = new_job(job, "queue()", queue=queue, timeout=timeout, unique_key=unique_key)
+        a pending or running job with that key is returned instead of a new one.
+        ``result_ttl`` overrides the class's RESULT_TTL for this job."""
+        new = new_job(
+            job,
+            "queue()",
+            queue=queue,
+            timeout=timeout,
+            unique_key=unique_key,
+            result_ttl=result_ttl,
+        )
         return self._transport.push([new])[0]
 
     def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
@@ -137,10 +146,19 @@ class QueueHandle:
         queue: str | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
+        result_ttl: float | None = None,
     ) -> uuid.UUID:
         """Queue a job to run no earlier than ``at``: an aware datetime, or a delay
         as a timedelta or in seconds."""
-        new = new_job(job, "schedule()", queue=queue, timeout=timeout, unique_key=unique_key, at=at)
+        new = new_job(
+            job,
+            "schedule()",
+            queue=queue,
+            timeout=timeout,
+            unique_key=unique_key,
+            at=at,
+            result_ttl=result_ttl,
+        )
         return self._transport.push([new])[0]
 
 
@@ -155,13 +173,16 @@ def new_job(
     timeout: float | None = None,
     unique_key: str | None = None,
     at: object = _NOW,
+    result_ttl: float | None = None,
 ) -> NewJob:
     """What one ``queue()`` or ``schedule()`` (given ``at``) stores: checked and
     encoded in the caller, so nothing is stored for a job that cannot go."""
     checked = check_job(job, method)
     _check_options(queue, timeout, unique_key)
     run_at = None if at is _NOW else _epoch(at)
-    return checked.to_new(queue=queue, run_at=run_at, timeout=timeout, unique_key=unique_key)
+    return checked.to_new(
+        queue=queue, run_at=run_at, timeout=timeout, unique_key=unique_key, result_ttl=result_ttl
+    )
 
 
 def new_jobs(jobs: Iterable[Job]) -> list[NewJob]:

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any, cast
@@ -28,11 +28,13 @@ from typing import Any, cast
 import psutil
 import pykka
 
-from actors.arbiter import EXIT_FATAL, ArbiterSpec
+from actors.arbiter import EXIT_FATAL, ArbiterSpec, load_middleware
 from actors.host_link import HostLink
 from actors.launch import ArbiterProcess, spawn
+from actors.middleware import ArbiterDied, died
 from actors.ops import (
     Batch,
+    Cancel,
     Complete,
     DoneCounts,
     Drain,
@@ -45,8 +47,10 @@ from actors.ops import (
     WhenIdle,
 )
 from actors.storage_actor import Opened, Rounds, StorageActor, wait_for
-from storage import Job, JobInfo, JobResult, NewJob, QueueStats, Status, Storage
+from actors.waiters import Ended
+from storage import Job, JobInfo, JobResult, NewJob, Outcome, QueueStats, Status, Storage
 from storage.events import EventLog, last_line
+from supervisor import waiting
 from supervisor.aio import AsyncHandle
 from supervisor.errors import CrashLoopError, ManagerStopped
 from supervisor.every import Recurring
@@ -63,6 +67,7 @@ MAX_RESTART_DELAY = 10.0
 CRASH_LOOP_AFTER = 3  # deaths in a row at start-up before the state says "crash loop"
 KILL_GRACE = 10.0  # how long stop() waits for killed arbiters to be reaped
 LINK_DRAIN_TIMEOUT = 5.0  # reading what a dead arbiter left in its socket
+CANCEL_GRACE = 5.0  # a cancelled running job has this long to end, unless told otherwise
 STOP_GRACE = 1.0  # a job stopped at its TIMEOUT has this long to end before its arbiter dies
 
 
@@ -164,7 +169,9 @@ class _Slot:
     recycles: int = 0
     loop_blocks: int = 0
     recycling: str | None = None
-    timed_out: dict[uuid.UUID, str] = field(default_factory=dict)
+    # Jobs it is killed to stop (past a TIMEOUT or a cancel's grace), and
+    # what each ends with.
+    stopped: dict[uuid.UUID, JobResult] = field(default_factory=dict)
     ready: bool = False  # all its workers built their state
     startup_deaths: int = 0  # deaths in a row before ready
     start_failures: int = 0  # deaths before ready, ever
@@ -223,23 +230,44 @@ class ScaleQueue:
 
 @dataclass(frozen=True, slots=True)
 class _StopOverdue:
-    """The grace a stopped job had to end is over."""
+    """The grace a stopped job had to end is over: if it still runs, its
+    arbiter is killed and the job ends with ``result``."""
+
+    runner: str
+    job_id: uuid.UUID
+    result: JobResult
+
+
+@dataclass(frozen=True, slots=True)
+class _CancelRunning:
+    """Stop a running job for a cancel, if ``runner`` is one of ours: ask,
+    then stop it for real after ``grace`` s."""
 
     runner: str
     job_id: uuid.UUID
     reason: str
+    grace: float
 
 
-class _TimeoutRelay:
-    """Passes the StorageActor's timeout reports to the ManagerActor, which
-    starts after it (it needs the StorageActor's ref)."""
+class _Relay:
+    """Passes the StorageActor's reports (a TIMEOUT passed; another host
+    cancelled a running job) to the ManagerActor, which starts after it (it
+    needs the StorageActor's ref)."""
 
     def __init__(self) -> None:
         self.target: pykka.ActorRef[Any] | None = None
 
-    def __call__(self, runner: str, job_id: uuid.UUID, timeout: float) -> None:
+    def timed_out(self, runner: str, job_id: uuid.UUID, timeout: float) -> None:
+        self._tell(_TimedOut(runner, job_id, timeout))
+
+    def cancelled(self, job_id: uuid.UUID, runner: str, reason: str) -> None:
+        # The grace is this host's default: the cancel's own stays with its caller.
+        self._tell(_CancelRunning(runner, job_id, reason, CANCEL_GRACE))
+
+    def _tell(self, message: object) -> None:
         if self.target is not None:
-            self.target.tell(_TimedOut(runner, job_id, timeout))
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.target.tell(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +301,7 @@ class ManagerActor(pykka.ThreadingActor):
         # Each with every slot's start_failures when it began waiting.
         self._crash_waiters: list[tuple[Callable[[CrashLoopError], None], tuple[int, ...]]] = []
         self._spec = spec
+        self._middleware = load_middleware(spec.middleware)
 
     def on_start(self) -> None:
         self._watcher = _SentinelWatcher()
@@ -309,8 +338,10 @@ class ManagerActor(pykka.ThreadingActor):
                     slot.process.kill()
             case _TimedOut(runner, job_id, timeout):
                 self._timed_out(runner, job_id, timeout)
-            case _StopOverdue(runner, job_id, reason):
-                self._stop_overdue(runner, job_id, reason)
+            case _CancelRunning(runner, job_id, reason, grace):
+                self._cancel_running(runner, job_id, reason, grace)
+            case _StopOverdue(runner, job_id, result):
+                self._stop_overdue(runner, job_id, result)
             case ScaleQueue(queue, count):
                 self._scale(queue, count)
             case _Snapshot():
@@ -369,18 +400,20 @@ class ManagerActor(pykka.ThreadingActor):
             log.info("arbiter stopped", arbiter=slot.index, pid=pid, exit=how)
             self._maybe_all_stopped()
             return
-        if slot.timed_out:
-            # Killed for a job past its TIMEOUT: that job failed an attempt,
-            # the others it was running never finished and go back unchanged.
-            failed = [Complete(j, runner, JobResult.failure(e)) for j, e in slot.timed_out.items()]
-            self._storage.tell(Batch((*failed, Retire(runner, JobResult.unexecuted()))))
+        if slot.stopped:
+            # Killed to stop a job (past its TIMEOUT: it failed an attempt; a
+            # cancel: it is cancelled); the others it was running never
+            # finished and go back unchanged.
+            ended = [Complete(j, runner, result) for j, result in slot.stopped.items()]
+            self._died(slot, pid, how, slot.link.started())
+            self._storage.tell(Batch((*ended, Retire(runner, JobResult.unexecuted()))))
             log.warning(
-                "arbiter recycled after a timeout",
+                "arbiter recycled to stop a job",
                 arbiter=slot.index,
                 pid=pid,
-                jobs=[str(j) for j in slot.timed_out],
+                jobs=[str(j) for j in slot.stopped],
             )
-            slot.timed_out = {}
+            slot.stopped = {}
             slot.recycles += 1
             self._spawn(slot)
             return
@@ -397,6 +430,7 @@ class ManagerActor(pykka.ThreadingActor):
         died = JobResult.failure(f"arbiter died ({how})")
         started = slot.link.started()
         self._storage.tell(Retire(runner, died, JobResult.unexecuted(), started))
+        self._died(slot, pid, how, started)
         lived = time.monotonic() - slot.started_at
         slot.startup_deaths = 0 if slot.ready else slot.startup_deaths + 1
         slot.start_failures += not slot.ready
@@ -469,7 +503,26 @@ class ManagerActor(pykka.ThreadingActor):
             "job past its timeout; stopping it", arbiter=slot.index, job_id=job_id, timeout=timeout
         )
         slot.link.stop_job(job_id, reason)
-        self._tell_later(STOP_GRACE, _StopOverdue(runner, job_id, reason))
+        self._tell_later(STOP_GRACE, _StopOverdue(runner, job_id, JobResult.failure(reason)))
+
+    def _died(self, slot: _Slot, pid: int | None, how: str, started: tuple[uuid.UUID, ...]) -> None:
+        """Tell the middleware's host-side hook: the arbiter cannot."""
+        if self._middleware:
+            died(
+                self._middleware,
+                ArbiterDied(arbiter=slot.index, pid=pid, exit=how, job_ids=started),
+            )
+
+    def _cancel_running(self, runner: str, job_id: uuid.UUID, reason: str, grace: float) -> None:
+        """A cancel of a running job: ask its arbiter to stop it; kill the
+        arbiter if it has not ended ``grace`` seconds later. Another host's
+        runner is left to that host (its storage told it)."""
+        slot = self._slot_of(runner)
+        if slot is None or slot.link is None:
+            return
+        log.info("cancelling a running job", arbiter=slot.index, job_id=job_id, grace=grace)
+        slot.link.cancel_job(job_id, reason)
+        self._tell_later(grace, _StopOverdue(runner, job_id, JobResult.cancelled(reason)))
 
     def _tell_later(self, delay: float, message: object) -> threading.Timer:
         """Tell ourselves ``message`` in ``delay`` s, unless we stopped by then."""
@@ -484,20 +537,20 @@ class ManagerActor(pykka.ThreadingActor):
         timer.start()
         return timer
 
-    def _stop_overdue(self, runner: str, job_id: uuid.UUID, reason: str) -> None:
+    def _stop_overdue(self, runner: str, job_id: uuid.UUID, result: JobResult) -> None:
         slot = self._slot_of(runner)
         if slot is None or slot.process is None:
             return
         info = cast(JobInfo | None, self._storage.ask(Info(job_id)))
         if info is None or info.runner != runner:
             return  # it ended at the exception (or was settled otherwise)
-        slot.timed_out[job_id] = reason
+        slot.stopped[job_id] = result
         log.error(
-            "job did not stop at its timeout; recycling its arbiter",
+            "job did not stop when asked; recycling its arbiter",
             arbiter=slot.index,
             pid=slot.process.pid,
             job_id=job_id,
-            grace=STOP_GRACE,
+            why="cancel" if result.outcome is Outcome.CANCELLED else "timeout",
         )
         slot.process.kill()
 
@@ -683,8 +736,10 @@ class Manager(QueueHandle):
 
     def __init__(self, *, storage: Storage, spec: ArbiterSpec, processes: int) -> None:
         """Use ``WorkerConfig.start``, which freezes a config into ``spec``."""
-        relay = _TimeoutRelay()
-        self._storage = StorageActor.start(storage, on_timeout=relay)
+        relay = _Relay()
+        self._storage = StorageActor.start(
+            storage, on_timeout=relay.timed_out, on_cancel=relay.cancelled
+        )
         try:
             self._storage.ask(Opened())
         except BaseException:
@@ -745,9 +800,53 @@ class Manager(QueueHandle):
     # -- inspecting -------------------------------------------------------------------
 
     def info(self, job_id: uuid.UUID | str) -> JobInfo | None:
-        """The job as stored now, or None once it succeeded (or never existed)."""
+        """The job's record, or None: never queued, or its record expired (an
+        ended job's is kept for its RESULT_TTL)."""
         self._check("info")
         return cast(JobInfo | None, self._storage.ask(Info(parse_job_id(job_id))))
+
+    # -- results and cancelling ---------------------------------------------------
+
+    def wait(self, job_id: uuid.UUID | str, timeout: float | None = None) -> object:
+        """Block until the job ends; returns what its ``run`` returned.
+
+        Raises JobFailed (it is dead), JobCancelled, TimeoutError, or
+        JobNotFound for an id never queued or whose record expired. A job that
+        ended before the call is answered from its kept record at once.
+        """
+        self._check("wait")
+        return waiting.wait(self._storage, parse_job_id(job_id), timeout)
+
+    def as_completed(
+        self, job_ids: Iterable[uuid.UUID | str], timeout: float | None = None
+    ) -> Iterator[tuple[uuid.UUID, Ended]]:
+        """Yield ``(id, ended)`` as each job ends, in the order they end;
+        ``ended.status`` says how, ``ended.value()`` what it returned. Raises
+        JobNotFound for an unknown id and TimeoutError after ``timeout`` s."""
+        self._check("as_completed")
+        ids = [parse_job_id(job_id) for job_id in job_ids]
+        return waiting.as_completed(self._storage, ids, timeout)
+
+    def cancel(self, job_id: uuid.UUID | str, *, grace: float = CANCEL_GRACE) -> bool:
+        """Cancel a job; False if it has already ended or has no record.
+
+        A pending or scheduled job is cancelled at once and never runs. A
+        running one is asked to stop (``current_job().cancelled`` turns true,
+        then its thread gets JobInterrupted; an async job's task is
+        cancelled); one still running ``grace`` s later is stopped for real,
+        with its arbiter. Either way it is never retried.
+        """
+        self._check("cancel")
+        job = parse_job_id(job_id)
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
+            raise ValueError(f"cancel() grace must be a number of seconds >= 0; got {grace!r}")
+        reason = "cancelled by Manager.cancel()"
+        answer = self._storage.ask(Cancel(job, reason))
+        status, runner = cast(tuple[Status | None, str | None], answer)
+        if status is Status.RUNNING and runner is not None:
+            # Ours, or another host's (a shared storage told it already).
+            self._actor.tell(_CancelRunning(runner, job, reason, float(grace)))
+        return status in (Status.PENDING, Status.RUNNING)
 
     def dead_jobs(self, queue: str | None = None, *, limit: int = 1000) -> list[JobInfo]:
         self._check("dead_jobs")

@@ -76,7 +76,7 @@ def feed(data: bytes) -> Fed:
 
 
 def done_frame(job: int) -> bytes:
-    return pack_frame([encode(Done(job.to_bytes(16, "big"), Outcome.SUCCESS.value, None))])
+    return pack_frame([encode(Done(job.to_bytes(16, "big"), Outcome.SUCCESS.value, None, None))])
 
 
 @settings(max_examples=300, deadline=None)
@@ -113,7 +113,8 @@ def test_the_dones_before_garbage_arrive_and_the_garbage_is_named(
 @given(good=st.integers(min_value=0, max_value=20), junk=st.binary(min_size=1, max_size=64))
 def test_the_dones_ahead_of_a_bad_message_in_one_frame_arrive(good: int, junk: bytes) -> None:
     dones = [
-        encode(Done(job.to_bytes(16, "big"), Outcome.SUCCESS.value, None)) for job in range(good)
+        encode(Done(job.to_bytes(16, "big"), Outcome.SUCCESS.value, None, None))
+        for job in range(good)
     ]
     fed = feed(pack_frame([*dones, ["no such message", junk]]))
     assert fed.completed() == [job.to_bytes(16, "big") for job in range(good)]

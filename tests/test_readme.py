@@ -42,9 +42,9 @@ def replace_assignment(source: str, name: str, code: str) -> str:
     raise AssertionError(f"no top-level assignment to {name!r}")
 
 
-def run_service(app: Path) -> subprocess.CompletedProcess[str]:
+def run_service(app: Path, module: str = "myapp.service") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "myapp.service"],
+        [sys.executable, "-m", module],
         cwd=app,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
@@ -57,7 +57,12 @@ def run_service(app: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def app(tmp_path: Path) -> Path:
     files = blocks("file")
-    assert set(files) == {"myapp/jobs.py", "myapp/service.py"}
+    assert set(files) == {
+        "myapp/jobs.py",
+        "myapp/service.py",
+        "myapp/reports.py",
+        "myapp/report_service.py",
+    }
     for path, code in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(code)
@@ -80,6 +85,16 @@ def check_quickstart_run(app: Path) -> None:
 
 def test_the_quickstart_runs_as_written(app: Path) -> None:
     check_quickstart_run(app)
+
+
+def test_the_results_example_runs_as_written(app: Path) -> None:
+    done = run_service(app, "myapp.report_service")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    first, *ended, cancelled, why = done.stdout.splitlines()
+    assert first == "{'words': 6}"
+    assert sorted(ended) == [f"succeeded {{'words': {n}}}" for n in range(3)]  # as they end
+    assert (cancelled, why) == ("True", "cancelled: cancelled by Manager.cancel()")
 
 
 def test_the_quickstart_on_sqlite_runs_as_written(app: Path) -> None:

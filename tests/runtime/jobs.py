@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
+import json
 import os
 import signal
 import socket
@@ -25,7 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from storage import NewJob
-from supervisor import Backoff, Job, MaxRetries, MemoryStorage, QueueHandle
+from supervisor import (
+    ArbiterDied,
+    Backoff,
+    Job,
+    JobContext,
+    JobInterrupted,
+    JobOutcome,
+    MaxRetries,
+    MemoryStorage,
+    Middleware,
+    QueueHandle,
+    current_job,
+)
 
 DIR_VAR = "JOBARBITER_TEST_DIR"
 
@@ -291,3 +304,112 @@ async def async_state(handle: QueueHandle) -> dict[str, Any]:
     await asyncio.sleep(0)
     note("state.log", "async", os.getpid(), threading.get_ident())
     return {"handle": handle}
+
+
+# -- results, cancellation, context, middleware ------------------------------------
+
+
+@dataclass
+class Returns(Job):
+    """Returns what it was given, after an optional sleep."""
+
+    value: Any
+    seconds: float = 0.0
+
+    def run(self, state: Any) -> Any:
+        time.sleep(self.seconds)
+        return self.value
+
+
+@dataclass
+class Unstorable(Job):
+    """Returns what msgpack cannot encode: the attempt fails."""
+
+    MAX_RETRIES = MaxRetries.count(0)
+
+    def run(self, state: Any) -> Any:
+        return threading.Lock()
+
+
+@dataclass
+class Cooperative(Job):
+    """Runs until cancelled; at the interruption it checks its context and ends."""
+
+    tag: str
+
+    def run(self, state: Any) -> str:
+        note("coop.log", "start", self.tag, os.getpid())
+        try:
+            while True:
+                time.sleep(0.01)
+        except JobInterrupted:
+            note("coop.log", "interrupted", self.tag, current_job().cancelled)
+            return "stopped cleanly"  # a cancel was asked: it ends cancelled anyway
+
+
+@dataclass
+class IgnoresCancel(Job):
+    """Swallows every interruption: only its arbiter's death stops it."""
+
+    tag: str
+
+    def run(self, state: Any) -> None:
+        note("ignorer.log", "start", self.tag, os.getpid(), time.time())
+        while True:
+            try:
+                time.sleep(0.01)
+            except JobInterrupted:
+                note("ignorer.log", "ignored", self.tag, time.time())
+
+
+@dataclass
+class Introspects(Job):
+    """Writes its context as JSON."""
+
+    TIMEOUT = 30.0
+
+    tag: str
+
+    def run(self, state: Any) -> None:
+        ctx = current_job()
+        fields = {
+            "id": str(ctx.id),
+            "name": ctx.name,
+            "queue": ctx.queue,
+            "attempt": ctx.attempt,
+            "enqueued_at": ctx.enqueued_at.timestamp(),
+            "deadline": None if ctx.deadline is None else ctx.deadline.timestamp(),
+            "cancelled": ctx.cancelled,
+            "now": time.time(),
+        }
+        note("context.log", json.dumps(fields, separators=(",", ":")))
+
+
+class Recorder(Middleware):
+    """Notes every hook it sees, in the arbiter and in the host."""
+
+    def before_job(self, ctx: JobContext) -> None:
+        note("hooks.log", "before", ctx.name.rsplit(".", 1)[-1], ctx.id)
+
+    def after_job(self, ctx: JobContext, outcome: JobOutcome) -> None:
+        note("hooks.log", "after", ctx.name.rsplit(".", 1)[-1], ctx.id, outcome.status.name)
+
+    def arbiter_died(self, event: ArbiterDied) -> None:
+        note("died.log", event.arbiter, event.exit.replace(" ", "_"), *event.job_ids)
+
+
+class Broken(Middleware):
+    """Every hook raises: logged, and never loses a job or skips the others."""
+
+    def before_job(self, ctx: JobContext) -> None:
+        raise RuntimeError("broken before_job")
+
+    def after_job(self, ctx: JobContext, outcome: JobOutcome) -> None:
+        raise RuntimeError("broken after_job")
+
+
+@dataclass
+class Overruns(Spinner):
+    """A Spinner past a short TIMEOUT: stopped at the exception."""
+
+    TIMEOUT = 0.5

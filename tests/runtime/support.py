@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 
-from supervisor import Manager, WorkerConfig
+from supervisor import Manager, Status, WorkerConfig
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
@@ -28,3 +29,9 @@ def start(managers: list[Manager], config: WorkerConfig, processes: int) -> Mana
     managers.append(manager)
     wait_until(lambda: all_running(manager, processes), what="arbiters running")
     return manager
+
+
+def succeeded(manager: Manager, job_id: uuid.UUID) -> bool:
+    """Whether the job's kept record says it succeeded."""
+    info = manager.info(job_id)
+    return info is not None and info.status is Status.SUCCEEDED

@@ -30,7 +30,7 @@ from .jobs import (
     killing_state,
     lines,
 )
-from .support import all_running, start, wait_until
+from .support import all_running, start, succeeded, wait_until
 
 
 def test_recycled_after_max_jobs_without_loss(workdir: Path, managers: list[Manager]) -> None:
@@ -56,7 +56,7 @@ def test_recycled_past_max_rss_without_loss(workdir: Path, managers: list[Manage
     manager.queue_many(Record(tag=str(i)) for i in range(20))
     manager.join(timeout=60)
 
-    assert manager.info(hog) is None  # it succeeded: a recycle is no failure
+    assert succeeded(manager, hog)  # it succeeded: a recycle is no failure
     assert len(lines(workdir, "hog.log")) == 1
     assert len(lines(workdir, "runs.log")) == 20
     wait_until(lambda: all_running(manager, 1), what="the replacement")
@@ -95,7 +95,7 @@ def test_poison_pill_ends_dead_while_other_jobs_flow(
     assert manager.dead_jobs() == []
     manager.join(timeout=60)
     assert manager.purge_dead() == 1
-    assert manager.info(poison) is None
+    assert manager.info(poison) is None  # dead again, and purged
 
 
 def test_crash_loop_is_capped_and_reported(
@@ -166,7 +166,7 @@ def test_a_job_that_stops_at_its_timeout_leaves_its_neighbours_running(
     assert info is not None and info.status is Status.DEAD
     assert info.last_error == "timeout after 0.5 s"
     # Stopped in its own thread: the arbiter lives, the bystander ran once.
-    assert manager.info(bystander) is None
+    assert succeeded(manager, bystander)
     assert len(sleepy_starts(workdir, "bystander")) == 1
     arbiter = manager.stats().arbiters[0]
     assert (arbiter.pid, arbiter.recycles, arbiter.restarts) == (pid, 0, 0)
@@ -196,7 +196,7 @@ def test_a_job_that_ignores_its_timeout_is_killed_after_the_grace(
     assert info.status is Status.DEAD
     spared = manager.info(bystander)
     assert spared is not None and spared.retry_count == 0  # back unexecuted
-    wait_until(lambda: manager.info(bystander) is None, what="the bystander to rerun")
+    wait_until(lambda: succeeded(manager, bystander), what="the bystander to rerun")
     assert len(sleepy_starts(workdir, "bystander")) == 2
     assert manager.stats().arbiters[0].restarts == 0
 

@@ -13,7 +13,7 @@ import pytest
 from supervisor import Manager, Status, WorkerConfig
 
 from .jobs import AlwaysFails, Flaky, Record, Sleepy, Spawner, Unregistered, counting_state, lines
-from .support import start, wait_until
+from .support import start, succeeded, wait_until
 
 
 def test_jobs_spread_over_two_arbiters(workdir: Path, managers: list[Manager]) -> None:
@@ -86,7 +86,7 @@ def test_retries_with_backoff_end_to_end(workdir: Path, managers: list[Manager])
     assert len(runs) == 3
     gaps = [b - a for a, b in itertools.pairwise(runs)]
     assert all(gap >= 0.3 for gap in gaps), gaps
-    assert manager.info(job_id) is None  # succeeded and removed
+    assert succeeded(manager, job_id)  # succeeded and removed
 
 
 def test_out_of_retries_ends_dead_with_the_traceback(
