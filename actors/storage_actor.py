@@ -90,6 +90,9 @@ DUE_TRUST = 0.05
 # Seconds between two expire() calls: kept records past their time are
 # invisible already, so this only bounds the memory or rows they hold.
 EXPIRE_EVERY = 1.0
+# Seconds before what follows a message is done again when a storage read
+# in it failed (a database server restarting).
+AFTER_FAILURE_RETRY = 0.5
 
 # Called with (job id, runner, reason) when another host cancelled a job
 # that is running, perhaps on one of our runners.
@@ -134,6 +137,7 @@ class StorageActor(pykka.ThreadingActor):
         self._open_failed: Exception | None = None
         self._failures = 0  # operations failed in a row, across messages
         self._failed_here = False  # one failed in the message being handled
+        self._retry_armed = False  # a Tick is coming after a failed storage read
         self.done_by_runner: dict[str, int] = {}
 
     def on_start(self) -> None:
@@ -199,7 +203,10 @@ class StorageActor(pykka.ThreadingActor):
                 raise failed
             return answer
         finally:
-            self._after_message()
+            try:
+                self._after_message()
+            except Exception as exc:
+                self._after_message_failed(exc)
 
     # -- dispatch -------------------------------------------------------------
 
@@ -576,6 +583,25 @@ class StorageActor(pykka.ThreadingActor):
         if self._idle_waiters and self._settled_since_idle_check and not delivered:
             self._check_idle()
         self._arm_waker()
+
+    def _after_message_failed(self, exc: Exception) -> None:
+        # A read of the storage failed here (next_due, stats: a database
+        # server restarting). Raised, it would stop this actor and the host
+        # with it; instead the same work is done again shortly, on a Tick.
+        self._settled_since_idle_check = True
+        log.warning("storage unavailable; retrying", error=last_line(str(exc)) or repr(exc))
+        if not self._retry_armed:
+            self._retry_armed = True
+            me = self.actor_ref
+
+            def retry() -> None:
+                self._retry_armed = False
+                with contextlib.suppress(pykka.ActorDeadError):
+                    me.tell(Tick())
+
+            timer = threading.Timer(AFTER_FAILURE_RETRY, retry)
+            timer.daemon = True
+            timer.start()
 
     def _check_idle(self) -> None:
         # On a database server stats() is a query: at most one per interval

@@ -439,6 +439,35 @@ def test_a_told_message_that_fails_leaves_the_actor_alive(broken: str) -> None:
         ref.stop()
 
 
+class NoNextDue(MemoryStorage):
+    """A MemoryStorage whose next_due fails while ``down`` is set (a server
+    restarting, read after the message is done)."""
+
+    down = True
+
+    def next_due(self, queue: str) -> float | None:
+        if self.down:
+            raise ConnectionError("terminating connection due to administrator command")
+        return super().next_due(queue)
+
+
+def test_a_failed_read_after_a_message_leaves_the_actor_alive_and_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    storage = NoNextDue()
+    ref = StorageActor.start(storage)
+    try:
+        reply = park(ref, "r1")  # its wake-up is armed from next_due, which fails
+        assert ref.is_alive()
+        assert "storage unavailable; retrying" in caplog.text
+        storage.down = False
+        push(ref, ping(run_at=time.time() + 0.3))  # due later: only the waker serves it
+        [claim] = reply.future.get(timeout=PATIENCE)
+        assert claim.id is not None
+    finally:
+        ref.stop()
+
+
 class Outage(MemoryStorage):
     """A MemoryStorage whose commit fails while ``down`` is set."""
 
