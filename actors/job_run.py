@@ -33,7 +33,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from actors.context import _CURRENT, build
+from actors.context import _CURRENT, JobContext, build
 from actors.executor import InFlight, JobInterrupted, Running
 from actors.middleware import JobOutcome, OutcomeStatus, after, before
 from actors.protocol import Deliver, Done, encode
@@ -61,43 +61,23 @@ def run_sync(job: Deliver, shared: Shared, state: Any) -> JobResult:
     job_class = shared.jobs.get(job.name)
     if job_class is None:
         return unregistered(job, shared.in_flight)
+    run = _Run(job, shared)
     running = shared.running
-    middleware = shared.middleware
-    if middleware:
-        ctx = build(job, time.time(), running)
-        token = _CURRENT.set(ctx)
-    else:
-        # What current_job() builds a context from, if the job asks.
-        token = _CURRENT.set((job, time.time(), running))
-    value: Any = None
-    error: BaseException | None = None
     try:
         running.begin(job.job_id)
         try:
-            if running.stops and running.cancelled(job.job_id):
-                raise JobInterrupted  # cancelled before it began: it never runs
-            if middleware:
-                clock = time.perf_counter()
-                before(middleware, ctx)
-            instance = job_class.decode_args(job.args)
+            instance = run.prepare(job_class)
             if is_async(job_class):
                 # An async job queued on a sync queue: its own loop, here.
-                value = asyncio.run(cast(Coroutine[Any, Any, Any], instance.run(state)))
+                run.value = asyncio.run(cast(Coroutine[Any, Any, Any], instance.run(state)))
             else:
-                value = instance.run(state)
+                run.value = instance.run(state)
         finally:
             running.end(job.job_id)
     except BaseException as exc:
         # SystemExit and friends too: a job's failure, never its worker's.
-        error = exc
-    try:
-        result = conclude(job, running, value, error)
-        if middleware:
-            after(middleware, ctx, outcome(result, value, error, time.perf_counter() - clock))
-    finally:
-        _CURRENT.reset(token)
-        ran(job, shared)
-    return result
+        run.error = exc
+    return run.finish()
 
 
 async def run_async(job: Deliver, shared: Shared, state: Any) -> JobResult:
@@ -107,45 +87,73 @@ async def run_async(job: Deliver, shared: Shared, state: Any) -> JobResult:
         return unregistered(job, shared.in_flight)
     task = asyncio.current_task()
     assert task is not None
+    run = _Run(job, shared)
     running = shared.running
-    middleware = shared.middleware
-    if middleware:
-        ctx = build(job, time.time(), running)
-        token = _CURRENT.set(ctx)
-    else:
-        # What current_job() builds a context from, if the job asks.
-        token = _CURRENT.set((job, time.time(), running))
-    value: Any = None
-    error: BaseException | None = None
     try:
         running.begin(job.job_id, task)
         try:
-            if running.stops and running.cancelled(job.job_id):
-                raise JobInterrupted  # cancelled before it began: it never runs
-            if middleware:
-                clock = time.perf_counter()
-                before(middleware, ctx)
-            instance = job_class.decode_args(job.args)
+            instance = run.prepare(job_class)
             if is_async(job_class):
-                value = await cast(Coroutine[Any, Any, Any], instance.run(state))
+                run.value = await cast(Coroutine[Any, Any, Any], instance.run(state))
             else:
-                value = await asyncio.to_thread(instance.run, state)
+                run.value = await asyncio.to_thread(instance.run, state)
         finally:
             running.end(job.job_id)
     except BaseException as exc:
-        error = exc
+        run.error = exc
     if task.cancelling():
         # Our stop (a TIMEOUT, a cancel), caught here or swallowed by the
         # job: the slot's task runs the next job uncancelled.
         task.uncancel()
-    try:
-        result = conclude(job, running, value, error)
-        if middleware:
-            after(middleware, ctx, outcome(result, value, error, time.perf_counter() - clock))
-    finally:
-        _CURRENT.reset(token)
-        ran(job, shared)
-    return result
+    return run.finish()
+
+
+class _Run:
+    """One run of a job: what sync and async slots do before and after the
+    call itself, so that each rule is written once."""
+
+    __slots__ = ("_clock", "_ctx", "_token", "error", "job", "shared", "value")
+
+    def __init__(self, job: Deliver, shared: Shared) -> None:
+        self.job = job
+        self.shared = shared
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self._clock = 0.0
+        if shared.middleware:
+            self._ctx: JobContext | None = build(job, time.time(), shared.running)
+            self._token = _CURRENT.set(self._ctx)
+        else:
+            # What current_job() builds a context from, if the job asks.
+            self._ctx = None
+            self._token = _CURRENT.set((job, time.time(), shared.running))
+
+    def prepare(self, job_class: type[Job]) -> Job:
+        """Once the job is registered as running: the before hooks, then its
+        decoded instance. Raises JobInterrupted if it was cancelled while it
+        waited: it never runs."""
+        running = self.shared.running
+        if running.stops and running.cancelled(self.job.job_id):
+            raise JobInterrupted
+        if self._ctx is not None:
+            self._clock = time.perf_counter()
+            before(self.shared.middleware, self._ctx)
+        return job_class.decode_args(self.job.args)
+
+    def finish(self) -> JobResult:
+        """The result; the after hooks see it; the job is counted."""
+        job, shared = self.job, self.shared
+        try:
+            result = conclude(job, shared.running, self.value, self.error)
+            if self._ctx is not None:
+                seconds = time.perf_counter() - self._clock
+                after(
+                    shared.middleware, self._ctx, outcome(result, self.value, self.error, seconds)
+                )
+        finally:
+            _CURRENT.reset(self._token)
+            ran(job, shared)
+        return result
 
 
 def conclude(job: Deliver, running: Running, value: Any, error: BaseException | None) -> JobResult:

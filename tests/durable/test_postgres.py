@@ -13,9 +13,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import psycopg.conninfo
@@ -38,8 +37,6 @@ from storage import (
 from storage.postgres import MIGRATIONS, PostgresStorage, RolledBackError, migration_sql
 from supervisor import WorkerConfig
 
-from .pg_host import fresh_schema, require_postgres
-
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "default"
 
@@ -56,32 +53,6 @@ def job(n: int = 0, *, heartbeat: float = 5.0, unique_key: str | None = None) ->
         policy=policy(heartbeat),
         unique_key=unique_key,
     )
-
-
-@pytest.fixture
-def dsn() -> str:
-    return require_postgres()
-
-
-@pytest.fixture
-def schema(dsn: str) -> Iterator[str]:
-    with fresh_schema(dsn) as name:
-        yield name
-
-
-@pytest.fixture
-def hosts(dsn: str, schema: str) -> Iterator[Callable[..., PostgresStorage]]:
-    """Makes storages ("hosts") on the test's schema; closes them afterwards."""
-    made: list[PostgresStorage] = []
-
-    def make(**kwargs: Any) -> PostgresStorage:
-        storage = PostgresStorage(dsn, schema=schema, **kwargs).open()
-        made.append(storage)
-        return storage
-
-    yield make
-    for storage in made:
-        storage.close()
 
 
 # -- claims ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.processes
 
 
 @pytest.fixture
-def hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Manager, Manager]]:
+def two_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Manager, Manager]]:
     """(producer, runner): the first runs no job, the second runs them all."""
     monkeypatch.setenv(DIR_VAR, str(tmp_path))
     dsn = require_postgres()
@@ -39,9 +39,9 @@ def hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Man
 
 
 def test_a_wait_on_one_host_is_woken_when_the_other_ends_the_job(
-    hosts: tuple[Manager, Manager],
+    two_hosts: tuple[Manager, Manager],
 ) -> None:
-    producer, _ = hosts
+    producer, _ = two_hosts
     job = producer.queue(Returns(value={"from": "the other host"}, seconds=0.5))
     began = time.monotonic()
     assert producer.wait(job, timeout=20) == {"from": "the other host"}
@@ -56,9 +56,9 @@ def test_a_wait_on_one_host_is_woken_when_the_other_ends_the_job(
 
 
 def test_a_cancel_on_one_host_stops_the_job_running_on_the_other(
-    hosts: tuple[Manager, Manager], tmp_path: Path
+    two_hosts: tuple[Manager, Manager], tmp_path: Path
 ) -> None:
-    producer, runner = hosts
+    producer, runner = two_hosts
     job = producer.queue(Cooperative(tag="remote"))
     wait_until(lambda: lines(tmp_path, "coop.log"), what="the job to start on the runner")
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -44,31 +43,6 @@ HEARD_WITHIN = 1.0  # the brief: the other host's callback fires within a second
 def job(n: int = 0, *, ttl: float = 600.0, retries: int = 3, key: str | None = None) -> NewJob:
     policy = Policy(MaxRetries.count(retries), Backoff.linear(1.0), 5.0, None, ttl)
     return NewJob("tests.Pg", QUEUE, n.to_bytes(4, "big"), policy, unique_key=key)
-
-
-@pytest.fixture
-def dsn() -> str:
-    return require_postgres()
-
-
-@pytest.fixture
-def schema(dsn: str) -> Iterator[str]:
-    with fresh_schema(dsn) as name:
-        yield name
-
-
-@pytest.fixture
-def hosts(dsn: str, schema: str) -> Iterator[Callable[..., PostgresStorage]]:
-    made: list[PostgresStorage] = []
-
-    def make(**kwargs: Any) -> PostgresStorage:
-        storage = PostgresStorage(dsn, schema=schema, **kwargs).open()
-        made.append(storage)
-        return storage
-
-    yield make
-    for storage in made:
-        storage.close()
 
 
 class Heard:

@@ -413,3 +413,34 @@ class Overruns(Spinner):
     """A Spinner past a short TIMEOUT: stopped at the exception."""
 
     TIMEOUT = 0.5
+
+
+@dataclass
+class AsyncReturns(Job):
+    """An async job that returns a value, after an await."""
+
+    QUEUE = "async"
+
+    value: Any
+
+    async def run(self, state: Any) -> Any:
+        await asyncio.sleep(0.01)
+        return self.value
+
+
+@dataclass
+class AsyncCooperative(Job):
+    """An async job that runs until cancelled, and notes what it saw."""
+
+    QUEUE = "async"
+
+    tag: str
+
+    async def run(self, state: Any) -> None:
+        note("acoop.log", "start", self.tag)
+        try:
+            while True:
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            note("acoop.log", "cancelled", self.tag, current_job().cancelled)
+            raise

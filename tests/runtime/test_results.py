@@ -23,6 +23,8 @@ from supervisor import (
 
 from .jobs import (
     AlwaysFails,
+    AsyncCooperative,
+    AsyncReturns,
     Broken,
     Cooperative,
     IgnoresCancel,
@@ -256,3 +258,21 @@ def test_middleware_sees_every_end(
 
 def hooks_of(workdir: Path) -> list[list[str]]:
     return lines(workdir, "hooks.log")
+
+
+def test_async_jobs_return_values_and_are_cancelled(workdir: Path, managers: list[Manager]) -> None:
+    config = WorkerConfig().register(AsyncReturns).register(AsyncCooperative)
+    manager = start(managers, config, processes=1)
+    assert manager.wait(manager.queue(AsyncReturns(value=[1, 2])), timeout=20) == [1, 2]
+    job = manager.queue(AsyncCooperative(tag="a"))
+    neighbour = manager.queue(AsyncReturns(value="n"))
+    wait_until(lambda: lines(workdir, "acoop.log"), what="the job to start")
+    pid = manager.stats().arbiters[0].pid
+
+    assert manager.cancel(job) is True
+    with pytest.raises(JobCancelled):
+        manager.wait(job, timeout=10)
+    assert ["cancelled", "a", "True"] in lines(workdir, "acoop.log")  # its context saw it
+    assert manager.wait(neighbour, timeout=10) == "n"
+    arbiter = manager.stats().arbiters[0]
+    assert (arbiter.pid, arbiter.restarts, arbiter.recycles) == (pid, 0, 0)
