@@ -17,9 +17,12 @@ seq and pending key, and their slots in ``_jobs`` and the index. What a job
 has been through (a claim, a failure, a unique key) lives in a ``_State``
 that a fresh job does not have, since a backlog is mostly fresh jobs.
 
-Ended records (succeeded, cancelled) stay in ``_jobs`` with their ``_State``
-until they expire. Jobs of one queue with one ``result_ttl`` share a
-``_Records``: a deque per status of expiry keys ``expires_us << 60 | seq``.
+Ended records (succeeded, cancelled) leave ``_jobs`` for ``_kept``: one
+flat tuple each (``_Kept``) of ints, strings and bytes, which the garbage
+collector stops tracking, so that a million kept records cost no collection
+time; their kind is named by its number (``_kinds_kept``, counted). Jobs of
+one queue with one ``result_ttl`` share a ``_Records``: a deque per status of
+expiry keys ``expires_us << 60 | seq``.
 Records reach a deque in the order they end, and with one ttl that is the
 order they expire, so ``expire`` pops expired keys off the fronts and never
 looks at a live job. (Should the system clock step back, a record may be
@@ -36,7 +39,7 @@ import itertools
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from sortedcontainers import SortedList
 
@@ -82,14 +85,31 @@ class _Kind(NamedTuple):
     queue: str
     policy: Policy
     records: _Records | None  # where their ended records go; None: a ttl of 0 keeps none
+    number: int  # names it in a kept record
+
+
+# A kept record: a plain tuple of atoms, which the garbage collector stops
+# tracking (it never untracks an object, nor a NamedTuple), read by these
+# indexes: its kind's number, args, run_at (µs), cancelled (else succeeded),
+# retry count, last error, started (µs; 0: never), value, expiry key, unique key.
+_Kept = tuple[int, bytes, int, bool, int, str | None, int, bytes | None, int, str | None]
+_KIND: Final = 0
+_ARGS: Final = 1
+_RUN_AT: Final = 2
+_CANCELLED: Final = 3
+_RETRIES: Final = 4
+_ERROR: Final = 5
+_STARTED: Final = 6
+_VALUE: Final = 7
+_MARK: Final = 8
+_KEY: Final = 9
 
 
 class _State:
     """What a job has been through: made when it is first claimed, or queued
-    with a unique key. ``mark`` is the claim's expiry key while running, the
-    time of death (µs) while dead, and the record's expiry key once
-    succeeded or cancelled. ``started`` is when its latest claim was taken
-    (µs; 0: never, or cancelled before it ran again)."""
+    with a unique key. ``mark`` is the claim's expiry key while running and
+    the time of death (µs) while dead. ``started`` is when its latest claim
+    was taken (µs; 0: never, or cancelled before it ran again)."""
 
     __slots__ = (
         "last_error",
@@ -99,7 +119,6 @@ class _State:
         "started",
         "status",
         "unique_key",
-        "value",
     )
 
     def __init__(self, unique_key: str | None = None) -> None:
@@ -110,7 +129,6 @@ class _State:
         self.mark = 0
         self.unique_key = unique_key
         self.started = 0
-        self.value: bytes | None = None
 
 
 class _Entry:
@@ -150,7 +168,11 @@ class MemoryStorage:
         self._unregistered_delay_us = round(unregistered_delay * _US)
         self._ids = SeqIds()
         self._kinds: dict[tuple[str, str, int], _Kind] = {}
-        self._jobs: dict[int, _Entry] = {}  # by seq
+        self._jobs: dict[int, _Entry] = {}  # by seq, until the job ends
+        self._kept: dict[int, _Kept] = {}  # ended records, by seq
+        # The kinds kept records name, by number: [kind, how many records].
+        self._kinds_kept: dict[int, list[_Kind | int]] = {}
+        self._kind_numbers = itertools.count()
         self._pending: dict[str, SortedList] = {}
         self._held: dict[str, SortedList] = {}
         # The pending keys of jobs that failed before: told apart from jobs
@@ -224,7 +246,8 @@ class MemoryStorage:
         if kind is None:
             if len(self._kinds) >= _KINDS_KEPT:
                 self._kinds.clear()
-            kind = _Kind(job.name, job.queue, job.policy, self._records_of(job))
+            records = self._records_of(job)
+            kind = _Kind(job.name, job.queue, job.policy, records, next(self._kind_numbers))
             self._kinds[cache_key] = kind
         return kind
 
@@ -339,15 +362,12 @@ class MemoryStorage:
         self._unhold(entry, state)
         self._by_runner[runner].discard(seq)
         if result.outcome is Outcome.SUCCESS:  # the hot path: settle() would say FINISHED
-            records = entry.kind.records
-            if records is None:
-                del self._jobs[seq]
-            else:
-                state.status = Status.SUCCEEDED
-                state.value = result.value
-                state.mark = mark = ((self._now_us() + records.ttl_us) << _SEQ_BITS) | seq
-                records.succeeded.append(mark)
             self._forget_key(seq, state)
+            del self._jobs[seq]
+            if entry.kind.records is not None:
+                self._keep(
+                    seq, entry, state, cancelled=False, now=self._now_us(), value=result.value
+                )
             return Disposition.FINISHED
         return self._settle(seq, entry, state, result, self._now_us())
 
@@ -420,26 +440,54 @@ class MemoryStorage:
         """Keep the record of a job that succeeded or was cancelled (it is in
         no index now), or forget it when its ttl is 0."""
         self._forget_key(seq, state)
-        records = entry.kind.records
-        if records is None:
-            del self._jobs[seq]
-            return
-        state.status = status
-        state.value = value
-        state.mark = mark = ((now + records.ttl_us) << _SEQ_BITS) | seq
-        ended = records.succeeded if status is Status.SUCCEEDED else records.cancelled
-        ended.append(mark)
+        del self._jobs[seq]
+        if entry.kind.records is not None:
+            self._keep(
+                seq, entry, state, cancelled=status is Status.CANCELLED, now=now, value=value
+            )
+
+    def _keep(
+        self,
+        seq: int,
+        entry: _Entry,
+        state: _State,
+        *,
+        cancelled: bool,
+        now: int,
+        value: bytes | None,
+    ) -> None:
+        kind = entry.kind
+        records = kind.records
+        assert records is not None
+        mark = ((now + records.ttl_us) << _SEQ_BITS) | seq
+        self._kept[seq] = (
+            kind.number,
+            entry.args,
+            entry.key >> _SEQ_BITS,
+            cancelled,
+            state.retry_count,
+            state.last_error,
+            state.started,
+            value,
+            mark,
+            state.unique_key,
+        )
+        held = self._kinds_kept.get(kind.number)
+        if held is None:
+            self._kinds_kept[kind.number] = [kind, 1]
+        else:
+            held[1] += 1  # type: ignore[operator]
+        (records.cancelled if cancelled else records.succeeded).append(mark)
 
     def cancel(self, job_id: uuid.UUID, reason: str) -> Status | None:
         entry = self._entry(job_id)
-        if entry is None:
-            return None
         now = self._now_us()
+        if entry is None:
+            kept = self._kept_record(job_id, now)
+            return None if kept is None else _status(kept)  # ended: left alone
         state = entry.state
         if state is not None and state.status is not Status.PENDING:
-            if _expired(state, now):
-                return None
-            return state.status  # running: its runner is told; ended: left alone
+            return state.status  # running: its runner is told; dead: left alone
         queue = entry.kind.queue
         self._pending[queue].remove(entry.key)
         state = entry.grown()
@@ -452,14 +500,26 @@ class MemoryStorage:
 
     def expire(self) -> int:
         now = self._now_us()
-        jobs = self._jobs
+        kept, kinds = self._kept, self._kinds_kept
         removed = 0
         for records in self._records.values():
             for ended in (records.succeeded, records.cancelled):
                 while ended and (ended[0] >> _SEQ_BITS) <= now:
-                    del jobs[ended.popleft() & _SEQ_MASK]
+                    number = kept.pop(ended.popleft() & _SEQ_MASK)[_KIND]
+                    held = kinds[number]
+                    held[1] -= 1  # type: ignore[operator]
+                    if not held[1]:
+                        del kinds[number]
                     removed += 1
         return removed
+
+    def _kept_record(self, job_id: uuid.UUID, now: int) -> _Kept | None:
+        """The job's kept record, if it has one that has not expired."""
+        seq = self._ids.as_seq(job_id)
+        kept = None if seq is None else self._kept.get(seq)
+        if kept is None or (kept[_MARK] >> _SEQ_BITS) <= now:
+            return None
+        return kept
 
     def _forget_key(self, seq: int, state: _State) -> None:
         key = state.unique_key
@@ -507,11 +567,10 @@ class MemoryStorage:
 
     def info(self, job_id: uuid.UUID) -> JobInfo | None:
         entry = self._entry(job_id)
-        if entry is None:
-            return None
-        if entry.state is not None and _expired(entry.state, self._now_us()):
-            return None
-        return self._info(entry)
+        if entry is not None:
+            return self._info(entry)
+        kept = self._kept_record(job_id, self._now_us())
+        return None if kept is None else self._kept_info(kept)
 
     def list(
         self,
@@ -523,27 +582,31 @@ class MemoryStorage:
     ) -> list[JobInfo]:
         queues = [queue] if queue is not None else sorted(self._queues() | set(self._recorded))
         found = itertools.chain.from_iterable(self._walk(q, status) for q in queues)
-        return [self._info(e) for e in itertools.islice(found, offset, offset + limit)]
+        return [info() for info in itertools.islice(found, offset, offset + limit)]
 
-    def _walk(self, queue: str, status: Status | None) -> Iterator[_Entry]:
+    def _walk(self, queue: str, status: Status | None) -> Iterator[Callable[[], JobInfo]]:
+        """The queue's jobs of ``status``, in order, each as what makes its JobInfo."""
+        jobs, info = self._jobs, self._info
         if status in (None, Status.PENDING):
             for key in self._pending.get(queue, ()):
-                yield self._jobs[key & _SEQ_MASK]
+                yield functools.partial(info, jobs[key & _SEQ_MASK])
         if status in (None, Status.RUNNING):
             for key in self._held.get(queue, ()):
-                yield self._jobs[key & _SEQ_MASK]
+                yield functools.partial(info, jobs[key & _SEQ_MASK])
         if status in (None, Status.DEAD):
-            yield from self._dead.get(queue, {}).values()
+            for entry in self._dead.get(queue, {}).values():
+                yield functools.partial(info, entry)
         for ended in (Status.SUCCEEDED, Status.CANCELLED):
             if status in (None, ended):
-                yield from self._ended(queue, ended)
+                for seq in self._ended(queue, ended):
+                    yield functools.partial(self._kept_info, self._kept[seq])
 
-    def _ended(self, queue: str, status: Status) -> Iterator[_Entry]:
-        """The queue's unexpired records of ``status``, by (finish time, seq)."""
+    def _ended(self, queue: str, status: Status) -> Iterator[int]:
+        """The seqs of the queue's unexpired records of ``status``, by (finish time, seq)."""
         now = self._now_us()
         groups = [_unexpired(records, status, now) for records in self._recorded.get(queue, ())]
         for _, seq in heapq.merge(*groups) if len(groups) > 1 else itertools.chain(*groups):
-            yield self._jobs[seq]
+            yield seq
 
     def _queues(self) -> set[str]:
         return set(self._pending) | set(self._held) | set(self._dead)
@@ -581,13 +644,7 @@ class MemoryStorage:
     def _info(self, entry: _Entry) -> JobInfo:
         kind, state, seq = entry.kind, entry.state or _FRESH, entry.key & _SEQ_MASK
         status = state.status
-        finished = expires = None
-        if status is Status.DEAD:
-            finished = state.mark
-        elif status is Status.SUCCEEDED or status is Status.CANCELLED:
-            assert kind.records is not None  # only a kept record is ended and stored
-            expires = state.mark >> _SEQ_BITS
-            finished = expires - kind.records.ttl_us
+        finished = state.mark if status is Status.DEAD else None
         return JobInfo.stored(
             id=self._ids.as_uuid(seq),
             name=kind.name,
@@ -600,9 +657,30 @@ class MemoryStorage:
             last_error=state.last_error,
             runner=state.runner,
             unique_key=state.unique_key,
-            result=state.value,
             started_us=state.started or None,
             finished_us=finished,
+        )
+
+    def _kept_info(self, kept: _Kept) -> JobInfo:
+        kind = self._kinds_kept[kept[_KIND]][0]
+        assert isinstance(kind, _Kind) and kind.records is not None
+        mark = kept[_MARK]
+        expires = mark >> _SEQ_BITS
+        return JobInfo.stored(
+            id=self._ids.as_uuid(mark & _SEQ_MASK),
+            name=kind.name,
+            queue=kind.queue,
+            args=kept[_ARGS],
+            policy=kind.policy,
+            retry_count=kept[_RETRIES],
+            run_at_us=kept[_RUN_AT],
+            status=_status(kept),
+            last_error=kept[_ERROR],
+            runner=None,
+            unique_key=kept[_KEY],
+            result=kept[_VALUE],
+            started_us=kept[_STARTED] or None,
+            finished_us=expires - kind.records.ttl_us,
             expires_us=expires,
         )
 
@@ -619,12 +697,8 @@ def _unexpired(records: _Records, status: Status, now: int) -> Iterator[tuple[in
             yield expires - ttl, key & _SEQ_MASK
 
 
-def _expired(state: _State, now: int) -> bool:
-    """Whether it is a succeeded or cancelled record past its expiry."""
-    status = state.status
-    return (status is Status.SUCCEEDED or status is Status.CANCELLED) and (
-        state.mark >> _SEQ_BITS
-    ) <= now
+def _status(kept: _Kept) -> Status:
+    return Status.CANCELLED if kept[_CANCELLED] else Status.SUCCEEDED
 
 
 def _dead_since(entry: _Entry) -> int:
