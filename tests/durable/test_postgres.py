@@ -34,6 +34,7 @@ from storage import (
     QueueStats,
     Status,
 )
+from storage.ids import IdGenerator, to_uuid
 from storage.postgres import MIGRATIONS, PostgresStorage, RolledBackError, migration_sql
 from supervisor import WorkerConfig
 
@@ -364,7 +365,7 @@ def test_a_schema_from_before_backoff_max_gets_a_days_cap(
     monkeypatch.setattr("storage.postgres.MIGRATIONS", MIGRATIONS[:1])
     PostgresStorage(dsn, schema=schema).open().close()  # a schema of version 1
     monkeypatch.undo()
-    job_id = uuid.uuid4()
+    job_id = to_uuid(IdGenerator().next_int())  # a UUIDv7, as stored ids are
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
             f'INSERT INTO "{schema}".jobs (id, queue, name, args, status, run_at, max_retries,'

@@ -6,7 +6,6 @@ import logging
 import sqlite3
 import subprocess
 import sys
-import uuid
 from contextlib import closing
 from pathlib import Path
 from typing import cast
@@ -155,7 +154,7 @@ def test_migrations_run_once_in_order_and_a_newer_file_is_refused(
 
 
 def test_a_file_from_before_backoff_max_gets_a_days_cap(path: str, clock: ManualClock) -> None:
-    job_id = uuid.uuid4()
+    job_id = to_uuid(IdGenerator().next_int())  # a UUIDv7, as stored ids are
     with closing(sqlite3.connect(path)) as conn, conn:  # a file of schema version 1
         for statement in MIGRATIONS[0]:
             conn.execute(statement)
