@@ -199,10 +199,7 @@ class Arbiter(pykka.ThreadingActor):
         self._in_flight = self.in_flight = InFlight()
         self.running = Running()
         self._stalls = Stalls()
-        self.executors = {
-            queue: ThreadExecutor(queue, spec.prefetch, link, self._in_flight, self._stalls)
-            for queue, _ in spec.queues
-        }
+        self.executors = {queue: self._executor(queue) for queue, _ in spec.queues}
         self._ready_workers: set[int] = set()
         self._stopped_workers: set[int] = set()
         self._quit = threading.Event()
@@ -255,14 +252,21 @@ class Arbiter(pykka.ThreadingActor):
                 os._exit(EXIT_FATAL)
         return None
 
+    def _executor(self, queue: str) -> ThreadExecutor:
+        return ThreadExecutor(
+            queue,
+            self._spec.prefetch,
+            self._link,
+            self._in_flight,
+            self._stalls,
+            running=self.running,
+        )
+
     def _add_workers(self, queue: str, count: int) -> None:
         executor = self.executors.get(queue)
         if executor is None:
             # A queue new to this arbiter: the main thread finds it here.
-            executor = ThreadExecutor(
-                queue, self._spec.prefetch, self._link, self._in_flight, self._stalls
-            )
-            self.executors[queue] = executor
+            executor = self.executors[queue] = self._executor(queue)
         shared = Shared(
             executor=executor,
             jobs=self._imported.jobs,

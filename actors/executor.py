@@ -101,8 +101,11 @@ class ThreadExecutor:
         link: FrameWriter,
         in_flight: InFlight,
         stalls: Stalls | None = None,
+        *,
+        running: Running | None = None,
     ) -> None:
         self.queue = queue
+        self._running_jobs = running  # where a cancel of a buffered job is kept
         self._stalls = stalls  # without one, every job goes to an idle worker at once
         self._prefetch = prefetch
         self._link = link
@@ -290,9 +293,16 @@ class ThreadExecutor:
             self._link.buffer(message)
 
     def _hand_back(self, jobs: list[Deliver]) -> None:
+        running = self._running_jobs
         for job in jobs:
             self._in_flight.discard(job.job_id, ran=False)
-            self._link.buffer(encode(Done(job.job_id, "unexecuted", None, None)))
+            # A buffered job whose cancel arrived ends cancelled: put back,
+            # it would run later elsewhere.
+            stop = running.take_stop(job.job_id) if running is not None and running.stops else None
+            if stop is not None and stop[1]:
+                self._link.buffer(encode(Done(job.job_id, "cancelled", stop[0], None)))
+            else:
+                self._link.buffer(encode(Done(job.job_id, "unexecuted", None, None)))
         if jobs:
             self._link.flush()
 

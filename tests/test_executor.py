@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from actors.executor import FAST_CEILING, FAST_WINDOW, InFlight, ThreadExecutor
-from actors.protocol import Deliver, Want, decode
+from actors.executor import FAST_CEILING, FAST_WINDOW, InFlight, Running, ThreadExecutor
+from actors.protocol import Deliver, Done, Want, decode
 from actors.stalls import Stalls
 
 
@@ -137,3 +137,22 @@ def test_jobs_that_are_not_tiny_go_to_an_idle_worker_at_once() -> None:
     ex.arrived([job(1)])
     ex.arrived([job(2)])
     assert len(first.told) == len(second.told) == 1
+
+
+def test_a_buffered_job_cancelled_before_it_started_goes_back_cancelled() -> None:
+    # Put back unexecuted, it would run later on another arbiter: the cancel
+    # it was asked for would be lost.
+    link = Link()
+    running = Running()
+    ex = ThreadExecutor("q", 4, link, InFlight(), running=running)  # type: ignore[arg-type]
+    slot = Slot()
+    ex.ready(slot)
+    ex.arrived([job(1), job(2), job(3)])  # the first runs, two wait in the buffer
+    link.sent.clear()
+    assert not running.interrupt(job(2).job_id, "cancelled by test", cancel=True, held=True)
+    ex.close()  # a stop: the buffer goes back
+    ends = {m.job_id: (m.outcome, m.error) for m in link.sent if isinstance(m, Done)}
+    assert ends == {
+        job(2).job_id: ("cancelled", "cancelled by test"),
+        job(3).job_id: ("unexecuted", None),
+    }
