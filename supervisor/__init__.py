@@ -25,7 +25,8 @@ from storage import (
 from supervisor.config import DEFAULT_WORKER_COUNT, WorkerConfig
 from supervisor.errors import CrashLoopError, JobCancelled, JobFailed, JobNotFound, ManagerStopped
 from supervisor.handle import QueueHandle
-from supervisor.manager import ArbiterState, ArbiterStats, Manager, ManagerStats
+from supervisor.manager import Manager
+from supervisor.stats import ArbiterState, ArbiterStats, ManagerStats, QueueFigures
 
 if TYPE_CHECKING:
     from storage.postgres import PostgresStorage
@@ -65,6 +66,7 @@ __all__ = [
     "Middleware",
     "OutcomeStatus",
     "PostgresStorage",
+    "QueueFigures",
     "QueueHandle",
     "QueueStats",
     "SqliteStorage",

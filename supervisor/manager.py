@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import enum
 import multiprocessing.connection
 import os
 import signal
@@ -56,6 +55,7 @@ from supervisor.errors import CrashLoopError, ManagerStopped
 from supervisor.every import Recurring
 from supervisor.handle import QueueHandle, StorageTransport, check_job
 from supervisor.handle import job_id as parse_job_id
+from supervisor.stats import ArbiterState, ArbiterStats, ManagerStats, QueueFigures
 
 log = EventLog("manager")
 
@@ -69,41 +69,6 @@ KILL_GRACE = 10.0  # how long stop() waits for killed arbiters to be reaped
 LINK_DRAIN_TIMEOUT = 5.0  # reading what a dead arbiter left in its socket
 CANCEL_GRACE = 5.0  # a cancelled running job has this long to end, unless told otherwise
 STOP_GRACE = 1.0  # a job stopped at its TIMEOUT has this long to end before its arbiter dies
-
-
-class ArbiterState(enum.StrEnum):
-    """Where an arbiter is in its life. A str, so ``state == "running"`` works."""
-
-    STARTING = "starting"  # spawned; its workers are building their state
-    RUNNING = "running"  # every worker ready
-    RESTARTING = "restarting"  # died; restarts after a backoff
-    CRASH_LOOP = "crash loop"  # died at start-up 3 times in a row, and not ready since
-    STOPPING = "stopping"  # told to stop; finishing its jobs
-    STOPPED = "stopped"
-
-    def __repr__(self) -> str:
-        return repr(self.value)  # stats() prints state='running'
-
-
-@dataclass(frozen=True, slots=True)
-class ArbiterStats:
-    index: int
-    pid: int | None
-    alive: bool
-    restarts: int  # after a death
-    recycles: int  # planned replacements (memory or job-count limit)
-    rss: int | None  # bytes
-    jobs_done: int
-    state: ArbiterState
-    last_exit: str | None
-    last_error: str | None
-    loop_blocks: int = 0  # times its event loop stalled (async jobs), all its lives
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerStats:
-    queues: dict[str, QueueStats]
-    arbiters: tuple[ArbiterStats, ...]
 
 
 def describe_exit(code: int | None) -> str:
@@ -864,8 +829,14 @@ class Manager(QueueHandle):
 
     def stats(self) -> ManagerStats:
         self._check("stats")
+        stored = cast(dict[str, QueueStats], self._storage.ask(Stats()))
         return ManagerStats(
-            queues=cast(dict[str, QueueStats], self._storage.ask(Stats())),
+            queues={
+                q: QueueFigures(
+                    pending=s.pending, running=s.running, dead=s.dead, scheduled=s.scheduled
+                )
+                for q, s in stored.items()
+            },
             arbiters=cast(tuple[ArbiterStats, ...], self._actor.ask(_Snapshot())),
         )
 

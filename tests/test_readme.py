@@ -75,8 +75,8 @@ def check_quickstart_run(app: Path) -> None:
     assert done.stderr == ""  # nothing configured: the library stays quiet
     first, second = done.stdout.splitlines()
     assert first == "None"  # the job succeeded
-    assert second.startswith("ManagerStats(queues={'mail': QueueStats(pending=1, ")
-    assert "scheduled=1)" in second  # the mail for later, which join does not wait for
+    assert second.startswith("ManagerStats(queues={'mail': QueueFigures(pending=1, ")
+    assert "scheduled=1," in second  # the mail for later, which join does not wait for
     mails = (app / "outbox.txt").read_text().splitlines()
     assert len(mails) == 101
     assert sorted(mails)[0] == "a@example.com hi"

@@ -1,0 +1,94 @@
+"""What ``Manager.stats()`` answers: frozen figures of queues and arbiters.
+
+A queue's stored counts come from the storage (every host's jobs, on a shared
+storage); its workers, pause and counts since start are this host's.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+# How an attempt ended, as counted since start: the keys of QueueFigures.ended
+# and the ``outcome`` label of jobarbiter_jobs_ended_total. Exclusive: a
+# timed-out attempt that leaves the job out of retries counts as dead.
+ENDINGS = ("succeeded", "failed", "timed_out", "dead", "cancelled")
+
+_NO_ENDINGS: Mapping[str, int] = MappingProxyType(dict.fromkeys(ENDINGS, 0))
+
+
+class ArbiterState(enum.StrEnum):
+    """Where an arbiter is in its life. A str, so ``state == "running"`` works."""
+
+    STARTING = "starting"  # spawned; its workers are building their state
+    RUNNING = "running"  # every worker ready
+    RESTARTING = "restarting"  # died; restarts after a backoff
+    CRASH_LOOP = "crash loop"  # died at start-up 3 times in a row, and not ready since
+    STOPPING = "stopping"  # told to stop; finishing its jobs
+    STOPPED = "stopped"
+
+    def __repr__(self) -> str:
+        return repr(self.value)  # stats() prints state='running'
+
+
+@dataclass(frozen=True, slots=True)
+class ArbiterStats:
+    index: int
+    pid: int | None
+    alive: bool
+    restarts: int  # after a death
+    recycles: int  # planned replacements (memory or job-count limit)
+    rss: int | None  # bytes
+    jobs_done: int
+    state: ArbiterState
+    last_exit: str | None
+    last_error: str | None
+    loop_blocks: int = 0  # times its event loop stalled (async jobs), all its lives
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """One queue. ``pending``, ``running``, ``dead`` and ``scheduled`` count
+    stored jobs (``scheduled`` is the part of ``pending`` not due yet that
+    never failed); ``oldest_pending_age`` is how long, in seconds, the
+    longest-waiting due job has waited past its ``run_at`` (None: none due).
+
+    ``paused``: this host hands out none of its jobs; ``paused_everywhere``:
+    the pause is stored, so every host sharing the storage holds it and it
+    outlives a restart. ``workers`` is the slots each arbiter should have,
+    ``slots`` the slots this host's live arbiters have now (a slot being
+    retired counts until its job ends).
+
+    ``ended`` counts this host's attempts since start by how they ended (the
+    keys of ``ENDINGS``); ``retries`` the failed attempts that were retried.
+    """
+
+    pending: int = 0
+    running: int = 0
+    dead: int = 0
+    scheduled: int = 0
+    oldest_pending_age: float | None = None
+    paused: bool = False
+    paused_everywhere: bool = False
+    workers: int = 0
+    slots: int = 0
+    ended: Mapping[str, int] = field(default_factory=lambda: _NO_ENDINGS)
+    retries: int = 0
+
+    @property
+    def succeeded(self) -> int:
+        """Attempts that succeeded since start, on this host."""
+        return self.ended["succeeded"]
+
+    @property
+    def failed(self) -> int:
+        """Attempts that failed since start, on this host: retried, timed out or dead."""
+        return self.ended["failed"] + self.ended["timed_out"] + self.ended["dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerStats:
+    queues: dict[str, QueueFigures]
+    arbiters: tuple[ArbiterStats, ...]
