@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-# How an attempt ended, as counted since start: the keys of QueueFigures.ended
-# and the ``outcome`` label of jobarbiter_jobs_ended_total. Exclusive: a
-# timed-out attempt that leaves the job out of retries counts as dead.
-ENDINGS = ("succeeded", "failed", "timed_out", "dead", "cancelled")
+from actors.tally import ENDINGS, Histogram
+
+__all__ = ["ENDINGS", "ArbiterState", "ArbiterStats", "Histogram", "ManagerStats", "QueueFigures"]
 
 _NO_ENDINGS: Mapping[str, int] = MappingProxyType(dict.fromkeys(ENDINGS, 0))
 
@@ -62,7 +61,11 @@ class QueueFigures:
     retired counts until its job ends).
 
     ``ended`` counts this host's attempts since start by how they ended (the
-    keys of ``ENDINGS``); ``retries`` the failed attempts that were retried.
+    keys of ``ENDINGS``, exclusive: an attempt that left its job out of
+    retries is "dead", not "failed"); ``retries`` the failed attempts that
+    were retried. ``run_seconds`` (each attempt's run time) and
+    ``wait_seconds`` (enqueue, or due time, to start; the enqueue time is
+    the job id's, to the millisecond) are histograms of this host's jobs.
     """
 
     pending: int = 0
@@ -76,6 +79,8 @@ class QueueFigures:
     slots: int = 0
     ended: Mapping[str, int] = field(default_factory=lambda: _NO_ENDINGS)
     retries: int = 0
+    run_seconds: Histogram = field(default_factory=Histogram.empty, repr=False)
+    wait_seconds: Histogram = field(default_factory=Histogram.empty, repr=False)
 
     @property
     def succeeded(self) -> int:
