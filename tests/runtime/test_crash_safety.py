@@ -15,7 +15,7 @@ import pytest
 
 from actors.ops import StorageError
 from supervisor import Manager, Status, WorkerConfig
-from supervisor.manager import STOP_GRACE
+from supervisor.arbiters import STOP_GRACE
 
 from .jobs import (
     ExplodingStorage,

@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 
 from supervisor import Manager, WorkerConfig
-from supervisor.manager import ScaleQueue
+from supervisor.arbiters import ScaleQueue
 
 from .jobs import Sleepy, lines
 from .support import start, wait_until
