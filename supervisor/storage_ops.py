@@ -292,7 +292,9 @@ def _check_jobarbiter_file(path: str) -> None:
     our tables to someone else's database (or to an empty file)."""
     uri = "file:" + _quote_path(path) + "?mode=ro"
     try:
-        with closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_LOCK_WAIT)) as conn:
+        # No wait: locked now means a host holds it, and SqliteStorage.open
+        # (which waits a little for a host that is stopping) says so.
+        with closing(sqlite3.connect(uri, uri=True, timeout=0)) as conn:
             found = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
             ).fetchone()

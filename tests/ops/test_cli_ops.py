@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +32,7 @@ import structlog
 
 from storage import JobInfo, SqliteStorage, Status, Storage
 from supervisor import JobFailed, Manager, WorkerConfig, jsonview
-from supervisor.cli import main
+from supervisor.cli import build_parser, main
 from supervisor.storage_ops import open_operations
 from tests.durable.pg_host import fresh_schema, require_postgres
 from tests.runtime.jobs import DIR_VAR, AlwaysFails, Record, Returns
@@ -494,11 +495,13 @@ def test_durations(cli: Callable[..., Ran], sqlite_url: str) -> None:
     assert cli("purge-dead", "--older-than", "30s", "--url", sqlite_url).status == 0
 
 
-def test_an_unreachable_postgresql_server_is_named(cli: Callable[..., Ran]) -> None:
-    url = "postgresql://postgres@127.0.0.1:1/jobs?connect_timeout=2"
-    one_error(
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_an_unreachable_postgresql_server_is_named(scheme: str, cli: Callable[..., Ran]) -> None:
+    url = f"{scheme}://postgres:hunter2@127.0.0.1:1/jobs?connect_timeout=2&schema=app"
+    error = one_error(
         cli("stats", "--url", url), 1, "cannot reach PostgreSQL at 127.0.0.1:1 (database 'jobs')"
     )
+    assert "hunter2" not in error
 
 
 def test_a_missing_postgresql_schema_is_not_made(
@@ -633,3 +636,65 @@ def served_story(
     assert cli("pause", "default", "--url", url).status == 0
     paused = {row["QUEUE"]: row["PAUSED"] for row in table(cli("stats", "--url", url).out)}
     assert paused["default"] == "yes"
+
+
+# -- the command line itself ----------------------------------------------------------
+
+
+def test_help_lists_the_operator_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for name in ("stats", "jobs", "show", "requeue", "purge-dead", "pause", "resume", "scale"):
+        assert f" {name} " in out
+    assert "jobarbiter jobs --url sqlite:///jobs.db --status dead" in out
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["jobs", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--url URL the storage or service: sqlite:///jobs.db" in out
+    assert "(default: $JOBARBITER_URL)" in out
+    assert "--token TOKEN" in out and "$JOBARBITER_TOKEN" in out
+    assert "--status {pending,scheduled,running,dead,succeeded,cancelled}" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        (":0", ("127.0.0.1", 0)),
+        ("[::1]:9000", ("::1", 9000)),
+        ("0.0.0.0:80", ("0.0.0.0", 80)),
+    ],
+)
+def test_http_addresses(text: str, address: tuple[str, int]) -> None:
+    assert build_parser().parse_args(["run", "a:b", "--http", text]).http == address
+
+
+@pytest.mark.parametrize("text", ["8080", "host:", "host:http", "host:70000"])
+def test_a_bad_http_address_is_refused(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["run", "a:b", "--http", text])
+    assert exit_.value.code == 2
+    assert "expected HOST:PORT, e.g. 127.0.0.1:8080" in capsys.readouterr().err
+
+
+@pytest.mark.processes
+def test_run_stops_when_it_cannot_serve_http(workdir: Path) -> None:
+    module = f"cliops_{uuid.uuid4().hex[:8]}"
+    (workdir / f"{module}.py").write_text(textwrap.dedent(APP.format(path=str(workdir / "j.db"))))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*command(), "run", f"{module}:config", "--processes", "1", "--http", f":{port}"],
+            cwd=workdir,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(
+        f"jobarbiter: cannot serve HTTP on 127.0.0.1:{port}: "
+    )
