@@ -69,7 +69,7 @@ URL_HELP = (
     f"http://host:port (default: ${URL_VAR})"
 )
 DEFAULT_HTTP_HOST = "127.0.0.1"
-ERROR_WIDTH = 60  # a job's last error in the jobs table: its first line, cut here
+ERROR_WIDTH = 60  # a job's last error in a table: the line naming it, cut here
 
 log = EventLog("cli")
 
@@ -384,7 +384,7 @@ def _run(
             # A port in use, or the http extra missing: a service asked to
             # serve its API must not run without it.
             manager.stop(timeout=grace)
-            return _fail(f"cannot serve HTTP on {_shown_address(host, port)}: {_one_line(exc)}", 1)
+            return _fail(_http_failure(exc, host, port), 1)
         if http_token is None:
             log.info("the HTTP API is read-only: --http-token allows changes", url=url)
         _print(f"jobarbiter: serving the HTTP API at {url}")
@@ -440,8 +440,13 @@ def _address(text: str) -> tuple[str, int]:
     return host or DEFAULT_HTTP_HOST, int(port_text)
 
 
-def _shown_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def _http_failure(exc: Exception, host: str, port: int) -> str:
+    # serve() names the address in an OSError's text already: not twice.
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
+    if reason.startswith("cannot serve HTTP"):
+        return _first_line(reason)
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"cannot serve HTTP on {shown}: {reason}"
 
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
