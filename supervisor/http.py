@@ -55,6 +55,7 @@ the service that mounted the app never waits on them.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -120,7 +121,11 @@ def app(
 ) -> Starlette:
     """The HTTP API over ``operations`` (see the module docstring); without
     ``metrics`` there is no /metrics route. Raises ValueError for an empty
-    token, user or password (it would let anyone in)."""
+    token, user or password (it would let anyone in).
+
+    ``operations`` is called from the thread pool, several calls at once: a
+    Manager takes that (it asks its actors). An Operations bound to one
+    thread (a storage opened directly) must be made safe so before serving."""
     api = _Api(operations, _Credentials(auth))
     reading = api.reading
     changing = api.changing
@@ -527,7 +532,8 @@ def serve(
 
     uvicorn installs no signal handlers (it does so only in the main thread)
     and configures no logging: its loggers (``uvicorn.error``) are the
-    application's to show, and the access log is off."""
+    application's to show. It writes no access log, without touching the
+    ``uvicorn.access`` logger that a service's own uvicorn may use."""
     # Here, not at the top: a service that mounts app() in its own server
     # needs no uvicorn.
     import uvicorn  # noqa: PLC0415
@@ -543,8 +549,13 @@ def serve(
     bound_port = sock.getsockname()[1]
     config = uvicorn.Config(
         served,
+        http=_quiet_h11(),
+        ws="none",
         log_config=None,
-        access_log=False,
+        # True, so that uvicorn leaves the "uvicorn.access" logger alone (with
+        # False it empties it, process-wide: a service's own uvicorn would
+        # lose its access log); _quiet_h11 writes none.
+        access_log=True,
         lifespan="off",
         proxy_headers=False,
         server_header=False,
@@ -571,13 +582,25 @@ def serve(
             why = f"{type(failure[0]).__name__}: {failure[0]}" if failure else "timed out"
             raise RuntimeError(f"HTTP server on {host}:{bound_port} did not start ({why})")
         time.sleep(0.005)
-    shown = host if family == socket.AF_INET else f"[{host}]"
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 literal is bracketed
     if host in ("0.0.0.0", ""):
         shown = "127.0.0.1"  # listening everywhere: reachable here on loopback
     elif host == "::":
         shown = "[::1]"
     log.info("HTTP API listening", url=f"http://{shown}:{bound_port}")
     return HttpServer(f"http://{shown}:{bound_port}", server, thread)
+
+
+def _quiet_h11() -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, writing no access log."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: PLC0415 - see serve
+
+    class QuietH11(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.access_log = False  # read per request cycle, from here
+
+    return QuietH11
 
 
 def _address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:

@@ -10,6 +10,8 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import logging
+import signal
 import socket
 import threading
 import time
@@ -502,6 +504,55 @@ def test_close_frees_the_port(remote: Recording) -> None:
     finally:
         again.close()
     assert not any(t.name == f"jobarbiter-http-{port}" for t in threading.enumerate())
+
+
+def test_serve_leaves_signals_and_logging_alone(remote: Recording) -> None:
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    loggers = {
+        name: logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    }
+    before = {name: (lg.level, list(lg.handlers), lg.propagate) for name, lg in loggers.items()}
+    with api.serve(remote) as server, CapturedLogs() as logged:
+        HttpOperations(server.url).stats()
+        assert not any(r.name == "uvicorn.access" for r in logged.records)  # no access log
+        assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+        assert {
+            n: (lg.level, list(lg.handlers), lg.propagate) for n, lg in loggers.items()
+        } == before
+        thread = next(t for t in threading.enumerate() if t.name.startswith("jobarbiter-http-"))
+        assert thread.daemon
+
+
+class CapturedLogs(logging.Handler):
+    """Every record of every logger, while in use."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def __enter__(self) -> CapturedLogs:
+        root = logging.getLogger()
+        self._level = root.level
+        root.setLevel(logging.DEBUG)
+        root.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeHandler(self)
+        logging.getLogger().setLevel(self._level)
+
+
+def test_serve_on_ipv6_loopback(remote: Recording) -> None:
+    try:
+        server = api.serve(remote, "::1")
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    with server:
+        assert server.url.startswith("http://[::1]:")
+        assert HttpOperations(server.url).stats() == remote.answers["stats"]
 
 
 def test_the_client_takes_http_urls_only() -> None:
