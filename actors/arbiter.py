@@ -54,6 +54,7 @@ from actors.protocol import (
     Ready,
     Recycling,
     Scale,
+    Slots,
     Spec,
     Stop,
     StopJob,
@@ -243,6 +244,7 @@ class Arbiter(pykka.ThreadingActor):
             case WorkerRetired(index):
                 queue, _ = self.workers.pop(index)
                 self._retiring[queue] -= 1
+                self._report_slots(queue)
                 self._maybe_leave()
             case WorkerStopped(index):
                 self._stopped_workers.add(index)
@@ -320,6 +322,11 @@ class Arbiter(pykka.ThreadingActor):
             self._retiring[queue] = self._retiring.get(queue, 0) + current - count
             for worker in self.executors[queue].retire(current - count):
                 worker.tell(RetireWorker())
+        self._report_slots(queue)
+
+    def _report_slots(self, queue: str) -> None:
+        slots = sum(q == queue for q, _ in self.workers.values())
+        self._link.send(encode(Slots(queue, slots)))
 
     def _maybe_leave(self) -> None:
         if self._stopping and self._stopped_workers >= set(self.workers):

@@ -15,6 +15,8 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
+from time import monotonic
+from time import time as wall
 from typing import Any
 
 from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push, Start
@@ -31,6 +33,7 @@ from actors.protocol import (
     Ready,
     Recycling,
     Scale,
+    Slots,
     Started,
     Stop,
     StopJob,
@@ -49,10 +52,13 @@ from storage.ids import uuid_from_bytes
 # ("bye", None) when it drained and is leaving, ("bad_frame", reason) when it
 # broke the protocol.
 LinkEvent = Callable[[str, str | None], None]
+# Called with (queue, slots) when the arbiter reports a queue's slot count.
+SlotsReport = Callable[[str, int], None]
 
 
 _OUTCOMES = {outcome.value: outcome for outcome in Outcome}
 _OK = Outcome.SUCCESS
+_NOT_STARTED: tuple[None, None] = (None, None)
 _SUCCESS = JobResult.success()
 
 
@@ -67,16 +73,21 @@ class HostLink:
         runner: str,
         submit: Callable[[Batch], None],
         on_event: LinkEvent,
+        on_slots: SlotsReport | None = None,
     ) -> None:
         self.runner = runner
+        self._on_slots = on_slots
         self._sock = sock
         self._submit = submit
         self._on_event = on_event
         self._writer = FrameWriter(sock)
         # Raw ids: the reader thread adds and discards; the StorageActor's
-        # thread adds to _timed. Single set operations, atomic under the GIL.
-        self._started: set[bytes] = set()
+        # thread adds to _timed and _queues. Single set and dict operations,
+        # atomic under the GIL.
+        self._started: dict[bytes, tuple[float, float | None]] = {}  # (began, waited)
         self._timed: set[bytes] = set()  # delivered with a TIMEOUT, not Done
+        self._queues: dict[bytes, str] = {}  # delivered, not Done: for the tally
+        self._retried: set[bytes] = set()  # delivered for a retry, not Done
         self._thread = threading.Thread(
             target=self._read, name=f"jobarbiter-link-{runner[:8]}", daemon=True
         )
@@ -88,8 +99,12 @@ class HostLink:
 
     def deliver(self, token: Any, jobs: list[Claim]) -> None:
         messages = []
+        queues = self._queues
         for job in jobs:
             raw = job.id.bytes
+            queues[raw] = job.queue
+            if job.retry_count:
+                self._retried.add(raw)
             if job.timeout is not None:
                 self._timed.add(raw)
             messages.append(
@@ -188,15 +203,7 @@ class HostLink:
         for raw in messages:
             message = decode(raw)
             if isinstance(message, Done):
-                self._started.discard(message.job_id)
-                self._timed.discard(message.job_id)
-                outcome = _OUTCOMES[message.outcome]
-                if outcome is _OK:
-                    value = message.value
-                    result = _SUCCESS if value is None else JobResult(outcome, None, value)
-                else:
-                    result = JobResult(outcome, message.error)
-                ops.append(Complete(uuid_from_bytes(message.job_id), runner, result))
+                ops.append(self._complete(message))
             elif isinstance(message, Want):
                 # Parked for what cannot be served now, and filled as jobs come.
                 ops.append(
@@ -211,8 +218,15 @@ class HostLink:
                     )
                 )
             elif isinstance(message, Started):
-                self._started.add(message.job_id)
-                if message.job_id in self._timed:  # its TIMEOUT counts from now
+                job_id = message.job_id
+                # A first attempt's wait runs from its enqueue time (its id's,
+                # to the millisecond); a retry's would count its backoff.
+                if job_id in self._retried:
+                    waited = None
+                else:  # the UUIDv7's first 48 bits: milliseconds since the epoch
+                    waited = max(wall() - int.from_bytes(job_id[:6]) / 1000, 0.0)
+                self._started[job_id] = (monotonic(), waited)
+                if job_id in self._timed:  # its TIMEOUT counts from now
                     ops.append(Start(runner, uuid_from_bytes(message.job_id)))
             elif isinstance(message, Beat):
                 ops.append(Heartbeat(runner, tuple(uuid_from_bytes(i) for i in message.job_ids)))
@@ -232,8 +246,28 @@ class HostLink:
                 self._on_event("loop_blocked", f"{what}, for {message.seconds:g} s")
             elif isinstance(message, Bye):
                 self._on_event("bye", None)
+            elif isinstance(message, Slots):
+                if self._on_slots is not None:
+                    self._on_slots(message.queue, message.slots)
             else:
                 raise ProtocolError(f"the host is not sent {raw[0]!r}")
+
+    def _complete(self, message: Done) -> Complete:
+        """The Complete a Done asks for, with what the tally wants to know."""
+        job_id = message.job_id
+        began, waited = self._started.pop(job_id, _NOT_STARTED)
+        self._timed.discard(job_id)
+        if self._retried:
+            self._retried.discard(job_id)
+        outcome = _OUTCOMES[message.outcome]
+        if outcome is _OK:
+            value = message.value
+            result = _SUCCESS if value is None else JobResult(outcome, None, value)
+        else:
+            result = JobResult(outcome, message.error)
+        ran = None if began is None else monotonic() - began
+        queue = self._queues.pop(job_id, None)
+        return Complete(uuid_from_bytes(job_id), self.runner, result, queue, ran, waited)
 
     def _answerer(self, requests: list[tuple[int, int]]) -> Callable[[list[Any]], None]:
         def answer(answers: list[Any]) -> None:

@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from storage import Claim, JobResult, NewJob, Status
+from actors.tally import QueueTally
+from storage import Claim, JobResult, NewJob, QueueStats, Status
 
 
 class Reply(Protocol):
@@ -75,6 +76,11 @@ class Complete(NamedTuple):
     job_id: uuid.UUID
     runner: str
     result: JobResult
+    # What the link saw, for the host's tally: the job's queue, its run time
+    # and, for a first attempt, its wait from enqueue to start (seconds).
+    queue: str | None = None
+    ran: float | None = None
+    waited: float | None = None
 
 
 class Release(NamedTuple):
@@ -107,9 +113,12 @@ class Info(NamedTuple):
 
 
 class ListJobs(NamedTuple):
+    """``Storage.list``: records in id order, from just past ``after``."""
+
     queue: str | None = None
     status: Status | None = None
-    offset: int = 0
+    scheduled: bool | None = None
+    after: uuid.UUID | None = None
     limit: int = 100
 
 
@@ -123,6 +132,29 @@ class PurgeDead(NamedTuple):
 
 class Stats(NamedTuple):
     pass
+
+
+class Pause(NamedTuple):
+    """Hold ``queue`` (``paused``) or release it: stored, so that every host
+    sharing the storage obeys it and it outlives a restart, unless
+    ``local_only`` (this host alone, until it stops)."""
+
+    queue: str
+    paused: bool
+    local_only: bool = False
+
+
+class HostFigures(NamedTuple):
+    """Answered with a Figures: what ``stats()`` needs of the storage and of
+    this host's tally, read at one moment."""
+
+
+class Figures(NamedTuple):
+    stored: dict[str, QueueStats]
+    paused_stored: frozenset[str]
+    paused_here: frozenset[str]  # held by this host alone
+    tally: dict[str, QueueTally]
+    now: float  # the storage's clock
 
 
 class DoneCounts(NamedTuple):

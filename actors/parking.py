@@ -7,7 +7,9 @@ delivery and buffers it). A runner's kept pops (an arbiter's credits) wait as
 one entry. ``serve`` goes in two passes: first the pops for idle workers,
 then the prefetch credits, so that a job never waits in one arbiter's buffer
 while another arbiter's worker is idle. A drained runner's parked pops are
-answered empty, and so are its later ones. Only the actor's thread calls it.
+answered empty, and so are its later ones. A paused queue's pops stay
+parked and are not served until it is resumed. Only the actor's thread
+calls it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Parked:
         self._deliver = deliver
         self._parked: dict[str, deque[Pop]] = {}
         self._draining: set[str] = set()
+        self.paused: frozenset[str] = frozenset()  # set by the actor
 
     def __bool__(self) -> bool:
         """Whether any pop is parked."""
@@ -68,7 +71,7 @@ class Parked:
         """Serve the parked pops of ``queue`` while jobs are due: first those
         for idle workers, then the rest (prefetch credits), each in order."""
         parked = self._parked.get(queue)
-        if not parked:
+        if not parked or queue in self.paused:
             return
         for urgent_only in (True, False):
             waiting, parked = parked, deque()

@@ -14,7 +14,7 @@ as msgpack bin, never decoded on the way.
     PushJobs(request, jobs)  jobs queue jobs
     LoopBlocked(job, seconds) the event loop is stuck
     Ready() Recycling(reason) Fatal(error) Bye()   StopJob(job_id, reason, cancel)
-                                             Scale(queue, slots)  live slots
+    Slots(queue, slots) slots now            Scale(queue, slots)  live slots
 """
 
 from __future__ import annotations
@@ -97,6 +97,14 @@ class Bye(NamedTuple):
     """Drained: the process ends next."""
 
 
+class Slots(NamedTuple):
+    """``queue`` has ``slots`` worker slots now (after a Scale; a slot being
+    retired counts until its job ends)."""
+
+    queue: str
+    slots: int
+
+
 # -- host -> arbiter -------------------------------------------------------------
 
 
@@ -157,6 +165,7 @@ _TYPES: tuple[type, ...] = (
     Recycling,
     Fatal,
     Bye,
+    Slots,
     Spec,
     Deliver,
     Answer,

@@ -39,9 +39,12 @@ from actors.ops import (
     DoneCounts,
     Drain,
     EndedElsewhere,
+    Figures,
     Heartbeat,
+    HostFigures,
     Info,
     ListJobs,
+    Pause,
     Pop,
     PurgeDead,
     Push,
@@ -59,7 +62,9 @@ from actors.ops import (
     WhenIdle,
 )
 from actors.parking import Parked
+from actors.pauses import READ_EVERY, Pauses
 from actors.rounds import Round, Rounds
+from actors.tally import Tally, is_timeout
 from actors.waiters import Ended, Waiters
 from actors.waker import Waker
 from storage import Claim, Disposition, JobResult, Outcome, Status, Storage
@@ -139,6 +144,9 @@ class StorageActor(pykka.ThreadingActor):
         self._failed_here = False  # one failed in the message being handled
         self._retry_armed = False  # a Tick is coming after a failed storage read
         self.done_by_runner: dict[str, int] = {}
+        self.tally = Tally()
+        self._pauses = Pauses()
+        self._paused_read_armed = False
 
     def on_start(self) -> None:
         try:
@@ -148,6 +156,9 @@ class StorageActor(pykka.ThreadingActor):
             self._open_failed = exc
             return
         self._waker = Waker(self.actor_ref, self._storage.now)
+        # A host started while a queue is paused starts paused.
+        with contextlib.suppress(StorageError):
+            self._read_paused()
         me = self.actor_ref
 
         def wake() -> None:
@@ -176,10 +187,20 @@ class StorageActor(pykka.ThreadingActor):
             self._idle_recheck_armed = False
             self._after_message()
             return None
+        if isinstance(message, _ReadPaused):
+            self._paused_read_armed = False
+            with contextlib.suppress(StorageError):
+                self._read_paused()
+            self._after_message()
+            return None
         # Every answer leaves after the commit: an acknowledged job is durable.
         try:
-            if time.monotonic() >= self._next_expire:
+            now = time.monotonic()
+            if now >= self._next_expire:
                 self._expire()
+            if now >= self._pauses.next_read and self._storage.poll_interval is not None:
+                with contextlib.suppress(StorageError):
+                    self._read_paused()  # shared: another host may have paused a queue
             if isinstance(message, Round):
                 self._run_round(message.rounds.take())
                 return None
@@ -275,9 +296,12 @@ class StorageActor(pykka.ThreadingActor):
         tried again at the next push or tick, and is raised for the completes."""
         self._deadlines.ended(completes)
         groups: dict[tuple[str, str], list[Pop]] = {}
+        paused = self._parked.paused
         for pop in pops:
             if self._parked.is_draining(pop.runner):
                 self._deliver(pop, [])
+            elif pop.queue in paused:
+                self._parked.park(pop)  # served once the queue is resumed
             else:
                 groups.setdefault((pop.queue, pop.runner), []).append(pop)
         items = [(done.job_id, done.runner, done.result) for done in completes]
@@ -298,14 +322,16 @@ class StorageActor(pykka.ThreadingActor):
         if waiters:
             for done, disposition in zip(completes, dispositions, strict=True):
                 waiters.settled(done.job_id, done.result, disposition)
+        tally = self.tally.ended
         for done, disposition in zip(completes, dispositions, strict=True):
-            if disposition is finished and not debugging:
+            if disposition is finished and not debugging and done.queue is not None:
                 # The hot path of _settled, inline: a count per runner.
                 self._settled_since_idle_check = True
                 counts = self.done_by_runner
                 counts[done.runner] = counts.get(done.runner, 0) + 1
+                tally(done.queue, "succeeded", done.ran, done.waited)
             else:
-                self._settled(done.job_id, done.runner, done.result, disposition)
+                self._settled(done.job_id, done.runner, done.result, disposition, done)
         for group, jobs in zip(groups.values(), claimed, strict=True):
             taken = 0
             for pop in group:
@@ -386,20 +412,8 @@ class StorageActor(pykka.ThreadingActor):
             case Start(runner, job_id):
                 self._deadlines.start(runner, job_id)
                 return None
-            case Info(job_id):
-                return storage.info(job_id)
-            case ListJobs(queue, status, offset, limit):
-                return storage.list(queue=queue, status=status, offset=offset, limit=limit)
-            case Requeue(job_id):
-                self._due_changed()
-                requeued = storage.requeue(job_id)
-                if requeued:
-                    self._parked.serve_all()
-                return requeued
-            case PurgeDead(older_than):
-                return storage.purge_dead(older_than)
-            case Stats():
-                return storage.stats()
+            case Info() | ListJobs() | Requeue() | PurgeDead() | Stats() | HostFigures() | Pause():
+                return self._operate(op)
             case DoneCounts():
                 return dict(self.done_by_runner)
             case WhenIdle(done):
@@ -429,24 +443,61 @@ class StorageActor(pykka.ThreadingActor):
                 return None
             case Tick():
                 self._due_changed()  # another host, or a due time passed
-                self._parked.serve_all()
                 if self._storage.poll_interval is not None:
-                    # Shared storage: other hosts settle jobs too.
+                    # Shared storage: other hosts settle jobs too, and a
+                    # NOTIFY (this Tick) may say that one paused a queue.
                     self._settled_since_idle_check = True
+                    self._read_paused_soon()
+                self._parked.serve_all()
+                return None
+        raise TypeError(f"StorageActor does not understand {op!r}")
+
+    def _operate(self, op: object) -> Any:
+        """What an operator or ``stats()`` asks: reads, requeues, pauses."""
+        storage = self._storage
+        match op:
+            case Info(job_id):
+                return storage.info(job_id)
+            case ListJobs(queue, status, scheduled, after, limit):
+                return storage.list(
+                    queue=queue, status=status, scheduled=scheduled, after=after, limit=limit
+                )
+            case Requeue(job_id):
+                self._due_changed()
+                requeued = storage.requeue(job_id)
+                if requeued:
+                    self._parked.serve_all()
+                return requeued
+            case PurgeDead(older_than):
+                return storage.purge_dead(older_than)
+            case Stats():
+                return storage.stats()
+            case HostFigures():
+                pauses = self._pauses
+                here = pauses.here - pauses.stored
+                return Figures(
+                    storage.stats(), pauses.stored, here, self.tally.snapshot(), storage.now()
+                )
+            case Pause(queue, paused, local_only):
+                if not local_only:
+                    storage.set_paused(queue, paused)
+                self._released(self._pauses.set(queue, paused, local_only=local_only))
                 return None
         raise TypeError(f"StorageActor does not understand {op!r}")
 
     def _cancel(self, job_id: uuid.UUID, reason: str) -> tuple[Status | None, str | None]:
+        before = self._storage.info(job_id)  # its queue, for the tally: kept or not after
         status = self._storage.cancel(job_id, reason)
         if status is Status.PENDING:
+            if before is not None:
+                self.tally.ended(before.queue, "cancelled")
             self._due_changed()
             self._settled_since_idle_check = True  # it may have been the last one
             self._waiters.ended(job_id, Ended(job_id, Status.CANCELLED, reason))
             log.info("job cancelled before it ran", job_id=job_id, reason=reason)
             return status, None
         if status is Status.RUNNING:
-            info = self._storage.info(job_id)
-            return status, None if info is None else info.runner
+            return status, None if before is None else before.runner
         return status, None
 
     def _expire(self) -> None:
@@ -468,7 +519,7 @@ class StorageActor(pykka.ThreadingActor):
             with contextlib.suppress(StorageError):
                 self._complete_and_pop([], [op])
             return None
-        if self._parked.is_draining(op.runner):
+        if self._parked.is_draining(op.runner) or op.queue in self._parked.paused:
             return []
         return self._storage.pop(op.queue, op.runner, op.limit)
 
@@ -531,12 +582,17 @@ class StorageActor(pykka.ThreadingActor):
         runner: str,
         result: JobResult,
         disposition: Disposition,
+        done: Complete | None = None,
         *,
         together: bool = False,
     ) -> None:
         self._settled_since_idle_check = True
         if disposition is Disposition.FINISHED:
             self.done_by_runner[runner] = self.done_by_runner.get(runner, 0) + 1
+            if done is not None and done.queue is not None:
+                self.tally.ended(done.queue, "succeeded", done.ran, done.waited)
+            elif (info := self._storage.info(job_id)) is not None:
+                self.tally.ended(info.queue, "succeeded")
             log.debug("job succeeded", job_id=job_id, runner=runner)
             return
         if disposition is Disposition.NOT_HELD:
@@ -552,6 +608,7 @@ class StorageActor(pykka.ThreadingActor):
         fields: dict[str, Any] = {"job_id": job_id, "runner": runner}
         if info is not None:
             fields.update(job_name=info.name, queue=info.queue, retry_count=info.retry_count)
+            self._count(info.queue, result, disposition, done)
             # A retry or a put-back may be due at once: wake its parked pops.
             self._parked.serve(info.queue)
         if disposition is Disposition.RETRYING:
@@ -565,6 +622,54 @@ class StorageActor(pykka.ThreadingActor):
             log.debug("job put back", outcome=result.outcome.value, **fields)
         else:
             log.info("job put back", outcome=result.outcome.value, **fields)
+
+    def _count(
+        self, queue: str, result: JobResult, disposition: Disposition, done: Complete | None
+    ) -> None:
+        """Tally an attempt that did not succeed; put-backs ran no attempt."""
+        if disposition is Disposition.RETRYING:
+            ending = "timed_out" if is_timeout(result.error) else "failed"
+        elif disposition is Disposition.DEAD:
+            ending = "dead"
+        elif disposition is Disposition.CANCELLED:
+            ending = "cancelled"
+        else:
+            return
+        ran, waited = (None, None) if done is None else (done.ran, done.waited)
+        self.tally.ended(queue, ending, ran, waited, retried=disposition is Disposition.RETRYING)
+
+    # -- pausing ----------------------------------------------------------------
+
+    def _read_paused(self) -> None:
+        try:
+            stored = self._storage.paused()
+        except Exception as exc:
+            self._pauses.next_read = time.monotonic() + READ_EVERY
+            raise self._failed(_ReadPausedOp(), exc) from exc
+        self._released(self._pauses.read(stored))
+
+    def _released(self, queues: frozenset[str]) -> None:
+        self._parked.paused = self._pauses.held
+        for queue in queues:
+            self._parked.serve(queue)
+
+    def _read_paused_soon(self) -> None:
+        """Read the paused queues now, or, if they were read a moment ago, at
+        the next allowed time: a NOTIFY right after a read is not lost."""
+        wait = self._pauses.next_read - time.monotonic()
+        if wait <= 0:
+            with contextlib.suppress(StorageError):
+                self._read_paused()
+        elif not self._paused_read_armed:
+            self._paused_read_armed = True
+            me = self.actor_ref
+            def read() -> None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    me.tell(_ReadPaused())
+
+            timer = threading.Timer(wait, read)
+            timer.daemon = True
+            timer.start()
 
     # -- after each message -----------------------------------------------------
 
@@ -674,6 +779,14 @@ class Opened:
 
 class _Recheck:
     """Time for an idle check that was put off."""
+
+
+class _ReadPaused:
+    """Time for a read of the paused queues that was put off."""
+
+
+class _ReadPausedOp:
+    """Names the read of the paused queues in errors and logs."""
 
 
 class _Commit:

@@ -18,6 +18,19 @@ from types import MappingProxyType
 # timed_out.
 ENDINGS = ("succeeded", "failed", "timed_out", "dead", "cancelled")
 
+# How a job stopped at its TIMEOUT fails its attempt: the one place that
+# writes the reason, and the one that recognises it.
+_TIMEOUT = "timeout after "
+
+
+def timeout_error(seconds: float) -> str:
+    return f"{_TIMEOUT}{seconds:g} s"
+
+
+def is_timeout(error: str | None) -> bool:
+    return error is not None and error.startswith(_TIMEOUT)
+
+
 # Upper bounds in seconds (Prometheus' defaults, with finer steps below 5 ms,
 # where an idle queue's enqueue-to-start lies, and longer ones for jobs).
 BOUNDS = (
@@ -79,26 +92,31 @@ class Tally:
     def __init__(self) -> None:
         self._queues: dict[str, _Queue] = {}
 
-    def _queue(self, queue: str) -> _Queue:
+    def ended(
+        self,
+        queue: str,
+        ending: str,
+        ran: float | None = None,
+        waited: float | None = None,
+        *,
+        retried: bool = False,
+    ) -> None:
+        """One attempt ended as ``ending``; ``ran`` and ``waited`` in seconds,
+        if known."""
         counts = self._queues.get(queue)
         if counts is None:
             counts = self._queues[queue] = _Queue()
-        return counts
-
-    def ended(self, queue: str, ending: str, *, retried: bool = False) -> None:
-        counts = self._queue(queue)
         counts.ended[ending] += 1
-        counts.retries += retried
-
-    def ran(self, queue: str, seconds: float) -> None:
-        buckets = self._queue(queue).run
-        buckets.counts[bisect.bisect_left(BOUNDS, seconds)] += 1
-        buckets.total += seconds
-
-    def waited(self, queue: str, seconds: float) -> None:
-        buckets = self._queue(queue).wait
-        buckets.counts[bisect.bisect_left(BOUNDS, seconds)] += 1
-        buckets.total += seconds
+        if retried:
+            counts.retries += 1
+        if ran is not None:
+            buckets = counts.run
+            buckets.counts[bisect.bisect_left(BOUNDS, ran)] += 1
+            buckets.total += ran
+        if waited is not None:
+            buckets = counts.wait
+            buckets.counts[bisect.bisect_left(BOUNDS, waited)] += 1
+            buckets.total += waited
 
     def snapshot(self) -> dict[str, QueueTally]:
         return {

@@ -26,6 +26,8 @@ Run from the repository root:
     python -m benchmarks.throughput --processes 2 --workers 4 --json out.json
     python -m benchmarks.throughput --processes 2 --workers 4,32 --repeats 4 \\
         --logging unconfigured,warning             # logging's cost, side by side
+    python -m benchmarks.throughput --processes 2 --workers 4 --repeats 4 \\
+        --metrics off,on                           # /metrics scraped, side by side
     python -m benchmarks.throughput --storage postgres --processes 2 --workers 4,32 \\
         --against procrastinate,pgqueuer
 """
@@ -43,8 +45,10 @@ import shlex
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -161,6 +165,7 @@ class Result:
     workload: str  # see WORKLOADS
     prefetch: int  # WorkerConfig(prefetch=...)
     logging: str  # how the host's logging was configured: see LOGGING
+    metrics: str  # "on": serve_http, /metrics scraped every SCRAPE_EVERY s; "off": neither
     jobs: int
     startup_s: float
     enqueue_s: float
@@ -254,6 +259,34 @@ def configure_logging(mode: str) -> None:
 LOGGING = ("unconfigured", "warning", "debug")
 
 
+SCRAPE_EVERY = 1.0  # s between two scrapes with --metrics on (Prometheus' default is 15)
+
+
+class Scraper:
+    """Fetches ``/metrics`` every SCRAPE_EVERY s in a thread, as Prometheus would."""
+
+    def __init__(self, url: str) -> None:
+        self._url = f"{url}/metrics"
+        self._stop = threading.Event()
+        self.scrapes = 0
+        self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with urllib.request.urlopen(self._url, timeout=10) as answer:
+                answer.read()
+            self.scrapes += 1
+            if self._stop.wait(SCRAPE_EVERY):
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        if not self.scrapes:
+            raise RuntimeError(f"{self._url} was never scraped")
+
+
 def run_point(
     processes: int,
     workers: int,
@@ -265,6 +298,7 @@ def run_point(
     log_mode: str,
     workload: str,
     sleep_ms: float,
+    metrics: str,
     phase: Callable[[str], None],
 ) -> Result:
     build, stamp = WORKLOADS[workload]
@@ -289,6 +323,7 @@ def run_point(
         with config.start(processes=processes) as manager:
             pids = wait_ready(manager, out_dir, workers, processes, make)
             startup_s = time.perf_counter() - started
+            scraper = Scraper(manager.serve_http()) if metrics == "on" else None
 
             phase(f"{jobs} jobs")
             batch = [make(i) for i in range(jobs)]
@@ -302,6 +337,8 @@ def run_point(
             t2 = time.perf_counter()
             host_cpu = cpu_seconds(host) - host_cpu
             arbiter_cpu = cpu_seconds(pids) - arbiter_cpu
+            if scraper is not None:
+                scraper.close()
             done = jobs_done(manager) - done_before
             if done != jobs:
                 raise RuntimeError(f"{done} jobs done, expected {jobs}")
@@ -323,6 +360,7 @@ def run_point(
         workload=workload,
         prefetch=prefetch,
         logging=log_mode,
+        metrics=metrics,
         jobs=jobs,
         startup_s=startup_s,
         enqueue_s=t1 - t0,
@@ -350,6 +388,7 @@ COLUMNS: list[tuple[str, str, str]] = [  # (header, Result field, format)
     ("workload", "workload", "s"),
     ("prefetch", "prefetch", "d"),
     ("logging", "logging", "s"),
+    ("metrics", "metrics", "s"),
     ("enqueue jobs/s", "enqueue_jobs_per_s", ",.0f"),
     ("processed jobs/s", "processed_jobs_per_s", ",.0f"),
     ("drain jobs/s", "drain_jobs_per_s", ",.0f"),
@@ -500,6 +539,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
+        "--metrics",
+        type=names(["off", "on"]),
+        default=["off"],
+        metavar="MODES",
+        help=(
+            "one run per mode at each grid point: off, or on (Manager.serve_http with "
+            f"/metrics scraped every {SCRAPE_EVERY:g} s); off,on prints the ratio (default off)"
+        ),
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         default=DEFAULT_JSON,
@@ -542,19 +591,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each repeat of a point runs the logging modes in the other order, so that
     # whatever favours the first (or second) run of a point hits every mode.
     grid = [
-        (p, w, f, m, k)
+        (p, w, f, m, k, x)
         for p in args.processes
         for w in args.workers
         for f in args.prefetch
         for r in range(args.repeats)
         for m in (args.logging if r % 2 == 0 else args.logging[::-1])
         for k in (args.workload if r % 2 == 0 else args.workload[::-1])
+        for x in (args.metrics if r % 2 == 0 else args.metrics[::-1])
     ]
     progress = Progress(len(grid))
     results: list[Result] = []
     try:
-        for done, (processes, workers, prefetch, log_mode, workload) in enumerate(grid):
-            point = f"p={processes} w={workers} prefetch={prefetch} {workload} logging={log_mode}"
+        for done, (processes, workers, prefetch, log_mode, workload, metrics) in enumerate(grid):
+            point = (
+                f"p={processes} w={workers} prefetch={prefetch} {workload} "
+                f"logging={log_mode} metrics={metrics}"
+            )
 
             def phase(what: str, done: int = done, point: str = point) -> None:
                 progress.show(done, f"{point} {what}")
@@ -569,6 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_mode=log_mode,
                 workload=workload,
                 sleep_ms=args.sleep_ms,
+                metrics=metrics,
                 phase=phase,
             )
             results.append(result)
@@ -584,6 +638,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"against logging={args.logging[0]}, same run:"
         )
         print(ratio_table(results, "logging", args.logging))
+    if len(args.metrics) > 1:
+        print(
+            f"\nmedian processed jobs/s of {args.repeats} run(s) per metrics mode, "
+            f"against metrics={args.metrics[0]}, same run:"
+        )
+        print(ratio_table(results, "metrics", args.metrics))
     if len(args.workload) > 1:
         print(
             f"\nmedian processed jobs/s of {args.repeats} run(s) per workload, "

@@ -26,7 +26,14 @@ from supervisor.config import DEFAULT_WORKER_COUNT, WorkerConfig
 from supervisor.errors import CrashLoopError, JobCancelled, JobFailed, JobNotFound, ManagerStopped
 from supervisor.handle import QueueHandle
 from supervisor.manager import Manager
-from supervisor.stats import ArbiterState, ArbiterStats, ManagerStats, QueueFigures
+from supervisor.stats import (
+    ENDINGS,
+    ArbiterState,
+    ArbiterStats,
+    Histogram,
+    ManagerStats,
+    QueueFigures,
+)
 
 if TYPE_CHECKING:
     from storage.postgres import PostgresStorage
@@ -42,12 +49,14 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_WORKER_COUNT",
+    "ENDINGS",
     "ArbiterDied",
     "ArbiterState",
     "ArbiterStats",
     "Backoff",
     "CrashLoopError",
     "Ended",
+    "Histogram",
     "Job",
     "JobCancelled",
     "JobContext",

@@ -20,7 +20,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from types import MappingProxyType
+from typing import Any, NamedTuple, cast
 
 import psutil
 import pykka
@@ -31,12 +32,15 @@ from actors.launch import ArbiterProcess, spawn
 from actors.middleware import ArbiterDied, died
 from actors.ops import Batch, Complete, DoneCounts, Drain, Info, Retire
 from actors.storage_actor import Rounds
+from actors.tally import timeout_error
 from storage import JobInfo, JobResult, Outcome
 from storage.events import EventLog, last_line
 from supervisor.errors import CrashLoopError
 from supervisor.stats import ArbiterState, ArbiterStats
 
 log = EventLog("manager")
+
+_NO_SLOTS: MappingProxyType[str, int] = MappingProxyType({})
 
 # Signals sent from outside (an operator, a supervisor, the OOM killer), as
 # opposed to faults the process raised itself (SIGSEGV, SIGABRT).
@@ -124,6 +128,15 @@ class _Slot:
     last_exit: str | None = None
     last_error: str | None = None
     timer: threading.Timer | None = None
+    slots: dict[str, int] = field(default_factory=dict)  # per queue, as its arbiter says
+
+
+@dataclass(frozen=True, slots=True)
+class _SlotsReported:
+    index: int
+    runner: str
+    queue: str
+    slots: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +178,8 @@ class _TimedOut:
 
 @dataclass(frozen=True, slots=True)
 class ScaleQueue:
-    """Give ``queue`` ``count`` worker slots in every arbiter, without a
-    restart (the public call comes with live operations)."""
+    """Give ``queue`` ``count`` worker slots in every arbiter, now and after
+    a restart, without restarting any (``Manager.set_worker_count``)."""
 
     queue: str
     count: int
@@ -216,7 +229,13 @@ class Relay:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    pass
+    """Answered with a Supervised: every arbiter's figures, and the slots
+    each should have per queue."""
+
+
+class Supervised(NamedTuple):
+    arbiters: tuple[ArbiterStats, ...]
+    workers: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +307,10 @@ class ManagerActor(pykka.ThreadingActor):
                 self._stop_overdue(runner, job_id, result)
             case ScaleQueue(queue, count):
                 self._scale(queue, count)
+            case _SlotsReported(index, runner, queue, slots):
+                slot = self._slots[index]
+                if slot.runner == runner:
+                    slot.slots[queue] = slots
             case Snapshot():
                 return self._snapshot()
             case WhenCrashLooping(done):
@@ -309,9 +332,11 @@ class ManagerActor(pykka.ThreadingActor):
             runner,
             self._rounds.submit,
             lambda kind, detail: me.tell(_LinkEvent(index, runner, kind, detail)),
+            lambda queue, slots: me.tell(_SlotsReported(index, runner, queue, slots)),
         )
         link.start()
         slot.process, slot.link, slot.runner = process, link, runner
+        slot.slots = dict(spec.queues)  # what it starts with
         slot.runners.append(runner)
         slot.started_at = time.monotonic()
         slot.state = ArbiterState.STARTING
@@ -442,7 +467,7 @@ class ManagerActor(pykka.ThreadingActor):
         slot = self._slot_of(runner)
         if slot is None or slot.link is None:
             return
-        reason = f"timeout after {timeout:g} s"
+        reason = timeout_error(timeout)
         log.warning(
             "job past its timeout; stopping it", arbiter=slot.index, job_id=job_id, timeout=timeout
         )
@@ -590,7 +615,7 @@ class ManagerActor(pykka.ThreadingActor):
             return ArbiterState.CRASH_LOOP  # started again, and not ready yet: still in it
         return slot.state
 
-    def _snapshot(self) -> tuple[ArbiterStats, ...]:
+    def _snapshot(self) -> Supervised:
         done = cast(dict[str, int], self._storage.ask(DoneCounts()))
         figures = []
         for slot in self._slots:
@@ -615,6 +640,7 @@ class ManagerActor(pykka.ThreadingActor):
                     last_exit=slot.last_exit,
                     last_error=slot.last_error,
                     loop_blocks=slot.loop_blocks,
+                    slots=MappingProxyType(dict(slot.slots)) if alive else _NO_SLOTS,
                 )
             )
-        return tuple(figures)
+        return Supervised(tuple(figures), dict(self._spec.queues))

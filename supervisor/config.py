@@ -12,7 +12,7 @@ from actors.arbiter import ArbiterSpec
 from actors.middleware import Middleware, check_middleware
 from actors.refs import portable, reference
 from storage import Job, MemoryStorage, Storage
-from supervisor.handle import QueueHandle, check_queue_name
+from supervisor.handle import QueueHandle, check_int_at_least, check_queue_name
 from supervisor.manager import Manager
 
 DEFAULT_WORKER_COUNT = 4
@@ -60,14 +60,14 @@ class WorkerConfig:
         prefetch: int = DEFAULT_PREFETCH,
         middleware: Sequence[Middleware] = (),
     ) -> None:
-        _int_at_least(prefetch, 0, "prefetch", "an int >= 0")
+        check_int_at_least(prefetch, 0, "prefetch", "an int >= 0")
         self.middleware = check_middleware(middleware)
         for hook in self.middleware:
             portable(hook, "middleware")  # arbiters unpickle them: refuse now what cannot
         if max_rss is not None:
-            _int_at_least(max_rss, 1, "max_rss", "a positive int (bytes)")
+            check_int_at_least(max_rss, 1, "max_rss", "a positive int (bytes)")
         if max_jobs_per_arbiter is not None:
-            _int_at_least(max_jobs_per_arbiter, 1, "max_jobs_per_arbiter", "a positive int")
+            check_int_at_least(max_jobs_per_arbiter, 1, "max_jobs_per_arbiter", "a positive int")
         if not callable(state):
             raise TypeError(
                 "state must be a callable that takes a QueueHandle and returns one worker's "
@@ -106,7 +106,7 @@ class WorkerConfig:
     def set_worker_count(self, queue: str, count: int) -> Self:
         """Worker actors for ``queue`` in each arbiter process."""
         check_queue_name(queue, "set_worker_count() queue")
-        _int_at_least(count, 0, f"worker count for queue {queue!r}", "an int >= 0")
+        check_int_at_least(count, 0, f"worker count for queue {queue!r}", "an int >= 0")
         self.queues[queue] = count
         return self
 
@@ -116,7 +116,7 @@ class WorkerConfig:
         ``processes=0`` starts a producer: it queues and inspects jobs for
         other hosts to run (on a shared storage), and runs none itself.
         """
-        _int_at_least(processes, 0, "processes", "an int >= 0")
+        check_int_at_least(processes, 0, "processes", "an int >= 0")
         if processes and not self.jobs:
             raise ValueError(
                 "register at least one job before start(), or start(processes=0) "
@@ -145,14 +145,6 @@ class WorkerConfig:
             async_queues=tuple(sorted({j.QUEUE for j in jobs if j.is_async()})),
             middleware=pickle.dumps(self.middleware) if self.middleware else b"",
         )
-
-
-def _int_at_least(value: object, minimum: int, what: str, expected: str) -> None:
-    # bool is an int, but True as a count is a slip, never meant.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be {expected}; got {value!r} ({type(value).__qualname__})")
-    if value < minimum:
-        raise ValueError(f"{what} must be {expected}; got {value!r}")
 
 
 # Backends do not subclass the Protocol, so "is a Storage" means "has its members".

@@ -72,6 +72,14 @@ def check_queue_name(queue: object, what: str) -> str:
     raise error(f"{what} must be a queue name, a non-empty str; got {_got(queue)}")
 
 
+def check_int_at_least(value: object, minimum: int, what: str, expected: str) -> None:
+    # bool is an int, but True as a count is a slip, never meant.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be {expected}; got {value!r} ({type(value).__qualname__})")
+    if value < minimum:
+        raise ValueError(f"{what} must be {expected}; got {value!r}")
+
+
 def _check_options(queue: object, timeout: object, unique_key: object) -> None:
     if queue is not None:
         check_queue_name(queue, "queue=")

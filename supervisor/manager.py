@@ -14,23 +14,25 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from types import FrameType, TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pykka
 
 from actors.arbiter import ArbiterSpec
 from actors.ops import (
     Cancel,
+    Figures,
+    HostFigures,
     Info,
     ListJobs,
+    Pause,
     PurgeDead,
     Requeue,
-    Stats,
     WhenIdle,
 )
 from actors.storage_actor import Opened, StorageActor, wait_for
 from actors.waiters import Ended
-from storage import Job, JobInfo, NewJob, QueueStats, Status, Storage
+from storage import Job, JobInfo, NewJob, Status, Storage
 from storage.events import EventLog
 from supervisor import waiting
 from supervisor.aio import AsyncHandle
@@ -43,16 +45,30 @@ from supervisor.arbiters import (
     GiveUp,
     ManagerActor,
     Relay,
+    ScaleQueue,
     Snapshot,
+    Supervised,
     WhenCrashLooping,
 )
 from supervisor.errors import CrashLoopError, ManagerStopped
 from supervisor.every import Recurring
-from supervisor.handle import QueueHandle, StorageTransport, check_job
+from supervisor.handle import (
+    QueueHandle,
+    StorageTransport,
+    check_int_at_least,
+    check_job,
+    check_queue_name,
+)
 from supervisor.handle import job_id as parse_job_id
-from supervisor.stats import ArbiterStats, ManagerStats, QueueFigures
+from supervisor.operations import list_filter
+from supervisor.stats import ManagerStats, queue_figures
+
+if TYPE_CHECKING:
+    from supervisor.http import HttpServer
 
 log = EventLog("manager")
+
+REQUEUE_PAGE = 500  # dead jobs read per page by requeue_dead
 
 
 class _HostTransport(StorageTransport):
@@ -133,6 +149,7 @@ class Manager(QueueHandle):
         relay.target = self._actor
         self._stopped = False
         self._stop_lock = threading.Lock()
+        self._servers: list[HttpServer] = []
 
     def _check(self, call: str) -> None:
         if self._stopped:
@@ -229,12 +246,47 @@ class Manager(QueueHandle):
 
     def dead_jobs(self, queue: str | None = None, *, limit: int = 1000) -> list[JobInfo]:
         self._check("dead_jobs")
-        return cast(list[JobInfo], self._storage.ask(ListJobs(queue, Status.DEAD, 0, limit)))
+        return self.jobs(queue, Status.DEAD, limit=limit)
+
+    def jobs(
+        self,
+        queue: str | None = None,
+        status: Status | str | None = None,
+        *,
+        limit: int = 100,
+        after: uuid.UUID | str | None = None,
+    ) -> list[JobInfo]:
+        """Job records in the order they were queued, at most ``limit``, from
+        just past ``after``: pass the last id of a page to get the next one.
+
+        ``status`` is a Status or its name, or "scheduled" (pending, not due
+        yet, never failed); None lists every kept record. On SQL storage each
+        page is an index range, never an OFFSET scan.
+        """
+        self._check("jobs")
+        if queue is not None:
+            check_queue_name(queue, "jobs() queue")
+        check_int_at_least(limit, 1, "jobs() limit", "an int >= 1")
+        state, scheduled = list_filter(status)
+        start = None if after is None else parse_job_id(after)
+        ask = ListJobs(queue, state, scheduled, start, limit)
+        return cast(list[JobInfo], self._storage.ask(ask))
 
     def requeue(self, job_id: uuid.UUID | str) -> bool:
         """Give a dead job a fresh set of retries, due now."""
         self._check("requeue")
         return cast(bool, self._storage.ask(Requeue(parse_job_id(job_id))))
+
+    def requeue_dead(self, queue: str | None = None) -> int:
+        """Requeue every dead job (of ``queue``); returns how many."""
+        self._check("requeue_dead")
+        count = 0
+        while page := self.jobs(queue, Status.DEAD, limit=REQUEUE_PAGE):
+            # Requeued jobs leave the dead, so each page starts from the top.
+            count += sum(self.requeue(info.id) for info in page)
+            if len(page) < REQUEUE_PAGE:
+                break
+        return count
 
     def purge_dead(self, older_than: dt.timedelta | float | None = None) -> int:
         self._check("purge_dead")
@@ -242,17 +294,60 @@ class Manager(QueueHandle):
         return cast(int, self._storage.ask(PurgeDead(seconds)))
 
     def stats(self) -> ManagerStats:
+        """Every queue's figures (see QueueFigures) and every arbiter's."""
         self._check("stats")
-        stored = cast(dict[str, QueueStats], self._storage.ask(Stats()))
-        return ManagerStats(
-            queues={
-                q: QueueFigures(
-                    pending=s.pending, running=s.running, dead=s.dead, scheduled=s.scheduled
-                )
-                for q, s in stored.items()
-            },
-            arbiters=cast(tuple[ArbiterStats, ...], self._actor.ask(Snapshot())),
-        )
+        figures = cast(Figures, self._storage.ask(HostFigures()))
+        supervised = cast(Supervised, self._actor.ask(Snapshot()))
+        queues = queue_figures(figures, supervised.arbiters, supervised.workers)
+        return ManagerStats(queues=queues, arbiters=supervised.arbiters)
+
+    # -- operating ----------------------------------------------------------------
+
+    def serve_http(
+        self, host: str = "127.0.0.1", port: int = 0, *, auth: str | tuple[str, str] | None = None
+    ) -> str:
+        """Serve ``/metrics`` and the JSON API (``/api/...``) from a thread of
+        this process until ``stop``; returns the base URL. It binds loopback
+        unless told otherwise; ``port=0`` takes a free port. Changes (POST)
+        are refused unless ``auth`` is set: a bearer token, or a (user,
+        password) pair for basic auth. Needs the ``http`` extra."""
+        self._check("serve_http")
+        try:
+            from supervisor import http  # noqa: PLC0415 - the http extra is optional
+        except ImportError as exc:
+            raise ImportError(
+                f"serve_http() needs the http extra: pip install 'jobarbiter[http]' ({exc})"
+            ) from exc
+        server = http.serve(self, host, port, auth=auth)
+        self._servers.append(server)
+        log.info("serving HTTP", url=server.url)
+        return server.url
+
+    def set_worker_count(self, queue: str, count: int) -> None:
+        """Give ``queue`` ``count`` worker slots in every arbiter, now, without
+        a restart; a slot taken away finishes its job first. It holds for
+        arbiters started later too (until this Manager stops)."""
+        self._check("set_worker_count")
+        check_queue_name(queue, "set_worker_count() queue")
+        check_int_at_least(count, 0, f"worker count for queue {queue!r}", "an int >= 0")
+        self._actor.ask(ScaleQueue(queue, count))
+
+    def pause(self, queue: str, *, local_only: bool = False) -> None:
+        """Hand out no job of ``queue`` until ``resume``: running jobs finish,
+        queueing is still accepted. The pause is stored: on SQLite and
+        PostgreSQL it outlives a restart, and on PostgreSQL every host holds
+        the queue within a second. ``local_only=True`` holds it on this host
+        alone, until ``resume`` or stop."""
+        self._check("pause")
+        check_queue_name(queue, "pause() queue")
+        self._storage.ask(Pause(queue, True, local_only))
+
+    def resume(self, queue: str, *, local_only: bool = False) -> None:
+        """Hand out ``queue``'s jobs again: lifts the stored pause and this
+        host's own; ``local_only=True`` lifts only this host's."""
+        self._check("resume")
+        check_queue_name(queue, "resume() queue")
+        self._storage.ask(Pause(queue, False, local_only))
 
     def join(self, timeout: float | None = None) -> None:
         """Block until no job is due or running.
@@ -282,6 +377,8 @@ class Manager(QueueHandle):
                 return
             self._stopped = True
         self._recurring.stop()
+        for server in self._servers:
+            server.close()
         try:
             wait_for(self._actor, BeginStop, timeout)
         except pykka.Timeout:

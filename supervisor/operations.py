@@ -20,6 +20,22 @@ from supervisor.stats import ManagerStats
 LISTED = ("pending", "scheduled", "running", "dead", "succeeded", "cancelled")
 
 
+def list_filter(status: Status | str | None) -> tuple[Status | None, bool | None]:
+    """``jobs``' status as ``Storage.list`` takes it: (status, scheduled).
+
+    "scheduled" is the pending jobs not due yet that never failed; "pending"
+    is every pending job, scheduled ones included (as the stats count them).
+    Raises ValueError naming what was given.
+    """
+    if status is None or isinstance(status, Status):
+        return status, None
+    if status == "scheduled":
+        return Status.PENDING, True
+    if status in LISTED:
+        return Status(status), None
+    raise ValueError(f"unknown status {status!r}: expected one of {', '.join(LISTED)}")
+
+
 class Operations(Protocol):
     def stats(self) -> ManagerStats:
         """Every queue's figures (and, when running, the arbiters')."""

@@ -7,15 +7,18 @@ storage); its workers, pause and counts since start are this host's.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
+from actors.ops import Figures
 from actors.tally import ENDINGS, Histogram
 
 __all__ = ["ENDINGS", "ArbiterState", "ArbiterStats", "Histogram", "ManagerStats", "QueueFigures"]
 
 _NO_ENDINGS: Mapping[str, int] = MappingProxyType(dict.fromkeys(ENDINGS, 0))
+_NO_SLOTS: Mapping[str, int] = MappingProxyType({})
 
 
 class ArbiterState(enum.StrEnum):
@@ -45,6 +48,8 @@ class ArbiterStats:
     last_exit: str | None
     last_error: str | None
     loop_blocks: int = 0  # times its event loop stalled (async jobs), all its lives
+    # Worker slots per queue, as the arbiter last reported (empty when not alive).
+    slots: Mapping[str, int] = field(default_factory=lambda: _NO_SLOTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +102,40 @@ class QueueFigures:
 class ManagerStats:
     queues: dict[str, QueueFigures]
     arbiters: tuple[ArbiterStats, ...]
+
+
+def queue_figures(
+    figures: Figures, arbiters: Sequence[ArbiterStats], workers: Mapping[str, int]
+) -> dict[str, QueueFigures]:
+    """Each queue that holds a job, is paused, has workers or has ended a
+    job here, by name: the storage's counts joined with this host's."""
+    stored, tally = figures.stored, figures.tally
+    held = figures.paused_stored | figures.paused_here
+    names = stored.keys() | held | tally.keys() | {q for q, n in workers.items() if n}
+    queues = {}
+    for queue in sorted(names):
+        counts = stored.get(queue)
+        ended = tally.get(queue)
+        due = None if counts is None else counts.oldest_due_at
+        extra: dict[str, Any] = {}
+        if ended is not None:
+            extra = {
+                "ended": ended.ended,
+                "retries": ended.retries,
+                "run_seconds": ended.run_seconds,
+                "wait_seconds": ended.wait_seconds,
+            }
+        queues[queue] = QueueFigures(
+            pending=0 if counts is None else counts.pending,
+            running=0 if counts is None else counts.running,
+            dead=0 if counts is None else counts.dead,
+            scheduled=0 if counts is None else counts.scheduled,
+            # Hosts' clocks differ a little: a job just due is not -0.01 s old.
+            oldest_pending_age=None if due is None else max(0.0, figures.now - due),
+            paused=queue in held,
+            paused_everywhere=queue in figures.paused_stored,
+            workers=workers.get(queue, 0),
+            slots=sum(a.slots.get(queue, 0) for a in arbiters if a.alive),
+            **extra,
+        )
+    return queues

@@ -13,6 +13,8 @@ import pytest
 
 from supervisor import Job, Manager, ManagerStopped, Status, WorkerConfig
 
+from .runtime.support import holding
+
 
 @dataclass
 class Note(Job):
@@ -54,7 +56,7 @@ def test_a_bad_job_is_refused_at_the_call_and_nothing_is_stored(manager: Manager
             await manager.aio.queue_many([Note(text="fine"), Note(text=object())])  # type: ignore[arg-type]
 
     asyncio.run(main())
-    assert manager.stats().queues == {}
+    assert holding(manager) == {}
 
 
 def test_300_concurrent_calls_leave_the_loop_ticking(manager: Manager) -> None:

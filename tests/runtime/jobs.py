@@ -444,3 +444,12 @@ class AsyncCooperative(Job):
         except asyncio.CancelledError:
             note("acoop.log", "cancelled", self.tag, current_job().cancelled)
             raise
+
+
+@dataclass
+class OverrunsOnce(Spinner):
+    """A Spinner past a short TIMEOUT, with one retry: timed out, then dead."""
+
+    MAX_RETRIES = MaxRetries.count(1)
+    BACKOFF = Backoff.linear(0.05)
+    TIMEOUT = 0.3

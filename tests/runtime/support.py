@@ -35,3 +35,12 @@ def succeeded(manager: Manager, job_id: uuid.UUID) -> bool:
     """Whether the job's kept record says it succeeded."""
     info = manager.info(job_id)
     return info is not None and info.status is Status.SUCCEEDED
+
+
+def holding(manager: Manager) -> dict[str, tuple[int, int, int]]:
+    """The queues that still hold a job: (pending, running, dead) for each."""
+    return {
+        name: (q.pending, q.running, q.dead)
+        for name, q in manager.stats().queues.items()
+        if q.pending or q.running or q.dead
+    }

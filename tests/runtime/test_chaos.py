@@ -21,7 +21,7 @@ import pytest
 from supervisor import Manager, WorkerConfig
 
 from .jobs import Chaotic, lines
-from .support import all_running, wait_until
+from .support import all_running, holding, wait_until
 
 JOBS = 5_000
 KILL_EVERY = 0.2
@@ -71,4 +71,4 @@ def test_no_job_lost_under_repeated_sigkill(workdir: Path, managers: list[Manage
     assert duplicates <= in_flight_at_kills
     assert kills >= 0.8 * attempts
     assert restarts >= kills
-    assert manager.stats().queues == {}
+    assert holding(manager) == {}

@@ -37,7 +37,7 @@ from .jobs import (
     Unstorable,
     lines,
 )
-from .support import start, wait_until
+from .support import holding, start, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -139,7 +139,7 @@ def test_cancel_a_pending_job_and_an_ended_one(workdir: Path, managers: list[Man
     assert info is not None and info.status is Status.CANCELLED
     assert manager.info(done) is not None
     assert manager.info(done).status is Status.SUCCEEDED  # type: ignore[union-attr]
-    assert manager.stats().queues == {}  # nothing left pending
+    assert holding(manager) == {}  # nothing left pending
     assert [f[0] for f in lines(workdir, "runs.log")] == ["done"]
 
 
