@@ -19,7 +19,13 @@ requeued or purged, as before. ``info`` never returns a record past its
 ``expires_at``, whether or not ``expire`` has removed it yet; ``expire``
 removes them without a scan of live jobs (an index on the expiry time).
 ``stats`` counts live and dead jobs only, so kept records never make a
-queue look busy; ``list`` gives them after the dead ones.
+queue look busy; ``list`` gives them with the rest, in id order.
+
+Pauses: ``set_paused`` stores that a queue is paused, for every host sharing
+the storage and past a restart of a durable one. The storage only keeps the
+flag: a paused queue's jobs are pushed, popped, listed and counted as any
+other's. The runtime (the StorageActor) reads ``paused()`` and does not claim
+them.
 """
 
 from __future__ import annotations
@@ -118,10 +124,28 @@ class Storage(Protocol):
         *,
         queue: str | None = None,
         status: Status | None = None,
-        offset: int = 0,
+        scheduled: bool | None = None,
+        after: uuid.UUID | None = None,
         limit: int = 100,
-    ) -> list[JobInfo]:
-        """Jobs in a stable order: by queue, then pending, running, dead."""
+    ) -> builtins.list[JobInfo]:
+        """Records in id order, which is the order they were queued (ids are
+        UUIDv7): at most ``limit`` of them, of ids strictly greater than
+        ``after`` (any UUID; None: from the first). A page is read by keyset,
+        never by skipping an offset: a listing walked page by page (each
+        ``after`` the last id of the page before) meets no record twice, and
+        every record that matches the filters throughout exactly once, however
+        other jobs come, change status or go between pages.
+
+        ``queue`` and ``status`` keep only the records of that queue and
+        status. ``scheduled`` keeps only pending jobs: True, those not due
+        yet that never failed (what ``QueueStats.scheduled`` counts:
+        retry_count 0 and run_at in the future); False, the other pending
+        ones (due, or a retry waiting out its backoff); with a ``status``
+        other than PENDING nothing is both, so the page is empty. A kept
+        record past its ``expires_at`` is never listed, removed or not.
+
+        The cost of a page depends on the backend, and is documented there.
+        """
         ...
 
     def requeue(self, job_id: uuid.UUID) -> bool:
@@ -133,7 +157,25 @@ class Storage(Protocol):
         ...
 
     def stats(self) -> dict[str, QueueStats]:
-        """Counts per queue, for every queue that holds a job."""
+        """Counts per queue, for every queue that holds a live or dead job
+        (``QueueStats``: ``oldest_due_at`` is read off the pending index, so
+        it costs no scan on any backend)."""
+        ...
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Store that ``queue`` is paused (True) or no longer (False); again
+        is no change. Like any write it takes effect at the next ``commit``;
+        a durable storage keeps it across restarts. A storage shared by
+        hosts also tells the others once it is committed: their ``wake()``
+        callback (see ``subscribe``) runs, and their runtime reads
+        ``paused()`` again. Nothing else changes: the queue's jobs can still
+        be pushed, popped and listed here; the runtime decides not to claim
+        them while the queue is paused.
+        """
+        ...
+
+    def paused(self) -> frozenset[str]:
+        """The queues whose pause is stored (one cheap read on a database)."""
         ...
 
     def next_due(self, queue: str) -> float | None:

@@ -72,6 +72,22 @@ class SeqIds:
             return None
         return ((value >> 80) << 12) | ((value >> 64) & 0xFFF)
 
+    def first_seq_after(self, job_id: uuid.UUID) -> int:
+        """The least seq whose id sorts after ``job_id``, which may be any
+        UUID: ids sort as their seqs do, so the ids greater than ``job_id``
+        are those of the seqs from this one on."""
+        value = job_id.int
+        ms = value >> 80
+        # Between the time and the counter sit the version bits, 7 in ours.
+        version = (value >> 76) & 0xF
+        if version < 7:
+            return ms << 12  # every id of that millisecond is greater
+        if version > 7:
+            return (ms + 1) << 12  # every id of that millisecond is smaller
+        seq = (ms << 12) | ((value >> 64) & 0xFFF)
+        # Same time and counter: the rest (variant and random bits) decides.
+        return seq if self._fixed & _LOW_64 > value & _LOW_64 else seq + 1
+
 
 def _layout(seq: int, rand_b: int) -> int:
     return ((seq >> 12) << 80) | _VERSION_7 | ((seq & 0xFFF) << 64) | _VARIANT | rand_b
@@ -79,6 +95,7 @@ def _layout(seq: int, rand_b: int) -> int:
 
 # The bits of a UUIDv7 that are neither its time (48) nor its counter (12).
 _FIXED_MASK = ((1 << 128) - 1) ^ (((1 << 48) - 1) << 80) ^ (0xFFF << 64)
+_LOW_64 = (1 << 64) - 1
 
 
 def id_time(job_id: int) -> float:

@@ -185,6 +185,7 @@ class MemoryStorage:
         # that have any (for list; stats leaves them out).
         self._records: dict[tuple[str, int], _Records] = {}
         self._recorded: dict[str, list[_Records]] = {}
+        self._paused: set[str] = set()  # stored pauses: the runtime reads them
 
     # -- time ---------------------------------------------------------------
 
@@ -212,6 +213,15 @@ class MemoryStorage:
 
     def close(self) -> None:
         pass
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        if paused:
+            self._paused.add(queue)
+        else:
+            self._paused.discard(queue)
+
+    def paused(self) -> frozenset[str]:
+        return frozenset(self._paused)
 
     def _now_us(self) -> int:
         return round(self._clock.now() * _US)
@@ -577,54 +587,87 @@ class MemoryStorage:
         *,
         queue: str | None = None,
         status: Status | None = None,
-        offset: int = 0,
+        scheduled: bool | None = None,
+        after: uuid.UUID | None = None,
         limit: int = 100,
     ) -> list[JobInfo]:
-        queues = [queue] if queue is not None else sorted(self._queues() | set(self._recorded))
-        found = itertools.chain.from_iterable(self._walk(q, status) for q in queues)
-        return [info() for info in itertools.islice(found, offset, offset + limit)]
+        """As the contract says. No index is kept in id order (one would cost
+        every job its slots), so a page is one pass over the queue's jobs of
+        the statuses asked for (every queue's, without ``queue``), keeping
+        the ``limit`` least seqs past ``after``: O(n log limit) for n such
+        jobs, and nothing kept between pages."""
+        if limit <= 0:
+            return []
+        if scheduled is not None:
+            if status not in (None, Status.PENDING):
+                return []  # only pending jobs are scheduled or not
+            status = Status.PENDING
+        first = 0 if after is None else self._ids.first_seq_after(after)
+        now = self._now_us()
+        queues = (queue,) if queue is not None else self._queues() | set(self._recorded)
+        found = itertools.chain.from_iterable(self._seqs(q, status, scheduled, now) for q in queues)
+        page = heapq.nsmallest(limit, (seq for seq in found if seq >= first))
+        jobs, kept = self._jobs, self._kept
+        return [
+            self._info(jobs[seq]) if seq in jobs else self._kept_info(kept[seq]) for seq in page
+        ]
 
-    def _walk(self, queue: str, status: Status | None) -> Iterator[Callable[[], JobInfo]]:
-        """The queue's jobs of ``status``, in order, each as what makes its JobInfo."""
-        jobs, info = self._jobs, self._info
+    def _seqs(
+        self, queue: str, status: Status | None, scheduled: bool | None, now: int
+    ) -> Iterator[int]:
+        """The seqs of the queue's jobs and unexpired records of ``status``
+        (any, if None), in no particular order."""
         if status in (None, Status.PENDING):
-            for key in self._pending.get(queue, ()):
-                yield functools.partial(info, jobs[key & _SEQ_MASK])
+            yield from self._pending_seqs(queue, scheduled, now)
         if status in (None, Status.RUNNING):
-            for key in self._held.get(queue, ()):
-                yield functools.partial(info, jobs[key & _SEQ_MASK])
+            yield from (key & _SEQ_MASK for key in self._held.get(queue, ()))
         if status in (None, Status.DEAD):
-            for entry in self._dead.get(queue, {}).values():
-                yield functools.partial(info, entry)
+            yield from self._dead.get(queue, {})
         for ended in (Status.SUCCEEDED, Status.CANCELLED):
             if status in (None, ended):
-                for seq in self._ended(queue, ended):
-                    yield functools.partial(self._kept_info, self._kept[seq])
+                for records in self._recorded.get(queue, ()):
+                    keys = records.succeeded if ended is Status.SUCCEEDED else records.cancelled
+                    yield from (key & _SEQ_MASK for key in keys if (key >> _SEQ_BITS) > now)
 
-    def _ended(self, queue: str, status: Status) -> Iterator[int]:
-        """The seqs of the queue's unexpired records of ``status``, by (finish time, seq)."""
-        now = self._now_us()
-        groups = [_unexpired(records, status, now) for records in self._recorded.get(queue, ())]
-        for _, seq in heapq.merge(*groups) if len(groups) > 1 else itertools.chain(*groups):
-            yield seq
+    def _pending_seqs(self, queue: str, scheduled: bool | None, now: int) -> Iterator[int]:
+        pending = self._pending.get(queue)
+        if not pending:
+            return
+        if scheduled is None:
+            yield from (key & _SEQ_MASK for key in pending)
+            return
+        # Keys sort by run_at: those past ``due`` are not due yet; the ones
+        # among them that failed before (``_retrying``) are not scheduled.
+        due = (now << _SEQ_BITS) | _SEQ_MASK
+        split = pending.bisect_right(due)
+        retrying = self._retrying.get(queue)
+        backoffs = set(retrying.irange(due, None, (False, True))) if retrying else set()
+        if scheduled:
+            yield from (key & _SEQ_MASK for key in pending.islice(split) if key not in backoffs)
+        else:
+            yield from (key & _SEQ_MASK for key in pending.islice(0, split))
+            yield from (key & _SEQ_MASK for key in backoffs)
 
     def _queues(self) -> set[str]:
         return set(self._pending) | set(self._held) | set(self._dead)
 
     def stats(self) -> dict[str, QueueStats]:
         stats = {}
-        due = (self._now_us() << _SEQ_BITS) | _SEQ_MASK  # every key of a job due now is <= it
+        now = self._now_us()
+        due = (now << _SEQ_BITS) | _SEQ_MASK  # every key of a job due now is <= it
         for queue in sorted(self._queues()):
             pending = self._pending.get(queue, ())
             later = len(pending) - pending.bisect_right(due) if pending else 0
             if later:
                 retrying = self._retrying.get(queue, ())
                 later -= len(retrying) - retrying.bisect_right(due) if retrying else 0
+            first = pending[0] >> _SEQ_BITS if pending else None
             counts = QueueStats(
                 pending=len(pending),
                 running=len(self._held.get(queue, ())),
                 dead=len(self._dead.get(queue, ())),
                 scheduled=later,
+                oldest_due_at=first / _US if first is not None and first <= now else None,
             )
             if counts.pending or counts.running or counts.dead:
                 stats[queue] = counts
@@ -686,15 +729,6 @@ class MemoryStorage:
 
 
 _FRESH = _State()  # what info() reads for a job without a state; never changed
-
-
-def _unexpired(records: _Records, status: Status, now: int) -> Iterator[tuple[int, int]]:
-    """(finish time, seq) of the records of ``status`` still kept at ``now``."""
-    ttl = records.ttl_us
-    for key in records.succeeded if status is Status.SUCCEEDED else records.cancelled:
-        expires = key >> _SEQ_BITS
-        if expires > now:
-            yield expires - ttl, key & _SEQ_MASK
 
 
 def _status(kept: _Kept) -> Status:

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 import uuid
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from storage.codec import decode
 from storage.ids import id_time
@@ -83,6 +83,23 @@ class JobInfo:
         if self.result is None:
             return None
         return decode(self.result)
+
+    def arguments(self) -> dict[str, Any]:
+        """The job's arguments, decoded from ``args``: its fields by name, as
+        ``Job.encode_args`` stored them (datetimes, dates, UUIDs and
+        timedeltas come back as such), for an operator to read; the job's
+        class is not needed. Raises ValueError when ``args`` is not a
+        msgpack map (a job pushed by hand with other bytes).
+        """
+        try:
+            decoded = decode(self.args)
+        except Exception as exc:  # msgpack raises several kinds for bad bytes
+            raise ValueError(f"job {self.id}: its args are not msgpack: {exc}") from exc
+        if not isinstance(decoded, dict):
+            raise ValueError(
+                f"job {self.id}: its args are a msgpack {type(decoded).__name__}, not a map"
+            )
+        return decoded
 
     @classmethod
     def stored(
@@ -207,9 +224,12 @@ class QueueStats:
     """Counts of one queue's jobs. ``scheduled`` is the part of ``pending``
     that is not due yet and has never failed (``schedule()`` for later):
     what ``join`` does not wait for. A retry waiting out its backoff is
-    pending, not scheduled."""
+    pending, not scheduled. ``oldest_due_at`` is the earliest ``run_at``
+    (epoch seconds) among the pending jobs that are due now, None when none
+    is: how long the oldest job ready to run has waited for a runner."""
 
     pending: int
     running: int
     dead: int
     scheduled: int = 0
+    oldest_due_at: float | None = None

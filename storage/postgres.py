@@ -30,8 +30,12 @@ stale" rule are exact, as in MemoryStorage. They come from the database clock
 (``statement_timestamp()``) so that hosts with skewed clocks agree, unless a
 clock is injected (tests), in which case that clock provides every time.
 
+``<schema>.queues`` holds the stored pauses: a row per queue ever paused,
+``paused_at`` (µs) while it is paused, NULL once resumed.
+
 Partial indexes serve each path: pending ``(queue, run_at, id)``, held
-``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)``, kept
+``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)`` and
+``(queue, id)``, cancelled ``(queue, id)``, kept
 records ``(expires_at)`` (what ``expire`` walks, never touching live rows),
 and a unique index on ``live_key`` that makes "one live job per key" a
 constraint. ``live_key`` is set only on pending and running rows (a CHECK
@@ -76,12 +80,22 @@ Notifications, all sent by the transaction that makes the change, so they are
 heard only once it is committed (payloads start with the sending storage's
 origin token, by which a listener skips its own, PgBouncer or not):
 
-* ``jobarbiter_<schema>`` (wake): a job pushed or put back due;
+* ``jobarbiter_<schema>`` (wake): a job pushed or put back due, or a pause
+  stored or cleared (the runtime reads ``paused()`` again when woken);
 * ``jobarbiter_<schema>_ended``: ids of jobs that ended (succeeded, dead or
   cancelled), comma-separated, at most ENDED_PER_NOTIFY per notification so
   that a payload stays under NOTIFY's 8000 bytes;
 * ``jobarbiter_<schema>_cancel``: a running job was cancelled: JSON
   ``[origin, job id, runner, reason]``, the reason cut to fit.
+
+Listing is by keyset: ``id > after ORDER BY id LIMIT n``, never OFFSET,
+one statement per combination of filters, each with its status as a literal
+so that the planner may read that status's partial index (its queue's range,
+in id order for the dead and the cancelled; pending and running entries are
+in due or expiry order, so it sorts what it finds), or walk the primary key
+from ``after`` where most rows match, as succeeded records, most of a busy
+table, do. No index in id order covers pending or running rows: it would
+cost every job a write on its hot path.
 
 ``subscribe`` starts a listener thread on its own connection (``listen_dsn``
 behind a pooler) that LISTENs on the wake channel, and on the other two when
@@ -212,6 +226,16 @@ MIGRATIONS: list[list[str]] = [
         """ALTER TABLE {s}.jobs ADD CONSTRAINT jobs_key_live
     CHECK (live_key IS NULL OR status IN (0, 1))""",
         "CREATE INDEX jobs_expires ON {s}.jobs (expires_at) WHERE status IN (3, 4)",
+    ],
+    # Stored pauses; keyset listing of the dead and the cancelled in id order
+    # (few rows: no job passes through these on its way to success).
+    [
+        """CREATE TABLE {s}.queues (
+    queue text COLLATE "C" PRIMARY KEY,
+    paused_at bigint
+)""",
+        "CREATE INDEX jobs_dead_ids ON {s}.jobs (queue, id) WHERE status = 2",
+        "CREATE INDEX jobs_cancelled ON {s}.jobs (queue, id) WHERE status = 4",
     ],
 ]
 
@@ -454,21 +478,22 @@ WHERE status = 2 AND (%(older)s::bigint IS NULL OR mark < {now} - %(older)s::big
 
 _INFO = "SELECT {columns} FROM {jobs} WHERE id = %(id)s AND {visible}"
 
-# Pending by due time, running by claim expiry, ended ones by when they ended.
-_LIST = """SELECT {columns} FROM {jobs}
-WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-    AND (%(status)s::smallint IS NULL OR status = %(status)s::smallint)
-    AND {visible}
-ORDER BY queue, status,
-    CASE status WHEN 0 THEN run_at WHEN 1 THEN mark ELSE finished_at END, id
-OFFSET %(offset)s LIMIT %(limit)s"""
+# A page of list(): the filters are put in by _Statements.listing.
+_LIST = "SELECT {columns} FROM {jobs} WHERE {where} ORDER BY id LIMIT %(limit)s"
+_SCHEDULED = "(run_at > {now} AND retry_count = 0)"
+
+_SET_PAUSED = """INSERT INTO {queues} AS q (queue, paused_at) VALUES (%(queue)s, {now})
+ON CONFLICT (queue) DO UPDATE SET paused_at = coalesce(q.paused_at, excluded.paused_at)"""
+_SET_RESUMED = "UPDATE {queues} SET paused_at = NULL WHERE queue = %(queue)s"
+_PAUSED = "SELECT queue FROM {queues} WHERE paused_at IS NOT NULL"
 
 # Kept records are left out, so a queue holding only those is absent. The
 # status test is spelled as an OR so that each arm can use its partial index
 # (and not walk the kept records, which may be most of the table).
 _STATS = """SELECT queue, count(*) FILTER (WHERE status = 0), count(*) FILTER (WHERE status = 1),
     count(*) FILTER (WHERE status = 2),
-    count(*) FILTER (WHERE status = 0 AND retry_count = 0 AND run_at > {now})
+    count(*) FILTER (WHERE status = 0 AND retry_count = 0 AND run_at > {now}),
+    min(run_at) FILTER (WHERE status = 0 AND run_at <= {now})
 FROM {jobs} WHERE status = 0 OR status = 1 OR status = 2
 GROUP BY queue ORDER BY queue"""
 
@@ -487,11 +512,13 @@ class _Statements:
 
     def __init__(self, schema: str) -> None:
         jobs = f"{quote_ident(schema)}.jobs"
+        queues = f"{quote_ident(schema)}.queues"
 
         def fmt(template: str, **extra: str) -> LiteralString:
             return _q(
                 template.format(
                     jobs=jobs,
+                    queues=queues,
                     now=_NOW,
                     expires=_EXPIRES.format(now=_NOW),
                     visible=_VISIBLE.format(now=_NOW),
@@ -520,10 +547,37 @@ class _Statements:
         self.requeue = fmt(_REQUEUE)
         self.purge = fmt(_PURGE)
         self.info = fmt(_INFO, columns=_COLUMNS)
-        self.list = fmt(_LIST, columns=_COLUMNS)
+        self._fmt = fmt
+        self._listings: dict[tuple[bool, int | None, bool | None, bool], LiteralString] = {}
+        self.set_paused = fmt(_SET_PAUSED)
+        self.set_resumed = fmt(_SET_RESUMED)
+        self.paused = fmt(_PAUSED)
         self.stats = fmt(_STATS)
         self.next_due = fmt(_NEXT_DUE)
         self.live_keys = fmt(_LIVE_KEYS)
+
+    def listing(
+        self, *, queue: bool, status: int | None, scheduled: bool | None, after: bool
+    ) -> LiteralString:
+        """The page statement for these filters: each status a literal, so
+        that its partial index can serve it (a parameter would hide which)."""
+        key = (queue, status, scheduled, after)
+        sql = self._listings.get(key)
+        if sql is None:
+            where = [] if status is None else [f"status = {status}"]
+            if queue:
+                where.append("queue = %(queue)s")
+            if after:
+                where.append("id > %(after)s")
+            if status is None or status >= _SUCCEEDED:
+                where.append("{visible}")
+            if scheduled is not None:
+                where.append(_SCHEDULED if scheduled else f"NOT {_SCHEDULED}")
+            condition = " AND ".join(where) if where else "true"
+            sql = self._listings[key] = self._fmt(
+                _LIST.replace("{where}", condition), columns=_COLUMNS
+            )
+        return sql
 
 
 # Set on each of the actor's connections. Statements are prepared once and
@@ -1133,25 +1187,48 @@ class PostgresStorage:
         *,
         queue: str | None = None,
         status: Status | None = None,
-        offset: int = 0,
+        scheduled: bool | None = None,
+        after: uuid.UUID | None = None,
         limit: int = 100,
     ) -> list[JobInfo]:
-        params = {
-            "queue": queue,
-            "status": None if status is None else _STATUS_CODE[status],
-            "offset": offset,
-            "limit": limit,
-            "now": self._now_param(),
-        }
-        return [self._info(row, 0) for row in self._alone(self._sql.list, params)]
+        """As the contract says; see the module docstring for the plans."""
+        if limit <= 0:
+            return []
+        if scheduled is not None:
+            if status not in (None, Status.PENDING):
+                return []  # only pending jobs are scheduled or not
+            status = Status.PENDING
+        code = None if status is None else _STATUS_CODE[status]
+        sql = self._sql.listing(
+            queue=queue is not None, status=code, scheduled=scheduled, after=after is not None
+        )
+        params = {"queue": queue, "after": after, "limit": limit, "now": self._now_param()}
+        return [self._info(row, 0) for row in self._alone(sql, params)]
 
     def stats(self) -> dict[str, QueueStats]:
         return {
-            queue: QueueStats(pending=pending, running=running, dead=dead, scheduled=later)
-            for queue, pending, running, dead, later in self._alone(
+            queue: QueueStats(
+                pending=pending,
+                running=running,
+                dead=dead,
+                scheduled=later,
+                oldest_due_at=None if oldest is None else int(oldest) / _US,
+            )
+            for queue, pending, running, dead, later, oldest in self._alone(
                 self._sql.stats, {"now": self._now_param()}
             )
         }
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        if paused:
+            self._write(self._sql.set_paused, {"queue": queue, "now": self._now_param()})
+        else:
+            self._write(self._sql.set_resumed, {"queue": queue})
+        # Sent with the commit: other hosts' wake() runs, and they read paused().
+        self._notify = True
+
+    def paused(self) -> frozenset[str]:
+        return frozenset(row[0] for row in self._alone(self._sql.paused, {}))
 
     def next_due(self, queue: str) -> float | None:
         rows = self._alone(self._sql.next_due, {"queue": queue})

@@ -12,7 +12,25 @@ Partial indexes mirror MemoryStorage's sorted lists, one per status:
 * ``jobs_dead (queue, died_at, id)``: purge by age;
 * ``jobs_kept (expires_at)``: the succeeded and cancelled records, which
   alone have an ``expires_at``: ``expire()`` deletes a range of it and never
-  reads a live job.
+  reads a live job;
+* ``jobs_dead_ids (queue, id)`` and ``jobs_cancelled (queue, id)``: the
+  dead and the cancelled jobs in id order, for ``list``; such rows are few,
+  and no job passes through them on its way from push to success.
+
+Listing is by keyset (``id > after ORDER BY id LIMIT n``), never by OFFSET.
+Pending and running pages read the queue's entries of their partial index
+(all of them: it is in due or expiry order) and keep the least ids, which
+costs O(pending or running jobs of the queue) per page (each row is read too:
+SQLite does not see that the index's predicate settles the status test) but
+never touches a kept record; dead and cancelled pages of one queue are a
+range of their own index; succeeded pages, and pages with no status filter,
+walk the primary key from ``after``, where most rows of a busy file (kept
+records) match. An
+index in id order over pending or running rows would cost every job a write
+on its hot path, so there is none.
+
+``queues`` holds the stored pauses: a row per queue ever paused, whose
+``paused_at`` (µs) is NULL once it is resumed.
 
 Ended records: a job that succeeds or is cancelled stays a row, with its
 status, ``result`` (the msgpack value), ``finished_at`` and ``expires_at`` =
@@ -127,6 +145,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE jobs ADD COLUMN expires_at INTEGER",
         "CREATE INDEX jobs_kept ON jobs (expires_at) WHERE expires_at IS NOT NULL",
     ),
+    # Stored pauses, and keyset listing of the dead and cancelled jobs in id
+    # order (few rows, so these partial indexes cost the hot path nothing).
+    (
+        "CREATE TABLE queues (queue TEXT PRIMARY KEY, paused_at INTEGER) WITHOUT ROWID",
+        "CREATE INDEX jobs_dead_ids ON jobs (queue, id) WHERE status = 'dead'",
+        "CREATE INDEX jobs_cancelled ON jobs (queue, id) WHERE status = 'cancelled'",
+    ),
 ]
 
 # What JobInfo is built from, in this order (see _job).
@@ -146,6 +171,15 @@ _HELD = (
 )
 
 _STATUS = {status.value: status for status in Status}
+_KEPT = (Status.SUCCEEDED, Status.CANCELLED)
+# The partial index a page of one status is read from (see list); the others
+# walk the primary key.
+_LISTED_BY = {
+    Status.PENDING: "jobs_pending",
+    Status.RUNNING: "jobs_held",
+    Status.DEAD: "jobs_dead_ids",
+    Status.CANCELLED: "jobs_cancelled",
+}
 _PENDING, _RUNNING, _DEAD = 0, 1, 2  # positions in a queue's counts
 _COUNTED = {"pending": _PENDING, "running": _RUNNING, "dead": _DEAD}
 
@@ -797,52 +831,112 @@ class SqliteStorage:
         *,
         queue: str | None = None,
         status: Status | None = None,
-        offset: int = 0,
+        scheduled: bool | None = None,
+        after: uuid.UUID | None = None,
         limit: int = 100,
-    ) -> list[JobInfo]:
+    ) -> builtins.list[JobInfo]:
+        """As the contract says; see the module docstring for each page's plan."""
         if limit <= 0:
             return []
-        where = [_SHOWN]
-        params: list[Any] = [self._now_us()]
-        if queue is not None:
-            where.append("queue = ?")
-            params.append(queue)
+        if scheduled is not None:
+            if status not in (None, Status.PENDING):
+                return []  # only pending jobs are scheduled or not
+            status = Status.PENDING
+        sql, params = self._page(queue, status, scheduled, after, limit)
+        return [self._row_job(row) for row in self._conn.execute(sql, params)]
+
+    def _page(
+        self,
+        queue: str | None,
+        status: Status | None,
+        scheduled: bool | None,
+        after: uuid.UUID | None,
+        limit: int,
+    ) -> tuple[str, builtins.list[Any]]:
+        """The statement of one page of ``list``, and its parameters."""
+        now = self._now_us()
+        where: builtins.list[str] = []
+        params: builtins.list[Any] = []
         if status is not None:
             # A literal, not a parameter: only then can SQLite use the partial index.
             where.append(f"status = '{status.value}'")
-        sql = f"SELECT {_COLUMNS} FROM jobs WHERE " + " AND ".join(where)
-        # Within a queue: pending in pop order, running by expiry, dead by
-        # death, then succeeded and cancelled records by finish time.
-        sql += (
-            " ORDER BY queue,"
-            " CASE status WHEN 'pending' THEN 0 WHEN 'running' THEN 1 WHEN 'dead' THEN 2"
-            " WHEN 'succeeded' THEN 3 ELSE 4 END,"
-            " CASE status WHEN 'pending' THEN run_at WHEN 'running' THEN expires"
-            " WHEN 'dead' THEN died_at ELSE finished_at END, id LIMIT ? OFFSET ?"
-        )
-        params += [limit, offset]
-        return [self._row_job(row) for row in self._conn.execute(sql, params)]
+        if queue is not None:
+            where.append("queue = ?")
+            params.append(queue)
+        if after is not None:
+            where.append("id > ?")
+            params.append(_blob(after.int))
+        if status is None or status in _KEPT:
+            where.append(_SHOWN)
+            params.append(now)
+        if scheduled is not None:
+            where.append(
+                "run_at > ? AND retry_count = 0"
+                if scheduled
+                else "NOT (run_at > ? AND retry_count = 0)"
+            )
+            params.append(now)
+        condition = " AND ".join(where) if where else "1"
+        index = None if status is None else _LISTED_BY.get(status)
+        if index is None:
+            # The primary key from ``after`` on, in order: no sort, and it
+            # stops at the limit.
+            sql = f"SELECT {_COLUMNS} FROM jobs WHERE {condition} ORDER BY id LIMIT ?"
+        else:
+            # The ids from the status's partial index, then only their rows.
+            sql = (
+                f"SELECT {_COLUMNS} FROM jobs WHERE id IN (SELECT id FROM jobs INDEXED BY {index}"
+                f" WHERE {condition} ORDER BY id LIMIT ?) ORDER BY id"
+            )
+        params.append(limit)
+        return sql, params
 
     def stats(self) -> dict[str, QueueStats]:
-        return {
-            queue: QueueStats(
+        stats = {}
+        now = self._now_us()
+        for queue, count in sorted(self._counts.items()):
+            if not any(count):
+                continue
+            scheduled, oldest = self._pending_figures(queue, now) if count[0] else (0, None)
+            stats[queue] = QueueStats(
                 pending=count[0],
                 running=count[1],
                 dead=count[2],
-                scheduled=self._scheduled(queue) if count[0] else 0,
+                scheduled=scheduled,
+                oldest_due_at=oldest / _US if oldest is not None and oldest <= now else None,
             )
-            for queue, count in sorted(self._counts.items())
-            if any(count)
-        }
+        return stats
 
-    def _scheduled(self, queue: str) -> int:
-        # A range of the pending index: only the jobs not due yet are read.
+    def _pending_figures(self, queue: str, now: int) -> tuple[int, int | None]:
+        """The queue's scheduled jobs and its earliest run_at (µs): a range
+        and the first entry of the pending index, so only the jobs not due
+        yet are read."""
         row = self._conn.execute(
-            "SELECT count(*) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
-            " AND queue = ? AND run_at > ? AND retry_count = 0",
-            (queue, self._now_us()),
+            "SELECT (SELECT count(*) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
+            " AND queue = ?1 AND run_at > ?2 AND retry_count = 0),"
+            " (SELECT min(run_at) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
+            " AND queue = ?1)",
+            (queue, now),
         ).fetchone()
-        return int(row[0])
+        return int(row[0]), row[1]
+
+    # -- pauses ------------------------------------------------------------------------
+
+    @_atomic
+    def set_paused(self, queue: str, paused: bool) -> None:
+        if paused:
+            # Paused again: it keeps the time it was first paused.
+            self._conn.execute(
+                "INSERT INTO queues (queue, paused_at) VALUES (?, ?) ON CONFLICT (queue)"
+                " DO UPDATE SET paused_at = coalesce(paused_at, excluded.paused_at)",
+                (queue, self._now_us()),
+            )
+        else:
+            self._conn.execute("UPDATE queues SET paused_at = NULL WHERE queue = ?", (queue,))
+
+    def paused(self) -> frozenset[str]:
+        rows = self._conn.execute("SELECT queue FROM queues WHERE paused_at IS NOT NULL")
+        return frozenset(row[0] for row in rows)
 
     def next_due(self, queue: str) -> float | None:
         count = self._counts.get(queue)

@@ -3,7 +3,8 @@
 To put a new backend under the contract, add one factory here: it takes the
 ManualClock the test drives and returns a fresh, empty, open Storage that reads
 the time from that clock only. If the storage has a ``close()`` method, the suite
-calls it when the test is done. The ``storage`` fixture (conftest.py) and the
+calls it when the test is done. A backend that keeps its jobs past a restart
+also gets a case in ``reopen``. The ``storage`` fixture (conftest.py) and the
 stateful model test (test_stateful.py) both run once per entry.
 """
 
@@ -26,12 +27,23 @@ def memory(clock: ManualClock) -> Storage:
     return MemoryStorage(clock=clock).open()
 
 
+class _Directory:
+    """A directory of its own for a file (WAL mode adds files beside it),
+    removed once no storage on that file is left."""
+
+    def __init__(self) -> None:
+        self.path = tempfile.mkdtemp(prefix="jobarbiter-contract-")
+        weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
+
+
+# Each SQLite storage of the suite holds its directory, a reopened one too.
+_directories: weakref.WeakKeyDictionary[Storage, _Directory] = weakref.WeakKeyDictionary()
+
+
 def sqlite(clock: ManualClock) -> Storage:
-    # A fresh file per call, in a directory of its own (WAL mode adds files
-    # beside it), removed once the storage is gone.
-    directory = tempfile.mkdtemp(prefix="jobarbiter-contract-")
-    storage = SqliteStorage(str(Path(directory) / "jobs.db"), clock=clock).open()
-    weakref.finalize(storage, shutil.rmtree, directory, ignore_errors=True)
+    directory = _Directory()  # a fresh file per call
+    storage = SqliteStorage(str(Path(directory.path) / "jobs.db"), clock=clock).open()
+    _directories[storage] = directory
     return storage
 
 
@@ -48,6 +60,24 @@ BACKENDS: dict[str, BackendFactory] = {
     "sqlite": sqlite,
     "postgres": postgres,
 }
+
+
+def reopen(storage: Storage, clock: ManualClock) -> Storage | None:
+    """Close ``storage`` and open another on what it stored, as a host
+    restarted would; None for a storage that keeps nothing past close."""
+    if isinstance(storage, MemoryStorage):
+        return None
+    if isinstance(storage, SqliteStorage):
+        directory = _directories[storage]
+        storage.close()
+        again = SqliteStorage(str(Path(directory.path) / "jobs.db"), clock=clock).open()
+        _directories[again] = directory
+        return again
+    from storage.postgres import PostgresStorage  # noqa: PLC0415 - optional
+
+    assert isinstance(storage, PostgresStorage)
+    storage.close()
+    return PostgresStorage(storage._dsn, clock=clock, schema=storage._schema, pool_size=1).open()
 
 
 def close(storage: Storage) -> None:

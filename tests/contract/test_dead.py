@@ -45,7 +45,9 @@ def test_requeue_makes_a_dead_job_pending_now_with_a_fresh_count(
     job = info(storage, job_id)
     assert (job.status, job.retry_count, job.runner) == (Status.PENDING, 0, None)
     assert job.run_at == utc(clock.now())
-    assert storage.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0)}
+    assert storage.stats() == {
+        QUEUE: QueueStats(pending=1, running=0, dead=0, oldest_due_at=clock.now())
+    }
     assert storage.list(status=Status.DEAD) == []
     popped = pop_one(storage)
     assert (popped.id, popped.retry_count) == (job_id, 0)

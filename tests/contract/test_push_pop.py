@@ -143,7 +143,7 @@ def test_queues_are_independent(storage: Storage, clock: ManualClock) -> None:
     assert ids(storage.pop("b", "r1", limit=10)) == b_jobs
     assert ids(storage.pop("a", "r1", limit=1)) == a_jobs[:1]
     assert storage.stats() == {
-        "a": QueueStats(pending=1, running=1, dead=0),
+        "a": QueueStats(pending=1, running=1, dead=0, oldest_due_at=clock.now()),
         "b": QueueStats(pending=0, running=3, dead=0),
         "c": QueueStats(pending=1, running=0, dead=0, scheduled=1),
     }

@@ -1,14 +1,18 @@
-"""Reading: info, list (order, filters, paging), stats, next_due."""
+"""Reading: info, list (order, filters, paging), stats, next_due.
+
+Keyset paging in depth is in test_listing.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import uuid
 
 import pytest
 
-from storage import JobResult, ManualClock, QueueStats, Status, Storage
+from storage import Backoff, Job, JobResult, ManualClock, QueueStats, Status, Storage
 
-from .support import QUEUE, ids, kill, new_job, policy, pop_one
+from .support import QUEUE, ids, info, kill, new_job, policy, pop_one
 
 PENDING, RUNNING, DEAD = Status.PENDING, Status.RUNNING, Status.DEAD
 
@@ -28,31 +32,36 @@ def populated(storage: Storage, clock: ManualClock) -> dict[str, uuid.UUID]:
     return jobs
 
 
-def test_list_orders_by_queue_then_pending_running_dead(
+def test_list_is_in_id_order_which_is_the_order_jobs_were_queued(
     storage: Storage, populated: dict[str, uuid.UUID]
 ) -> None:
     listing = storage.list()
 
+    order = ["b_dead", "b_running", "b_pending", "a_first", "a_second"]
+    assert ids(listing) == [populated[name] for name in order]
+    assert ids(listing) == sorted(ids(listing))
     assert [(job.queue, job.status) for job in listing] == [
-        ("a", PENDING),
-        ("a", PENDING),
-        ("b", PENDING),
-        ("b", RUNNING),
         ("b", DEAD),
+        ("b", RUNNING),
+        ("b", PENDING),
+        ("a", PENDING),
+        ("a", PENDING),
     ]
-    assert set(ids(listing)) == set(populated.values())
-    assert ids(listing)[2:] == [populated["b_pending"], populated["b_running"], populated["b_dead"]]
     assert storage.list() == listing  # stable
 
 
 def test_list_filters(storage: Storage, populated: dict[str, uuid.UUID]) -> None:
-    assert set(ids(storage.list(queue="a"))) == {populated["a_first"], populated["a_second"]}
+    assert ids(storage.list(queue="a")) == [populated["a_first"], populated["a_second"]]
     assert ids(storage.list(status=DEAD)) == [populated["b_dead"]]
     assert ids(storage.list(status=RUNNING)) == [populated["b_running"]]
     assert ids(storage.list(queue="b", status=PENDING)) == [populated["b_pending"]]
+    assert ids(storage.list(status=PENDING)) == [
+        populated["b_pending"],
+        populated["a_first"],
+        populated["a_second"],
+    ]
     assert storage.list(queue="a", status=RUNNING) == []
     assert storage.list(queue="nowhere") == []
-    assert {job.status for job in storage.list(status=PENDING)} == {PENDING}
 
 
 @pytest.mark.parametrize("page", [1, 2, 3, 5])
@@ -61,14 +70,20 @@ def test_list_pages_cover_the_listing_once(
 ) -> None:
     whole = ids(storage.list())
     paged: list[uuid.UUID] = []
-    for offset in range(0, len(whole) + page, page):
-        chunk = ids(storage.list(offset=offset, limit=page))
+    after = None
+    while True:
+        chunk = ids(storage.list(after=after, limit=page))
         assert len(chunk) <= page
         paged += chunk
+        if len(chunk) < page:
+            break
+        after = chunk[-1]
     assert paged == whole
-    assert storage.list(offset=len(whole)) == []
+    assert storage.list(after=whole[-1]) == []
     assert storage.list(limit=0) == []
-    assert ids(storage.list(queue="b", offset=1, limit=1)) == [populated["b_running"]]
+    assert ids(storage.list(queue="b", after=populated["b_dead"], limit=1)) == [
+        populated["b_running"]
+    ]
 
 
 def test_stats_counts_per_queue(storage: Storage, populated: dict[str, uuid.UUID]) -> None:
@@ -115,3 +130,77 @@ def test_next_due_of_a_held_job_is_when_its_claim_goes_stale(
     assert storage.next_due(QUEUE) == clock.now() + 5
     clock.advance(10.001)
     assert len(storage.pop(QUEUE, "r2", limit=5)) == 2
+
+
+def test_oldest_due_at_is_the_earliest_run_at_among_the_due(
+    storage: Storage, clock: ManualClock
+) -> None:
+    start = clock.now()
+    storage.push(new_job(run_at=start + 4))  # scheduled
+    assert storage.stats()[QUEUE].oldest_due_at is None  # nothing is due
+    late = storage.push(new_job())
+    early = storage.push(new_job(run_at=start - 3))  # due before it was queued
+    assert storage.stats()[QUEUE] == QueueStats(
+        pending=3, running=0, dead=0, scheduled=1, oldest_due_at=start - 3
+    )
+
+    assert pop_one(storage).id == early
+    assert storage.stats()[QUEUE].oldest_due_at == start  # a running job is not due
+    assert pop_one(storage).id == late
+    assert storage.stats()[QUEUE].oldest_due_at is None
+    clock.advance(4)  # the scheduled one falls due, exactly now
+    assert storage.stats()[QUEUE].oldest_due_at == start + 4
+
+
+def test_oldest_due_at_counts_a_retry_once_its_backoff_is_over(
+    storage: Storage, clock: ManualClock
+) -> None:
+    job_id = storage.push(new_job(queue="q", policy=policy(backoff=Backoff.linear(2))))
+    storage.push(new_job(queue="other", run_at=clock.now() - 1))
+    assert pop_one(storage, queue="q").id == job_id
+    storage.complete(job_id, "r1", JobResult.failure("boom"))
+    stats = storage.stats()
+    assert stats["q"].oldest_due_at is None
+    assert stats["other"].oldest_due_at == clock.now() - 1  # per queue
+    clock.advance(2.5)
+    assert storage.stats()["q"].oldest_due_at == clock.now() - 0.5
+
+
+@dataclasses.dataclass
+class Greet(Job):
+    who: str
+    when: dt.datetime
+    ref: uuid.UUID
+    tags: list[str]
+    times: int = 1
+
+    def run(self, state: object) -> None:
+        pass
+
+
+def test_arguments_are_the_jobs_fields_decoded(storage: Storage) -> None:
+    greet = Greet(
+        "world", dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC), uuid.UUID(int=7), ["a", "b"]
+    )
+    job_id = storage.push(greet.to_new())
+    expected = {
+        "who": "world",
+        "when": dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC),
+        "ref": uuid.UUID(int=7),
+        "tags": ["a", "b"],
+        "times": 1,
+    }
+    assert info(storage, job_id).arguments() == expected
+    (listed,) = storage.list()
+    assert listed.arguments() == expected
+    assert Greet(**listed.arguments()) == greet
+
+
+@pytest.mark.parametrize("args", [b"\x01", b"\xc1", b"\x81", b"\x80\x80"])
+def test_arguments_that_are_not_a_msgpack_map_raise_valueerror(
+    storage: Storage, args: bytes
+) -> None:
+    job_id = storage.push(new_job(args=args))
+    with pytest.raises(ValueError, match=str(job_id)):
+        info(storage, job_id).arguments()
+    assert info(storage, job_id).args == args  # stored as given all the same

@@ -66,10 +66,12 @@ def test_release_unexecuted_puts_jobs_back_unchanged(storage: Storage, clock: Ma
     assert ids(storage.pop(QUEUE, "r2", limit=2)) == [first, second]
 
 
-def test_release_of_a_runner_holding_nothing(storage: Storage) -> None:
+def test_release_of_a_runner_holding_nothing(storage: Storage, clock: ManualClock) -> None:
     storage.push(new_job())
     assert storage.release("nobody", DIED) == []
-    assert storage.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0)}
+    assert storage.stats() == {
+        QUEUE: QueueStats(pending=1, running=0, dead=0, oldest_due_at=clock.now())
+    }
 
 
 def test_after_release_the_runner_no_longer_holds_its_jobs(storage: Storage) -> None:

@@ -11,11 +11,16 @@ from .support import QUEUE, new_job, policy, pop_one
 def test_a_job_scheduled_for_later_counts_until_it_is_due(
     storage: Storage, clock: ManualClock
 ) -> None:
-    storage.push(new_job(run_at=clock.now() + 10))
+    start = clock.now()
+    storage.push(new_job(run_at=start + 10))
     storage.push(new_job())
-    assert storage.stats() == {QUEUE: QueueStats(pending=2, running=0, dead=0, scheduled=1)}
+    assert storage.stats() == {
+        QUEUE: QueueStats(pending=2, running=0, dead=0, scheduled=1, oldest_due_at=start)
+    }
     clock.advance(10)  # due exactly now: no longer "later"
-    assert storage.stats() == {QUEUE: QueueStats(pending=2, running=0, dead=0, scheduled=0)}
+    assert storage.stats() == {
+        QUEUE: QueueStats(pending=2, running=0, dead=0, scheduled=0, oldest_due_at=start)
+    }
 
 
 def test_a_retry_waiting_out_its_backoff_is_not_scheduled(

@@ -4,9 +4,11 @@ The model below keeps jobs in a plain dict and answers every question by a
 linear scan, with exact (Fraction) times; it is meant to be obviously right,
 never fast. Each backend in backends.BACKENDS gets its own state machine, and
 every answer it gives (popped ids in order, dispositions, lost heartbeats,
-requeue, purge, cancel and expire results, the id a unique key leads to)
-must equal the model's; after every step the whole visible state (stats,
-list(), info() with its value and times, next_due()) must agree too.
+requeue, purge, cancel and expire results, the id a unique key leads to,
+a page of list() for random filters, ``after`` and limit) must equal the
+model's; after every step the whole visible state (stats with
+oldest_due_at, list() in id order, info() with its value and times,
+next_due(), the stored pauses) must agree too.
 
 Ended records: a success keeps a SUCCEEDED record (its value, started_at
 from its latest pop, finished_at, expires_at = finished + result_ttl) and a
@@ -160,6 +162,7 @@ class Model:
         self.gone: set[uuid.UUID] = set()  # removed: ended with no ttl, purged, expired
         self.seq = 0
         self.holders: dict[str, uuid.UUID] = {}  # unique key -> the live job holding it
+        self.paused: set[str] = set()
 
     def holder(self, key: str | None) -> uuid.UUID | None:
         """The job a push with ``key`` would return instead of a new one."""
@@ -329,12 +332,47 @@ class Model:
                 pending=here.count(Status.PENDING),
                 running=here.count(Status.RUNNING),
                 dead=here.count(Status.DEAD),
-                scheduled=sum(
-                    j.status is Status.PENDING and j.retry_count == 0 and j.run_at > self.now
-                    for j in jobs
+                scheduled=sum(self.scheduled(j) for j in jobs),
+                oldest_due_at=min(
+                    (
+                        float(j.run_at)
+                        for j in jobs
+                        if j.status is Status.PENDING and j.run_at <= self.now
+                    ),
+                    default=None,
                 ),
             )
         return stats
+
+    def scheduled(self, job: ModelJob) -> bool:
+        """Pending, not due yet, never failed: what stats count as scheduled."""
+        return job.status is Status.PENDING and job.retry_count == 0 and job.run_at > self.now
+
+    def page(
+        self,
+        queue: str | None,
+        status: Status | None,
+        scheduled: bool | None,
+        after: uuid.UUID | None,
+        limit: int,
+    ) -> list[uuid.UUID]:
+        """What list() gives: the shown jobs that pass every filter, in the
+        order they were queued, past ``after`` by id, ``limit`` at most."""
+        found = sorted(
+            (
+                job
+                for job in self.shown().values()
+                if queue in (None, job.queue)
+                and status in (None, job.status)
+                and (
+                    scheduled is None
+                    or (job.status is Status.PENDING and self.scheduled(job) is scheduled)
+                )
+                and (after is None or job.id.int > after.int)
+            ),
+            key=lambda job: job.seq,
+        )
+        return [job.id for job in found[: max(limit, 0)]]
 
     def next_due_bounds(self, queue: str) -> tuple[Fraction, Fraction] | None:
         """The range next_due() must fall in: a pending job is due at its run_at;
@@ -580,6 +618,44 @@ class StorageMachine(RuleBasedStateMachine):
     def _asked_to_stop(self) -> list[ModelJob]:
         return [j for j in self._running() if j.id in self.cancel_asked]
 
+    @rule(
+        data=st.data(),
+        queue=st.sampled_from([None, *QUEUES]),
+        status=st.sampled_from([None, *Status]),
+        scheduled=st.sampled_from([None, None, True, False]),
+        limit=st.integers(0, 4),
+    )
+    def list_page(
+        self,
+        data: st.DataObject,
+        queue: str | None,
+        status: Status | None,
+        scheduled: bool | None,
+        limit: int,
+    ) -> None:
+        """One page, from just past a job's id (any job ever pushed, gone or
+        not), a UUID of no job, or the start."""
+        kind = data.draw(st.sampled_from(["start", "job", "job", "other"]), label="after")
+        after = None
+        if kind == "job" and self.pushed:
+            after = self._any_id(data)
+        elif kind == "other":
+            after = uuid.UUID(int=data.draw(st.integers(0, (1 << 128) - 1), label="uuid"))
+        page = self.storage.list(
+            queue=queue, status=status, scheduled=scheduled, after=after, limit=limit
+        )
+        assert [job.id for job in page] == self.model.page(queue, status, scheduled, after, limit)
+        for job in page:
+            self._check_job(job)
+
+    @rule(queue=st.sampled_from([*QUEUES, "idle"]), paused=st.booleans())
+    def set_paused(self, queue: str, paused: bool) -> None:
+        self.storage.set_paused(queue, paused)
+        if paused:
+            self.model.paused.add(queue)
+        else:
+            self.model.paused.discard(queue)
+
     @rule()
     def expire(self) -> None:
         assert self.storage.expire() == self.model.expire()
@@ -660,13 +736,18 @@ class StorageMachine(RuleBasedStateMachine):
         assert set(self.model.jobs) | self.model.gone == set(self.pushed)  # nothing lost
         for job in listing:
             self._check_job(job)
-        # Grouped by queue, then pending, running, dead, succeeded, cancelled.
-        rank = {s: n for n, s in enumerate(Status)}
-        order = [(job.queue, rank[job.status]) for job in listing]
-        assert order == sorted(order)
+        # In the order they were queued, which is id order.
+        assert listed == [j.id for j in sorted(shown.values(), key=lambda j: j.seq)]
+        assert listed == sorted(listed)
         for status in Status:
-            expected = {j.id for j in shown.values() if j.status is status}
-            assert {job.id for job in self.storage.list(status=status, limit=1000)} == expected
+            expected = [
+                j.id for j in sorted(shown.values(), key=lambda j: j.seq) if j.status is status
+            ]
+            assert [job.id for job in self.storage.list(status=status, limit=1000)] == expected
+
+    @invariant()
+    def pauses_agree(self) -> None:
+        assert self.storage.paused() == frozenset(self.model.paused)
 
     @invariant()
     def records_agree(self) -> None:

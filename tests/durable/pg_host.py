@@ -126,6 +126,7 @@ def contract_storage(clock: ManualClock) -> PostgresStorage:
         atexit.register(cleanup)
     admin, schema = _contract
     admin.execute(f"DELETE FROM {quote_ident(schema)}.jobs")
+    admin.execute(f"DELETE FROM {quote_ident(schema)}.queues")
     return PostgresStorage(dsn, clock=clock, schema=schema, pool_size=1).open()
 
 
@@ -186,8 +187,9 @@ def host(args: argparse.Namespace) -> int:
             manager.queue_many(mark(n=i, out=args.out) for i in range(args.queue))
             _say("queued")
         # join() knows only this host's actor: with a shared schema, ask the
-        # storage itself whether anything is left anywhere.
-        while manager.stats().queues:
+        # storage itself whether anything is left anywhere. (stats() also
+        # names queues that merely have workers here, or ended jobs.)
+        while any(q.pending or q.running for q in manager.stats().queues.values()):
             if time.monotonic() > deadline:
                 _say("timeout")
                 return 1

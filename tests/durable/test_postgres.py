@@ -35,7 +35,13 @@ from storage import (
     Status,
 )
 from storage.ids import IdGenerator, to_uuid
-from storage.postgres import MIGRATIONS, PostgresStorage, RolledBackError, migration_sql
+from storage.postgres import (
+    _STATUS_CODE,
+    MIGRATIONS,
+    PostgresStorage,
+    RolledBackError,
+    migration_sql,
+)
 from supervisor import WorkerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +50,13 @@ QUEUE = "default"
 
 def policy(heartbeat: float = 5.0) -> Policy:
     return Policy(MaxRetries.count(3), Backoff.linear(1.0), heartbeat, None)
+
+
+def due_since(storage: PostgresStorage, job_id: uuid.UUID) -> object:
+    """What ``QueueStats.oldest_due_at`` is while ``job_id`` is the oldest job due."""
+    found = storage.info(job_id)
+    assert found is not None
+    return pytest.approx(found.run_at.timestamp(), abs=1e-6)
 
 
 def job(n: int = 0, *, heartbeat: float = 5.0, unique_key: str | None = None) -> NewJob:
@@ -107,7 +120,8 @@ def test_an_uncommitted_claim_is_skipped_by_another_host(
     assert [j.id for j in a.pop(QUEUE, "ra")] == [first]  # not committed yet
     assert [j.id for j in b.pop(QUEUE, "rb")] == [second]  # skipped the locked row
     b.commit()
-    assert b.stats() == {QUEUE: QueueStats(pending=1, running=1, dead=0)}
+    oldest = due_since(b, first)  # left pending for b, locked by a
+    assert b.stats() == {QUEUE: QueueStats(pending=1, running=1, dead=0, oldest_due_at=oldest)}
     a.commit()
     assert b.stats() == {QUEUE: QueueStats(pending=0, running=2, dead=0)}
     assert b.info(first) is not None
@@ -234,7 +248,8 @@ def test_a_lone_complete_and_pop_commits_itself_but_not_inside_a_transaction(
     # Nothing open: one statement, durable when it returns.
     _, popped = a.complete_and_pop([], [(QUEUE, "ra", 1)])
     assert [j.id for j in popped[0]] == [first]
-    assert b.stats() == {QUEUE: QueueStats(pending=2, running=1, dead=0)}
+    oldest = due_since(b, second)
+    assert b.stats() == {QUEUE: QueueStats(pending=2, running=1, dead=0, oldest_due_at=oldest)}
     settled, _ = a.complete_and_pop([(first, "ra", JobResult.success())], [])
     assert settled == [Disposition.FINISHED]
     done = b.info(first)
@@ -244,9 +259,10 @@ def test_a_lone_complete_and_pop_commits_itself_but_not_inside_a_transaction(
     a.heartbeat("ra", [uuid.uuid4()])
     _, popped = a.complete_and_pop([], [(QUEUE, "ra", 1)])
     assert [j.id for j in popped[0]] == [second]
-    assert b.stats() == {QUEUE: QueueStats(pending=2, running=0, dead=0)}
+    assert b.stats() == {QUEUE: QueueStats(pending=2, running=0, dead=0, oldest_due_at=oldest)}
     a.commit()
-    assert b.stats() == {QUEUE: QueueStats(pending=1, running=1, dead=0)}
+    oldest = due_since(b, third)
+    assert b.stats() == {QUEUE: QueueStats(pending=1, running=1, dead=0, oldest_due_at=oldest)}
     assert b.info(third) is not None
 
 
@@ -280,6 +296,31 @@ def test_a_push_on_one_host_wakes_the_other(hosts: Callable[..., PostgresStorage
     assert not woken.wait(0.3)  # not before the commit
     b.commit()
     assert woken.wait(5.0)
+
+
+def test_a_pause_on_one_host_wakes_the_other(hosts: Callable[..., PostgresStorage]) -> None:
+    a, b = hosts(), hosts()
+    woken = threading.Event()
+    a.subscribe(woken.set)
+    assert woken.wait(5.0)  # the listener wakes once when it starts listening
+    woken.clear()
+
+    a.set_paused("mine", True)
+    a.commit()
+    assert not woken.wait(0.5)  # our own pause needs no wake-up
+
+    b.set_paused(QUEUE, True)
+    assert not woken.wait(0.3)  # not before the commit
+    assert a.paused() == frozenset({"mine"})
+    b.commit()
+    assert woken.wait(5.0)
+    assert a.paused() == frozenset({"mine", QUEUE})  # what the woken runtime reads
+
+    woken.clear()
+    b.set_paused(QUEUE, False)
+    b.commit()
+    assert woken.wait(5.0)  # a resume is news too
+    assert a.paused() == frozenset({"mine"})
 
 
 def test_a_parked_pop_is_served_when_another_host_pushes(
@@ -379,6 +420,74 @@ def test_a_schema_from_before_backoff_max_gets_a_days_cap(
         assert found is not None and found.backoff == Backoff.exponential(3, max=24 * 3600)
     finally:
         migrated.close()
+
+
+def test_a_schema_from_before_pauses_keeps_its_jobs_and_takes_pauses(
+    dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("storage.postgres.MIGRATIONS", MIGRATIONS[:3])
+    old = PostgresStorage(dsn, schema=schema).open()  # a schema of version 3
+    dead, pending = old.push_many([job(1), job(2)])
+    old.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f'UPDATE "{schema}".jobs SET status = 2, finished_at = 0, live_key = NULL'
+            " WHERE id = %s",
+            (dead,),
+        )
+    old.close()
+    monkeypatch.undo()
+
+    migrated = PostgresStorage(dsn, schema=schema).open()
+    try:
+        assert [j.id for j in migrated.list()] == [dead, pending]
+        assert [j.id for j in migrated.list(status=Status.DEAD)] == [dead]
+        assert migrated.paused() == frozenset()
+        migrated.set_paused(QUEUE, True)
+        migrated.commit()
+        assert migrated.paused() == frozenset({QUEUE})
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(f'SELECT max(version) FROM "{schema}".migrations').fetchone()
+        assert row == (len(MIGRATIONS),)
+    finally:
+        migrated.close()
+
+
+def _plan(storage: PostgresStorage, sql: str, params: dict[str, object]) -> str:
+    conn = storage._connection()
+    rows = conn.execute(f"EXPLAIN {sql}", params).fetchall()  # type: ignore[arg-type]
+    conn.rollback()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_every_listing_has_an_index_backed_plan_and_no_offset(
+    hosts: Callable[..., PostgresStorage], dsn: str, schema: str
+) -> None:
+    a = hosts()
+    # A busy table: mostly kept records, a backlog, a few of the rest.
+    done = a.push_many([job(n) for n in range(3000)])
+    a.complete_and_pop([], [(QUEUE, "ra", 3000)])
+    a.complete_and_pop([(job_id, "ra", JobResult.success()) for job_id in done], [])
+    a.push_many([job(n) for n in range(300)])
+    for claim in a.pop(QUEUE, "ra", limit=20):
+        a.complete(claim.id, "ra", JobResult.failure("boom"))  # pending again, retrying
+    a.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'ANALYZE "{schema}".jobs')
+    params: dict[str, object] = {"queue": QUEUE, "after": done[0], "limit": 100, "now": None}
+    for status in (None, *Status):
+        for by_queue in (False, True):
+            code = None if status is None else _STATUS_CODE[status]
+            sql = a._sql.listing(queue=by_queue, status=code, scheduled=None, after=True)
+            assert "OFFSET" not in sql
+            plan = _plan(a, sql, params)
+            assert "Seq Scan" not in plan, plan
+            assert "Index" in plan, plan
+            if status in (Status.DEAD, Status.CANCELLED) and by_queue:
+                index = "jobs_dead_ids" if status is Status.DEAD else "jobs_cancelled"
+                assert index in plan, plan
+    sql = a._sql.listing(queue=True, status=0, scheduled=True, after=True)
+    assert "Seq Scan" not in _plan(a, sql, params)
 
 
 def test_hosts_starting_together_migrate_once(dsn: str, schema: str) -> None:

@@ -289,7 +289,10 @@ def test_kept_records_stay_out_of_the_live_paths(
     a.complete_and_pop([(c.id, "ra", JobResult.success()) for c in claims], [])
     live = a.push(job(99))
     a.commit()
-    assert a.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0)}
+    found = a.info(live)
+    assert found is not None
+    oldest = pytest.approx(found.run_at.timestamp(), abs=1e-6)
+    assert a.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0, oldest_due_at=oldest)}
     assert a.next_due(QUEUE) is not None
     assert [c.id for c in a.pop(QUEUE, "ra", limit=10)] == [live]
     with psycopg.connect(dsn) as conn:

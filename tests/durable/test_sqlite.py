@@ -39,7 +39,7 @@ def test_a_reopened_file_keeps_its_jobs_and_their_order(path: str, clock: Manual
     clock.advance(10)
     again = SqliteStorage(path, clock=clock).open()
     assert again.recovered == 0
-    assert ids(again.list()) == [a, b, dead]
+    assert ids(again.list()) == [dead, a, b]
     job = info(again, a)
     assert (job.args, job.unique_key, job.status) == (b"\x81\xa1n\x01", "k", Status.PENDING)
     assert info(again, dead).last_error == "fatal"
@@ -120,7 +120,9 @@ def test_a_failed_operation_leaves_nothing_half_done(path: str, clock: ManualClo
     unbindable = NewJob("tests.Bad", QUEUE, cast(bytes, object()), policy())
     with pytest.raises(sqlite3.Error):
         storage_.push_many([new_job(), unbindable])
-    assert storage_.stats() == {QUEUE: QueueStats(pending=1, running=0, dead=0)}
+    assert storage_.stats() == {
+        QUEUE: QueueStats(pending=1, running=0, dead=0, oldest_due_at=clock.now())
+    }
     storage_.commit()  # the operation before the failed one is still in it
     storage_.close()
 
@@ -211,7 +213,8 @@ def test_a_file_from_before_kept_records_keeps_its_jobs_for_600_s(
     migrated = SqliteStorage(path, clock=clock).open()
     assert migrated.schema_version() == len(MIGRATIONS)
     assert migrated.recovered == 1  # the running one: a failed attempt, pending again
-    assert migrated.stats() == {QUEUE: QueueStats(pending=2, running=0, dead=1)}
+    # Due since its run_at of 0; the recovered one waits out its backoff.
+    assert migrated.stats() == {QUEUE: QueueStats(pending=2, running=0, dead=1, oldest_due_at=0.0)}
     old = info(migrated, dead)
     assert (old.finished_at, old.expires_at, old.started_at) == (utc(3), None, None)
     assert (old.result, old.last_error) == (None, "boom")
@@ -252,6 +255,60 @@ def test_expire_reads_a_range_of_the_expiry_index(path: str, clock: ManualClock)
     assert storage_.expire() == 1
     assert ids(storage_.list()) == [live]
     storage_.close()
+
+
+# What a page of each status reads: its partial index (the queue's range of
+# it), or the primary key from ``after`` on. None of them sorts the table.
+PAGE_PLANS = {
+    None: "SEARCH jobs USING PRIMARY KEY (id>?)",
+    Status.PENDING: "SEARCH jobs USING INDEX jobs_pending (queue=?)",
+    Status.RUNNING: "SEARCH jobs USING INDEX jobs_held (queue=?)",
+    Status.DEAD: "SEARCH jobs USING INDEX jobs_dead_ids (queue=? AND id>?)",
+    Status.SUCCEEDED: "SEARCH jobs USING PRIMARY KEY (id>?)",
+    Status.CANCELLED: "SEARCH jobs USING INDEX jobs_cancelled (queue=? AND id>?)",
+}
+
+
+@pytest.mark.parametrize("status", list(PAGE_PLANS))
+def test_every_listing_reads_an_index_and_never_an_offset(
+    path: str, clock: ManualClock, status: Status | None
+) -> None:
+    storage_ = SqliteStorage(path, clock=clock).open()
+    after = storage_.push(new_job())
+    sql, params = storage_._page(QUEUE, status, None, after, 10)
+    assert "OFFSET" not in sql
+    plan = _plan(storage_, sql, *params)
+    assert PAGE_PLANS[status] in plan
+    assert "SCAN" not in plan  # no walk of the table or of a whole index
+    if status not in (None, Status.SUCCEEDED):
+        # Only the page's rows are read from the table, by id.
+        assert plan.startswith("SEARCH jobs USING PRIMARY KEY (id=?)")
+    scheduled, params = storage_._page(QUEUE, Status.PENDING, True, after, 10)
+    assert "jobs_pending (queue=? AND run_at>?)" in _plan(storage_, scheduled, *params)
+    storage_.close()
+
+
+def test_a_file_from_before_pauses_keeps_its_jobs_and_takes_pauses(
+    path: str, clock: ManualClock
+) -> None:
+    _file_of_version(path, 3)
+    old = to_uuid(IdGenerator().next_int())
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "INSERT INTO jobs (id, name, queue, args, status, run_at, died_at, max_retries,"
+            " backoff_kind, backoff_value, heartbeat_interval, lease, finished_at)"
+            " VALUES (?, 'old.Job', ?, x'80', 'dead', 0, 5, 5, 'linear', 1.0, 5.0, 1, 5)",
+            (old.bytes, QUEUE),
+        )
+    migrated = SqliteStorage(path, clock=clock).open()
+    assert migrated.schema_version() == len(MIGRATIONS)
+    assert ids(migrated.list(queue=QUEUE, status=Status.DEAD)) == [old]  # the new index
+    assert migrated.paused() == frozenset()
+    migrated.set_paused(QUEUE, True)
+    migrated.close()
+    again = SqliteStorage(path, clock=clock).open()
+    assert again.paused() == frozenset({QUEUE})
+    again.close()
 
 
 def test_one_host_per_file(path: str) -> None:
