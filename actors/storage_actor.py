@@ -663,6 +663,7 @@ class StorageActor(pykka.ThreadingActor):
         elif not self._paused_read_armed:
             self._paused_read_armed = True
             me = self.actor_ref
+
             def read() -> None:
                 with contextlib.suppress(pykka.ActorDeadError):
                     me.tell(_ReadPaused())
