@@ -248,3 +248,15 @@ def complete_then_pop(
     trips to save, and the meaning every backend must match."""
     settled = [storage.complete(job_id, runner, result) for job_id, runner, result in completions]
     return settled, [storage.pop(queue, runner, limit) for queue, runner, limit in pops]
+
+
+def page_is_empty(status: Status | None, scheduled: bool | None, limit: int) -> bool:
+    """Whether a ``list`` page is empty for sure: no room, or a ``scheduled``
+    filter on a status other than pending (only pending jobs are scheduled
+    or not)."""
+    return limit <= 0 or (scheduled is not None and status not in (None, Status.PENDING))
+
+
+def walked_status(status: Status | None, scheduled: bool | None) -> Status | None:
+    """The status a ``list`` page walks: pending whenever ``scheduled`` is asked."""
+    return Status.PENDING if scheduled is not None else status

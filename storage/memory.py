@@ -44,7 +44,14 @@ from typing import Final, NamedTuple
 from sortedcontainers import SortedList
 
 from storage.clock import Clock, SystemClock
-from storage.contract import STALE_HEARTBEATS, Completion, PopRequest, complete_then_pop
+from storage.contract import (
+    STALE_HEARTBEATS,
+    Completion,
+    PopRequest,
+    complete_then_pop,
+    page_is_empty,
+    walked_status,
+)
 from storage.ids import SeqIds
 from storage.model import (
     Claim,
@@ -596,12 +603,9 @@ class MemoryStorage:
         the statuses asked for (every queue's, without ``queue``), keeping
         the ``limit`` least seqs past ``after``: O(n log limit) for n such
         jobs, and nothing kept between pages."""
-        if limit <= 0:
+        if page_is_empty(status, scheduled, limit):
             return []
-        if scheduled is not None:
-            if status not in (None, Status.PENDING):
-                return []  # only pending jobs are scheduled or not
-            status = Status.PENDING
+        status = walked_status(status, scheduled)
         first = 0 if after is None else self._ids.first_seq_after(after)
         now = self._now_us()
         queues = (queue,) if queue is not None else self._queues() | set(self._recorded)

@@ -127,7 +127,15 @@ except ImportError as exc:  # the optional ``postgres`` extra is not installed
     ) from exc
 
 from storage.clock import Clock
-from storage.contract import STALE_HEARTBEATS, Completion, NotOpen, PopRequest, not_open
+from storage.contract import (
+    STALE_HEARTBEATS,
+    Completion,
+    NotOpen,
+    PopRequest,
+    not_open,
+    page_is_empty,
+    walked_status,
+)
 from storage.events import EventLog
 from storage.ids import IdGenerator, to_uuid
 from storage.model import (
@@ -1192,12 +1200,9 @@ class PostgresStorage:
         limit: int = 100,
     ) -> list[JobInfo]:
         """As the contract says; see the module docstring for the plans."""
-        if limit <= 0:
+        if page_is_empty(status, scheduled, limit):
             return []
-        if scheduled is not None:
-            if status not in (None, Status.PENDING):
-                return []  # only pending jobs are scheduled or not
-            status = Status.PENDING
+        status = walked_status(status, scheduled)
         code = None if status is None else _STATUS_CODE[status]
         sql = self._sql.listing(
             queue=queue is not None, status=code, scheduled=scheduled, after=after is not None

@@ -81,6 +81,8 @@ from storage.contract import (
     NotOpen,
     PopRequest,
     not_open,
+    page_is_empty,
+    walked_status,
 )
 from storage.events import EventLog
 from storage.ids import IdGenerator, to_uuid
@@ -836,12 +838,9 @@ class SqliteStorage:
         limit: int = 100,
     ) -> builtins.list[JobInfo]:
         """As the contract says; see the module docstring for each page's plan."""
-        if limit <= 0:
+        if page_is_empty(status, scheduled, limit):
             return []
-        if scheduled is not None:
-            if status not in (None, Status.PENDING):
-                return []  # only pending jobs are scheduled or not
-            status = Status.PENDING
+        status = walked_status(status, scheduled)
         sql, params = self._page(queue, status, scheduled, after, limit)
         return [self._row_job(row) for row in self._conn.execute(sql, params)]
 

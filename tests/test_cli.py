@@ -47,23 +47,6 @@ def one_line(text: str) -> str:
 
 
 @pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """Undo what configure_logging does to this process's logging and structlog."""
-    root = logging.getLogger()
-    ours = logging.getLogger("jobarbiter")
-    handlers, root_level, our_level = list(root.handlers), root.level, ours.level
-    raise_exceptions, config = logging.raiseExceptions, structlog.get_config()
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(root_level)
-    ours.setLevel(our_level)
-    logging.raiseExceptions = raise_exceptions
-    structlog.configure(**config)
-
-
-@pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Writes a user module into the current directory, where ``run`` looks first."""
     monkeypatch.chdir(tmp_path)

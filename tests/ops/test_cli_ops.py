@@ -28,7 +28,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import structlog
 
 from storage import JobInfo, SqliteStorage, Status, Storage
 from supervisor import JobFailed, Manager, WorkerConfig, jsonview
@@ -54,25 +53,6 @@ class Ran:
     def json(self) -> Any:
         assert self.status == 0, self.err
         return json.loads(self.out)
-
-
-@pytest.fixture
-def cli_logging() -> Iterator[None]:
-    """Undo what main()'s configure_logging does to this process's logging."""
-    import logging  # noqa: PLC0415
-
-    root = logging.getLogger()
-    ours = logging.getLogger("jobarbiter")
-    handlers, root_level, our_level = list(root.handlers), root.level, ours.level
-    raise_exceptions, config = logging.raiseExceptions, structlog.get_config()
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(root_level)
-    ours.setLevel(our_level)
-    logging.raiseExceptions = raise_exceptions
-    structlog.configure(**config)
 
 
 @pytest.fixture
