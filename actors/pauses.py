@@ -51,7 +51,7 @@ class Pauses:
     def _changed(self, by: str, scope: str) -> frozenset[str]:
         before, self.held = self.held, self.stored | self.here
         for queue in sorted(self.held - before):
-            log.warning("queue paused; its jobs wait", queue=queue, scope=scope, by=by)
+            log.info("queue paused; its jobs wait", queue=queue, scope=scope, by=by)
         released = before - self.held
         for queue in sorted(released):
             log.info("queue resumed", queue=queue, by=by)
