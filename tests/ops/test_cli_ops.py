@@ -462,7 +462,7 @@ def test_options_are_checked(cli: Callable[..., Ran], sqlite_url: str) -> None:
 
 
 def test_durations(cli: Callable[..., Ran], sqlite_url: str) -> None:
-    from supervisor.cli import _duration  # noqa: PLC0415
+    from supervisor.commands import _duration  # noqa: PLC0415
 
     assert [_duration(t) for t in ("30s", "15m", "12h", "7d", "90", "1.5h")] == [
         30,
