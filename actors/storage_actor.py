@@ -606,9 +606,14 @@ class StorageActor(pykka.ThreadingActor):
         self._due_changed()  # pending again, maybe due sooner than what was known
         info = self._storage.info(job_id)
         fields: dict[str, Any] = {"job_id": job_id, "runner": runner}
+        # The link's word on the queue, if any: a record kept for 0 s is gone.
+        queue = done.queue if done is not None and done.queue is not None else None
+        if queue is None and info is not None:
+            queue = info.queue
+        if queue is not None:
+            self._count(queue, result, disposition, done)
         if info is not None:
             fields.update(job_name=info.name, queue=info.queue, retry_count=info.retry_count)
-            self._count(info.queue, result, disposition, done)
             # A retry or a put-back may be due at once: wake its parked pops.
             self._parked.serve(info.queue)
         if disposition is Disposition.RETRYING:

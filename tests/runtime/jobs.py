@@ -453,3 +453,10 @@ class OverrunsOnce(Spinner):
     MAX_RETRIES = MaxRetries.count(1)
     BACKOFF = Backoff.linear(0.05)
     TIMEOUT = 0.3
+
+
+@dataclass
+class Forgotten(Cooperative):
+    """A Cooperative whose record is not kept once it ends."""
+
+    RESULT_TTL = 0

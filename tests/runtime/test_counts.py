@@ -10,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor import ENDINGS, Manager, WorkerConfig
 
-from .jobs import AlwaysFails, Flaky, OverrunsOnce, Poison, Record
-from .support import start
+from .jobs import AlwaysFails, Flaky, Forgotten, OverrunsOnce, Poison, Record, lines
+from .support import start, wait_until
 
 
 def test_stats_count_every_ending_and_time_every_attempt(
@@ -84,3 +84,13 @@ def test_metrics_agree_with_stats_after_retries_deaths_and_timeouts(
     # Timed: every attempt that ended in its arbiter, not the three that died with it.
     assert samples["jobarbiter_job_run_seconds_count", queue] == figures.run_seconds.count == 5
     assert samples["jobarbiter_jobs", (("queue", "default"), ("status", "dead"))] == 2
+
+
+def test_a_cancel_is_counted_when_no_record_is_kept(workdir: Path, managers: list[Manager]) -> None:
+    manager = start(managers, WorkerConfig().register(Forgotten), processes=1)
+    job = manager.queue(Forgotten(tag="gone"))
+    wait_until(lambda: lines(workdir, "coop.log"), what="it to start")
+    assert manager.cancel(job)
+    manager.join(timeout=20)
+    assert manager.info(job) is None  # RESULT_TTL = 0
+    assert manager.stats().queues["default"].ended["cancelled"] == 1
