@@ -6,6 +6,7 @@ storage); its workers, pause and counts since start are this host's.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,16 @@ from typing import Any
 from actors.ops import Figures
 from actors.tally import ENDINGS, Histogram
 
-__all__ = ["ENDINGS", "ArbiterState", "ArbiterStats", "Histogram", "ManagerStats", "QueueFigures"]
+__all__ = [
+    "ENDINGS",
+    "ArbiterState",
+    "ArbiterStats",
+    "Histogram",
+    "ManagerStats",
+    "QueueFigures",
+    "ScheduleInfo",
+    "ScheduleKind",
+]
 
 _NO_ENDINGS: Mapping[str, int] = MappingProxyType(dict.fromkeys(ENDINGS, 0))
 _NO_SLOTS: Mapping[str, int] = MappingProxyType({})
@@ -98,10 +108,35 @@ class QueueFigures:
         return self.ended["failed"] + self.ended["timed_out"] + self.ended["dead"]
 
 
+class ScheduleKind(enum.StrEnum):
+    EVERY = "every"  # a fixed interval
+    CRON = "cron"  # a cron expression
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """One recurring schedule of this host. ``spec`` is how it was given
+    (the interval in seconds, or the cron expression); ``next_run`` is when
+    it next queues its job (aware UTC), None once the manager stops.
+    ``shared``: on a shared storage, one job is queued per tick whichever
+    host runs the schedule; otherwise each host queues its own."""
+
+    name: str
+    job: str  # the job's NAME
+    queue: str
+    kind: ScheduleKind
+    spec: str
+    next_run: dt.datetime | None
+    tz: str = "UTC"
+    shared: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class ManagerStats:
     queues: dict[str, QueueFigures]
     arbiters: tuple[ArbiterStats, ...]
+    # This host's recurring schedules, by name (empty for a storage opened directly).
+    schedules: tuple[ScheduleInfo, ...] = ()
 
 
 def queue_figures(
