@@ -120,6 +120,7 @@ class ListJobs(NamedTuple):
     scheduled: bool | None = None
     after: uuid.UUID | None = None
     limit: int = 100
+    name: str | None = None
 
 
 class Requeue(NamedTuple):

@@ -458,9 +458,14 @@ class StorageActor(pykka.ThreadingActor):
         match op:
             case Info(job_id):
                 return storage.info(job_id)
-            case ListJobs(queue, status, scheduled, after, limit):
+            case ListJobs(queue, status, scheduled, after, limit, name):
                 return storage.list(
-                    queue=queue, status=status, scheduled=scheduled, after=after, limit=limit
+                    queue=queue,
+                    status=status,
+                    scheduled=scheduled,
+                    name=name,
+                    after=after,
+                    limit=limit,
                 )
             case Requeue(job_id):
                 self._due_changed()

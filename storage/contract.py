@@ -125,6 +125,7 @@ class Storage(Protocol):
         queue: str | None = None,
         status: Status | None = None,
         scheduled: bool | None = None,
+        name: str | None = None,
         after: uuid.UUID | None = None,
         limit: int = 100,
     ) -> builtins.list[JobInfo]:
@@ -136,9 +137,10 @@ class Storage(Protocol):
         every record that matches the filters throughout exactly once, however
         other jobs come, change status or go between pages.
 
-        ``queue`` and ``status`` keep only the records of that queue and
-        status. ``scheduled`` keeps only pending jobs: True, those not due
-        yet that never failed (what ``QueueStats.scheduled`` counts:
+        ``queue``, ``status`` and ``name`` keep only the records of that
+        queue, status and job name (``NewJob.name``, matched exactly).
+        ``scheduled`` keeps only pending jobs: True, those not due yet that
+        never failed (what ``QueueStats.scheduled`` counts:
         retry_count 0 and run_at in the future); False, the other pending
         ones (due, or a retry waiting out its backoff); with a ``status``
         other than PENDING nothing is both, so the page is empty. A kept

@@ -595,26 +595,40 @@ class MemoryStorage:
         queue: str | None = None,
         status: Status | None = None,
         scheduled: bool | None = None,
+        name: str | None = None,
         after: uuid.UUID | None = None,
         limit: int = 100,
     ) -> list[JobInfo]:
         """As the contract says. No index is kept in id order (one would cost
         every job its slots), so a page is one pass over the queue's jobs of
         the statuses asked for (every queue's, without ``queue``), keeping
-        the ``limit`` least seqs past ``after``: O(n log limit) for n such
-        jobs, and nothing kept between pages."""
+        the ``limit`` least seqs past ``after`` (of that ``name``):
+        O(n log limit) for n such jobs, and nothing kept between pages."""
         if page_is_empty(status, scheduled, limit):
             return []
         status = walked_status(status, scheduled)
         first = 0 if after is None else self._ids.first_seq_after(after)
         now = self._now_us()
         queues = (queue,) if queue is not None else self._queues() | set(self._recorded)
-        found = itertools.chain.from_iterable(self._seqs(q, status, scheduled, now) for q in queues)
+        found: Iterator[int] = itertools.chain.from_iterable(
+            self._seqs(q, status, scheduled, now) for q in queues
+        )
+        if name is not None:
+            found = (seq for seq in found if self._name(seq) == name)
         page = heapq.nsmallest(limit, (seq for seq in found if seq >= first))
         jobs, kept = self._jobs, self._kept
         return [
             self._info(jobs[seq]) if seq in jobs else self._kept_info(kept[seq]) for seq in page
         ]
+
+    def _name(self, seq: int) -> str:
+        """The job name of a live job's or a kept record's seq."""
+        entry = self._jobs.get(seq)
+        if entry is not None:
+            return entry.kind.name
+        kind = self._kinds_kept[self._kept[seq][_KIND]][0]
+        assert isinstance(kind, _Kind)
+        return kind.name
 
     def _seqs(
         self, queue: str, status: Status | None, scheduled: bool | None, now: int

@@ -95,7 +95,9 @@ in id order for the dead and the cancelled; pending and running entries are
 in due or expiry order, so it sorts what it finds), or walk the primary key
 from ``after`` where most rows match, as succeeded records, most of a busy
 table, do. No index in id order covers pending or running rows: it would
-cost every job a write on its hot path.
+cost every job a write on its hot path; nor does one cover the job name, so
+a ``name`` filter is tested on each row a page reads (a rare name's page
+reads on until it has ``limit`` of them or meets the end).
 
 ``subscribe`` starts a listener thread on its own connection (``listen_dsn``
 behind a pooler) that LISTENs on the wake channel, and on the other two when
@@ -556,7 +558,7 @@ class _Statements:
         self.purge = fmt(_PURGE)
         self.info = fmt(_INFO, columns=_COLUMNS)
         self._fmt = fmt
-        self._listings: dict[tuple[bool, int | None, bool | None, bool], LiteralString] = {}
+        self._listings: dict[tuple[bool, int | None, bool | None, bool, bool], LiteralString] = {}
         self.set_paused = fmt(_SET_PAUSED)
         self.set_resumed = fmt(_SET_RESUMED)
         self.paused = fmt(_PAUSED)
@@ -565,16 +567,18 @@ class _Statements:
         self.live_keys = fmt(_LIVE_KEYS)
 
     def listing(
-        self, *, queue: bool, status: int | None, scheduled: bool | None, after: bool
+        self, *, queue: bool, status: int | None, scheduled: bool | None, name: bool, after: bool
     ) -> LiteralString:
         """The page statement for these filters: each status a literal, so
         that its partial index can serve it (a parameter would hide which)."""
-        key = (queue, status, scheduled, after)
+        key = (queue, status, scheduled, name, after)
         sql = self._listings.get(key)
         if sql is None:
             where = [] if status is None else [f"status = {status}"]
             if queue:
                 where.append("queue = %(queue)s")
+            if name:
+                where.append("name = %(name)s")
             if after:
                 where.append("id > %(after)s")
             if status is None or status >= _SUCCEEDED:
@@ -1196,6 +1200,7 @@ class PostgresStorage:
         queue: str | None = None,
         status: Status | None = None,
         scheduled: bool | None = None,
+        name: str | None = None,
         after: uuid.UUID | None = None,
         limit: int = 100,
     ) -> list[JobInfo]:
@@ -1205,9 +1210,19 @@ class PostgresStorage:
         status = walked_status(status, scheduled)
         code = None if status is None else _STATUS_CODE[status]
         sql = self._sql.listing(
-            queue=queue is not None, status=code, scheduled=scheduled, after=after is not None
+            queue=queue is not None,
+            status=code,
+            scheduled=scheduled,
+            name=name is not None,
+            after=after is not None,
         )
-        params = {"queue": queue, "after": after, "limit": limit, "now": self._now_param()}
+        params = {
+            "queue": queue,
+            "name": name,
+            "after": after,
+            "limit": limit,
+            "now": self._now_param(),
+        }
         return [self._info(row, 0) for row in self._alone(sql, params)]
 
     def stats(self) -> dict[str, QueueStats]:

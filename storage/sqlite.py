@@ -27,7 +27,9 @@ range of their own index; succeeded pages, and pages with no status filter,
 walk the primary key from ``after``, where most rows of a busy file (kept
 records) match. An
 index in id order over pending or running rows would cost every job a write
-on its hot path, so there is none.
+on its hot path, so there is none; nor is there one on the job name: a
+``name`` filter is tested on each row the page reads, so a page of a rare
+name reads on until it has found ``limit`` of them or met the end.
 
 ``queues`` holds the stored pauses: a row per queue ever paused, whose
 ``paused_at`` (µs) is NULL once it is resumed.
@@ -834,6 +836,7 @@ class SqliteStorage:
         queue: str | None = None,
         status: Status | None = None,
         scheduled: bool | None = None,
+        name: str | None = None,
         after: uuid.UUID | None = None,
         limit: int = 100,
     ) -> builtins.list[JobInfo]:
@@ -841,14 +844,18 @@ class SqliteStorage:
         if page_is_empty(status, scheduled, limit):
             return []
         status = walked_status(status, scheduled)
-        sql, params = self._page(queue, status, scheduled, after, limit)
+        sql, params = self._page(
+            queue=queue, status=status, scheduled=scheduled, name=name, after=after, limit=limit
+        )
         return [self._row_job(row) for row in self._conn.execute(sql, params)]
 
     def _page(
         self,
+        *,
         queue: str | None,
         status: Status | None,
         scheduled: bool | None,
+        name: str | None,
         after: uuid.UUID | None,
         limit: int,
     ) -> tuple[str, builtins.list[Any]]:
@@ -862,6 +869,9 @@ class SqliteStorage:
         if queue is not None:
             where.append("queue = ?")
             params.append(queue)
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
         if after is not None:
             where.append("id > ?")
             params.append(_blob(after.int))

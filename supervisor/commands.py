@@ -104,6 +104,7 @@ def add_operator_commands(
         choices=LISTED,
         help="only jobs in this state; scheduled: pending, not due yet, never failed",
     )
+    jobs.add_argument("--name", metavar="NAME", help="only jobs of this name (a Job class's NAME)")
     jobs.add_argument(
         "--limit", type=at_least_one, default=100, help="jobs per page (default: 100)"
     )
@@ -261,11 +262,11 @@ def _stats_table(stats: ManagerStats) -> str:
 
 
 def _jobs(ops: Operations, args: argparse.Namespace) -> str:
-    found = ops.jobs(args.queue, args.status, limit=args.limit, after=args.after)
+    found = ops.jobs(args.queue, args.status, name=args.name, limit=args.limit, after=args.after)
     # The id to pass as --after for the next page, None on the last: a full
     # page may be the last one, and one more job read says whether it is.
     more = len(found) == args.limit and ops.jobs(
-        args.queue, args.status, limit=1, after=found[-1].id
+        args.queue, args.status, name=args.name, limit=1, after=found[-1].id
     )
     after = str(found[-1].id) if more else None
     if args.json:

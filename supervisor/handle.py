@@ -66,10 +66,20 @@ def _is_number(value: object) -> TypeGuard[float]:
 
 def check_queue_name(queue: object, what: str) -> str:
     """``queue`` if it can name a queue: a non-empty str."""
-    if isinstance(queue, str) and queue:
-        return queue
-    error = ValueError if isinstance(queue, str) else TypeError
-    raise error(f"{what} must be a queue name, a non-empty str; got {_got(queue)}")
+    return _named(queue, what, "a queue name")
+
+
+def check_job_name(name: object, what: str) -> str:
+    """``name`` if it can be a job's name (a Job class's NAME): a
+    non-empty str."""
+    return _named(name, what, "a job name")
+
+
+def _named(value: object, what: str, kind: str) -> str:
+    if isinstance(value, str) and value:
+        return value
+    error = ValueError if isinstance(value, str) else TypeError
+    raise error(f"{what} must be {kind}, a non-empty str; got {_got(value)}")
 
 
 def check_int_at_least(value: object, minimum: int, what: str, expected: str) -> None:

@@ -124,6 +124,7 @@ class HttpOperations:
         queue: str | None = None,
         status: Status | str | None = None,
         *,
+        name: str | None = None,
         limit: int = 100,
         after: uuid.UUID | str | None = None,
     ) -> list[JobInfo]:
@@ -132,6 +133,8 @@ class HttpOperations:
             query["queue"] = queue
         if status is not None:
             query["status"] = status.value if isinstance(status, Status) else status
+        if name is not None:
+            query["name"] = name
         if after is not None:
             query["after"] = str(parse_job_id(after))
         page = self._get("/api/jobs", query)

@@ -57,6 +57,7 @@ from supervisor.handle import (
     StorageTransport,
     check_int_at_least,
     check_job,
+    check_job_name,
     check_queue_name,
 )
 from supervisor.handle import job_id as parse_job_id
@@ -253,6 +254,7 @@ class Manager(QueueHandle):
         queue: str | None = None,
         status: Status | str | None = None,
         *,
+        name: str | None = None,
         limit: int = 100,
         after: uuid.UUID | str | None = None,
     ) -> list[JobInfo]:
@@ -260,16 +262,19 @@ class Manager(QueueHandle):
         just past ``after``: pass the last id of a page to get the next one.
 
         ``status`` is a Status or its name, or "scheduled" (pending, not due
-        yet, never failed); None lists every kept record. On SQL storage each
+        yet, never failed); None lists every kept record. ``name`` keeps the
+        jobs of that name (a Job class's ``NAME``) alone. On SQL storage each
         page is an index range, never an OFFSET scan.
         """
         self._check("jobs")
         if queue is not None:
             check_queue_name(queue, "jobs() queue")
+        if name is not None:
+            check_job_name(name, "jobs() name")
         check_int_at_least(limit, 1, "jobs() limit", "an int >= 1")
         state, scheduled = list_filter(status)
         start = None if after is None else parse_job_id(after)
-        ask = ListJobs(queue, state, scheduled, start, limit)
+        ask = ListJobs(queue, state, scheduled, start, limit, name)
         return cast(list[JobInfo], self._storage.ask(ask))
 
     def requeue(self, job_id: uuid.UUID | str) -> bool:

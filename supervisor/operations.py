@@ -46,11 +46,14 @@ class Operations(Protocol):
         queue: str | None = None,
         status: Status | str | None = None,
         *,
+        name: str | None = None,
         limit: int = 100,
         after: uuid.UUID | str | None = None,
     ) -> list[JobInfo]:
         """Jobs in the order they were queued, from just past ``after`` (keyset
-        paging: pass the last id of one page to get the next)."""
+        paging: pass the last id of one page to get the next); ``queue``,
+        ``status`` and ``name`` (the job's name, matched exactly) keep only
+        those."""
         ...
 
     def info(self, job_id: uuid.UUID | str) -> JobInfo | None:

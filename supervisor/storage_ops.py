@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from actors.ops import Figures
 from storage import JobInfo, SqliteStorage, Status, Storage
-from supervisor.handle import check_queue_name
+from supervisor.handle import check_job_name, check_queue_name
 from supervisor.handle import job_id as parse_job_id
 from supervisor.http_client import HttpOperations
 from supervisor.operations import Operations, list_filter
@@ -106,8 +106,17 @@ class NeedsServiceError(OperationError, NotImplementedError):
 
 def check_queue(queue: object, what: str) -> str:
     """A queue name, or a BadRequestError saying what was given."""
+    return _bad_request(check_queue_name, queue, what)
+
+
+def check_name(name: object, what: str) -> str:
+    """A job name, or a BadRequestError saying what was given."""
+    return _bad_request(check_job_name, name, what)
+
+
+def _bad_request(check: Callable[[object, str], str], value: object, what: str) -> str:
     try:
-        return check_queue_name(queue, what)
+        return check(value, what)
     except (TypeError, ValueError) as exc:
         raise BadRequestError(str(exc)) from None
 
@@ -149,6 +158,7 @@ class StorageOperations:
         queue: str | None = None,
         status: Status | str | None = None,
         *,
+        name: str | None = None,
         limit: int = 100,
         after: uuid.UUID | str | None = None,
     ) -> list[JobInfo]:
@@ -161,9 +171,11 @@ class StorageOperations:
             raise BadRequestError(f"limit must be a whole number, at least 1; got {limit!r}")
         if queue is not None:
             check_queue(queue, "jobs() queue")
+        if name is not None:
+            check_name(name, "jobs() name")
         start = None if after is None else parse_id(after)
         return self._storage.list(
-            queue=queue, status=wanted, scheduled=scheduled, after=start, limit=limit
+            queue=queue, status=wanted, scheduled=scheduled, name=name, after=start, limit=limit
         )
 
     def info(self, job_id: uuid.UUID | str) -> JobInfo | None:

@@ -1,5 +1,5 @@
 """``list`` by keyset: id order, ``after``, ``limit`` and the filters
-(queue, status, scheduled), with expired records left out."""
+(queue, status, scheduled, name), with expired records left out."""
 
 from __future__ import annotations
 
@@ -203,3 +203,41 @@ def test_many_jobs_of_many_queues_walk_once(storage: Storage, page: int) -> None
     assert _walk(storage, page) == queued
     assert _walk(storage, page, queue="q1") == queued[1::3]
     assert _walk(storage, page, queue="q2", status=PENDING) == queued[2::3]
+
+
+def test_a_name_keeps_the_jobs_of_that_name_with_every_filter(storage: Storage) -> None:
+    names = ("tests.Mail", "tests.Report")
+    queued = storage.push_many(
+        [
+            new_job(name=names[n % 2], queue="ab"[n // 2 % 2], policy=policy(retries=0))
+            for n in range(16)
+        ]
+    )
+    # What becomes of each (by position modulo 4) once all are running.
+    ends = [JobResult.success(), JobResult.failure("x"), JobResult.cancelled("no"), None]
+    statuses = [SUCCEEDED, DEAD, CANCELLED, RUNNING]
+    claimed = [claim.id for q in "ab" for claim in storage.pop(q, "r1", limit=100)]
+    assert sorted(claimed) == queued
+    for n, job_id in enumerate(queued):
+        if ends[n % 4] is not None:
+            storage.complete(job_id, "r1", ends[n % 4])  # type: ignore[arg-type]
+    pending = storage.push_many([new_job(name=names[n % 2], queue="ab"[n // 2]) for n in range(4)])
+    storage.commit()
+    jobs = [
+        (job_id, names[n % 2], "ab"[n // 2 % 2], statuses[n % 4]) for n, job_id in enumerate(queued)
+    ] + [(job_id, names[n % 2], "ab"[n // 2], PENDING) for n, job_id in enumerate(pending)]
+    for name in names:
+        for queue in (None, "a", "b"):
+            for status in (None, *Status):
+                expected = [
+                    job_id
+                    for job_id, n, q, s in jobs
+                    if n == name and queue in (None, q) and status in (None, s)
+                ]
+                filters = {"name": name, "queue": queue, "status": status}
+                assert ids(storage.list(**filters)) == expected, filters
+                assert _walk(storage, 1, **filters) == expected, filters
+    assert ids(storage.list(name=names[0], scheduled=False)) == [pending[0], pending[2]]
+    assert storage.list(name=names[0], scheduled=True) == []
+    assert storage.list(name="tests.Nobody") == []
+    assert storage.list(name="tests") == []  # the whole name, not a prefix

@@ -101,11 +101,12 @@ class Recording:
         queue: str | None = None,
         status: Status | str | None = None,
         *,
+        name: str | None = None,
         limit: int = 100,
         after: uuid.UUID | str | None = None,
     ) -> list[JobInfo]:
         self.calls.append("jobs")
-        found = self.inner.jobs(queue, status, limit=limit, after=after)
+        found = self.inner.jobs(queue, status, name=name, limit=limit, after=after)
         return self._note("jobs", found)
 
     def info(self, job_id: uuid.UUID | str) -> JobInfo | None:

@@ -279,6 +279,10 @@ def reading(run: Run, cli: Callable[..., Ran]) -> None:
     assert ids(later["jobs"]) == [run.scheduled]
     other = cli("jobs", "--url", url, "--queue", "unserved", "--json").json()
     assert ids(other["jobs"]) == [run.unserved]
+    named = cli("jobs", "--url", url, "--name", AlwaysFails.NAME, "--json").json()
+    assert ids(named["jobs"]) == [*run.dead, run.other_dead]
+    named = cli("jobs", "--url", url, "--name", Record.NAME, "--status", "pending", "--json")
+    assert ids(named.json()["jobs"]) == [run.scheduled, run.unserved]
 
     # show: the record, the arguments only when asked.
     record = cli("show", str(first), "--url", url)

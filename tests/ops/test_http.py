@@ -42,6 +42,7 @@ from supervisor.http_client import (
     Unsupported,
 )
 from supervisor.stats import ArbiterStats, QueueFigures
+from tests.runtime.jobs import AlwaysFails, Returns
 
 from .conftest import TIMEOUT, InProcess, Recording, dead_job, scheduled_job, succeeded_job
 
@@ -125,6 +126,22 @@ def test_jobs_and_info_come_back_as_the_managers(
     assert ops.info(uuid.uuid4()) is None
     with pytest.raises(ValueError, match="not a job id"):
         ops.info("not-an-id")
+
+
+def test_the_manager_lists_the_jobs_of_one_name(manager: Manager) -> None:
+    done = succeeded_job(manager)
+    dead = dead_job(manager)
+    returned = manager.jobs(name=Returns.NAME, limit=1000)
+    assert done in [j.id for j in returned] and dead not in [j.id for j in returned]
+    assert {j.name for j in returned} == {Returns.NAME}
+    assert [j.id for j in manager.jobs(status="dead", name=AlwaysFails.NAME)] == [
+        j.id for j in manager.jobs(status="dead")
+    ]
+    assert manager.jobs(status="dead", name=Returns.NAME) == []
+    with pytest.raises(ValueError, match="jobs\\(\\) name must be a job name, a non-empty str"):
+        manager.jobs(name="")
+    with pytest.raises(TypeError, match="jobs\\(\\) name must be a job name"):
+        manager.jobs(name=3)  # type: ignore[arg-type]
 
 
 def test_jobs_page_by_next(manager: Manager, url: str) -> None:
