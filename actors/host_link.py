@@ -4,7 +4,8 @@ Its reader thread turns each frame from the arbiter into one Batch for the
 StorageActor (left with its Rounds, never asked, so a slow storage never
 blocks the socket). It keeps what the arbiter reported Started and not yet
 Done itself (``started``, for the Retire after a death): only a job with a
-TIMEOUT needs the StorageActor to hear of its start,
+TIMEOUT needs the StorageActor to hear of its start; ``running`` reads them
+with how long each has run, for ``stats()``),
 and it is the Reply through which the StorageActor hands jobs back: deliveries
 are buffered and leave as one frame when the actor flushes.
 """
@@ -86,7 +87,8 @@ class HostLink:
         # atomic under the GIL.
         self._started: dict[bytes, tuple[float, float | None]] = {}  # (began, waited)
         self._timed: set[bytes] = set()  # delivered with a TIMEOUT, not Done
-        self._queues: dict[bytes, str] = {}  # delivered, not Done: for the tally
+        # Delivered, not Done: (queue, name), for the tally and ``running``.
+        self._queues: dict[bytes, tuple[str, str]] = {}
         self._retried: set[bytes] = set()  # delivered for a retry, not Done
         self._thread = threading.Thread(
             target=self._read, name=f"jobarbiter-link-{runner[:8]}", daemon=True
@@ -102,7 +104,7 @@ class HostLink:
         queues = self._queues
         for job in jobs:
             raw = job.id.bytes
-            queues[raw] = job.queue
+            queues[raw] = (job.queue, job.name)
             if job.retry_count:
                 self._retried.add(raw)
             if job.timeout is not None:
@@ -152,6 +154,20 @@ class HostLink:
         """The jobs the arbiter reported Started and not Done: complete once
         ``drain`` returned after its process ended."""
         return tuple(sorted(uuid_from_bytes(raw) for raw in self._started))
+
+    def running(self) -> tuple[tuple[uuid.UUID, str, str, float], ...]:
+        """(id, queue, name, seconds run) of each job started and not Done,
+        longest-running first. Called from another thread: the copies are
+        single dict operations, atomic under the GIL."""
+        started = dict(self._started)
+        delivered = dict(self._queues)
+        now = monotonic()
+        found = []
+        for raw, (began, _) in started.items():
+            queue, name = delivered.get(raw, ("", ""))
+            found.append((uuid_from_bytes(raw), queue, name, now - began))
+        found.sort(key=lambda job: -job[3])
+        return tuple(found)
 
     def runs(self, job_id: uuid.UUID) -> bool:
         """Whether the arbiter reported ``job_id`` Started and not yet Done."""
@@ -266,7 +282,8 @@ class HostLink:
         else:
             result = JobResult(outcome, message.error)
         ran = None if began is None else monotonic() - began
-        queue = self._queues.pop(job_id, None)
+        delivered = self._queues.pop(job_id, None)
+        queue = None if delivered is None else delivered[0]
         return Complete(uuid_from_bytes(job_id), self.runner, result, queue, ran, waited)
 
     def _answerer(self, requests: list[tuple[int, int]]) -> Callable[[list[Any]], None]:

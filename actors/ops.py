@@ -156,6 +156,9 @@ class Figures(NamedTuple):
     paused_here: frozenset[str]  # held by this host alone
     tally: dict[str, QueueTally]
     now: float  # the storage's clock
+    # Whether ``tally`` is a host's: a storage opened directly has none, so
+    # its queues have no recent endings to chart (not "none ended").
+    tallied: bool = False
 
 
 class DoneCounts(NamedTuple):

@@ -481,7 +481,12 @@ class StorageActor(pykka.ThreadingActor):
                 pauses = self._pauses
                 here = pauses.here - pauses.stored
                 return Figures(
-                    storage.stats(), pauses.stored, here, self.tally.snapshot(), storage.now()
+                    storage.stats(),
+                    pauses.stored,
+                    here,
+                    self.tally.snapshot(),
+                    storage.now(),
+                    tallied=True,
                 )
             case Pause(queue, paused, local_only):
                 if not local_only:

@@ -36,7 +36,7 @@ from actors.tally import timeout_error
 from storage import JobInfo, JobResult, Outcome
 from storage.events import EventLog, last_line
 from supervisor.errors import CrashLoopError
-from supervisor.stats import ArbiterState, ArbiterStats
+from supervisor.stats import ArbiterState, ArbiterStats, InFlight
 
 log = EventLog("manager")
 
@@ -129,6 +129,8 @@ class _Slot:
     last_error: str | None = None
     timer: threading.Timer | None = None
     slots: dict[str, int] = field(default_factory=dict)  # per queue, as its arbiter says
+    # Kept between snapshots: its cpu_percent() is the use since the call before.
+    measured: psutil.Process | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,12 +623,14 @@ class ManagerActor(pykka.ThreadingActor):
         for slot in self._slots:
             process = slot.process
             alive = process is not None and process.exitcode is None
-            rss = None
+            rss = cpu = None
             if alive and process is not None and process.pid is not None:
                 try:
-                    rss = psutil.Process(process.pid).memory_info().rss
+                    rss, cpu = self._measure(slot, process.pid)
                 except psutil.Error:
                     alive = False
+            link = slot.link
+            in_flight = () if link is None or not alive else link.running()
             figures.append(
                 ArbiterStats(
                     index=slot.index,
@@ -641,6 +645,25 @@ class ManagerActor(pykka.ThreadingActor):
                     last_error=slot.last_error,
                     loop_blocks=slot.loop_blocks,
                     slots=MappingProxyType(dict(slot.slots)) if alive else _NO_SLOTS,
+                    cpu=cpu,
+                    in_flight=tuple(
+                        InFlight(id=job, queue=queue, name=name, seconds=seconds)
+                        for job, queue, name, seconds in in_flight
+                    ),
                 )
             )
         return Supervised(tuple(figures), dict(self._spec.queues))
+
+    @staticmethod
+    def _measure(slot: _Slot, pid: int) -> tuple[int, float | None]:
+        """The arbiter's RSS, and its CPU percent since the last snapshot
+        (None at the first one of this process)."""
+        measured = slot.measured
+        first = measured is None or measured.pid != pid
+        if first:
+            measured = slot.measured = psutil.Process(pid)
+        assert measured is not None
+        with measured.oneshot():
+            rss = measured.memory_info().rss
+            cpu = measured.cpu_percent(interval=None)
+        return rss, None if first else cpu

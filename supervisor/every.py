@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import itertools
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Callable
 
 from storage import Job
 from storage.events import EventLog
+from supervisor.stats import ScheduleInfo, ScheduleKind
 
 log = EventLog("every")
 
@@ -44,6 +46,29 @@ class Recurring:
                 )
                 self._thread.start()
             self._cond.notify()
+
+    def schedules(self) -> tuple[ScheduleInfo, ...]:
+        """Each entry, in the order added: named for its job's NAME, with
+        " #2", " #3"... for the same NAME added again; next_run None once stopped."""
+        with self._cond:
+            entries = sorted((entry[1], entry) for entry in self._heap)
+            stopped = self._stopped
+        now, wall = time.monotonic(), dt.datetime.now(dt.UTC)
+        seen: dict[str, int] = {}
+        found = []
+        for _, (due, _, interval, job) in entries:
+            seen[job.NAME] = count = seen.get(job.NAME, 0) + 1
+            found.append(
+                ScheduleInfo(
+                    name=job.NAME if count == 1 else f"{job.NAME} #{count}",
+                    job=job.NAME,
+                    queue=job.QUEUE,
+                    kind=ScheduleKind.EVERY,
+                    spec=f"{interval:g}",
+                    next_run=None if stopped else wall + dt.timedelta(seconds=due - now),
+                )
+            )
+        return tuple(found)
 
     def stop(self) -> None:
         with self._cond:

@@ -1,4 +1,6 @@
 """The operations over HTTP: an ASGI app, and a server for it in a thread.
+The app serves the JSON API below, /metrics, and the web dashboard's pages
+(``supervisor.dashboard``) at its root.
 
 ``app(operations)`` is a Starlette app a service can mount in its own
 Starlette or FastAPI app (``Mount("/jobs", app(manager))``); ``serve`` runs
@@ -11,10 +13,11 @@ Routes (relative to where the app is mounted):
   GET  /metrics                         Prometheus text (``supervisor.metrics``);
                                         its stats are at most 1 s old
   GET  /api/stats                       jsonview.stats_json(stats())
-  GET  /api/jobs?queue=&status=&limit=&after=[&arguments=1]
+  GET  /api/jobs?queue=&status=&name=&limit=&after=[&arguments=1]
                                         {"jobs": [...], "next": id | null}; status
-                                        one of operations.LISTED, limit 1..1000
-                                        (100), ``next`` the ``after`` of the next page
+                                        one of operations.LISTED, name a job's
+                                        NAME, limit 1..1000 (100), ``next`` the
+                                        ``after`` of the next page
   GET  /api/jobs/{id}[?arguments=1]     jsonview.job_json(info(id)); 404 if the id
                                         is unknown or malformed
   POST /api/jobs/{id}/requeue           {"requeued": bool}
@@ -37,54 +40,62 @@ opened directly, which has no workers), 503 when they raise ManagerStopped,
 a KeyError is taken for a bug, not an unknown job). ``serve`` answers 421
 to a request for a host name it does not serve (below).
 
-Security: GETs are open (read-only). Every POST is refused unless ``auth``
-was given and the request carries it: ``auth="token"`` takes
-``Authorization: Bearer token``, ``auth=("user", "password")`` basic auth,
-compared in constant time. A POST is also refused as cross-site when its
-``Sec-Fetch-Site`` is present and neither ``same-origin`` nor ``none``, or
-when its ``Origin`` names another host than its ``Host`` header, so that a
-page in the operator's browser cannot use remembered credentials. ``serve``
-on a loopback address also answers only requests whose ``Host`` is a
-loopback name (``localhost``, ``127.0.0.1``, ``::1``): a foreign web page
-made to resolve to 127.0.0.1 (DNS rebinding) cannot read the GETs.
+Security (the rules live in ``supervisor.access``): GETs are open
+(read-only), but for decoded job arguments (``?arguments=1``), which need
+the credentials when ``auth`` was given. Every POST is refused unless
+``auth`` was given and the request carries it: ``auth="token"`` takes
+``Authorization: Bearer token`` (or the dashboard's login cookie),
+``auth=("user", "password")`` basic auth, compared in constant time. A POST
+is also refused as cross-site when its ``Sec-Fetch-Site`` is present and
+neither ``same-origin`` nor ``none``, or when its ``Origin`` names another
+host than its ``Host`` header, so that a page in the operator's browser
+cannot use remembered credentials. ``serve`` on a loopback address also
+answers only requests whose ``Host`` is a loopback name (``localhost``,
+``127.0.0.1``, ``::1``): a foreign web page made to resolve to 127.0.0.1
+(DNS rebinding) cannot read the GETs.
 
 The operations block (a Manager asks its actors, a storage queries its
-database), so every call runs in Starlette's thread pool: the event loop of
-the service that mounted the app never waits on them.
+database), so every call runs in Starlette's thread pool
+(``supervisor.webops``): the event loop of the service that mounted the app
+never waits on them. A request's fields are read by ``supervisor.fields``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import contextlib
-import hmac
 import ipaddress
-import json
 import math
 import socket
 import threading
 import time
 import urllib.parse
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from storage.events import EventLog
 from supervisor import jsonview
-from supervisor.errors import ManagerStopped
+from supervisor.access import Auth, Credentials, cross_site
+from supervisor.fields import (
+    RequestError,
+    boolean,
+    fields,
+    integer,
+    job_id,
+    listed_status,
+    optional_str,
+    seconds,
+)
 from supervisor.metrics import render as render_metrics
-from supervisor.operations import LISTED, Operations
+from supervisor.operations import Operations
 from supervisor.stats import ManagerStats
+from supervisor.webops import call, jobs_page
 
 if TYPE_CHECKING:
     import uvicorn
@@ -93,24 +104,11 @@ __all__ = ["MAX_LIMIT", "STATS_TTL", "Auth", "HttpServer", "app", "serve"]
 
 log = EventLog("http")
 
-# A bearer token, or a (user, password) pair for basic auth.
-Auth = str | tuple[str, str]
-
 MAX_LIMIT = 1000  # jobs per page of /api/jobs
 STATS_TTL = 1.0  # seconds a /metrics scrape reuses the stats of the one before
 
-_T = TypeVar("_T")
 _Handler = Callable[[Request], Awaitable[Response]]
 _Change = Callable[[Request, dict[str, Any]], Awaitable[Response]]
-
-
-class _AnswerError(Exception):
-    """Answer the request with ``{"error": message}`` and ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def app(
@@ -118,18 +116,21 @@ def app(
     *,
     auth: Auth | None = None,
     metrics: bool = True,
+    dashboard: bool = True,
 ) -> Starlette:
-    """The HTTP API over ``operations`` (see the module docstring); without
-    ``metrics`` there is no /metrics route. Raises ValueError for an empty
-    token, user or password (it would let anyone in).
+    """The HTTP API over ``operations`` (see the module docstring) and the
+    web dashboard at its root (``supervisor.dashboard``); without ``metrics``
+    there is no /metrics route, without ``dashboard`` no page. Raises
+    ValueError for an empty token, user or password (it would let anyone in).
 
     ``operations`` is called from the thread pool, several calls at once: a
     Manager takes that (it asks its actors). An Operations bound to one
     thread (a storage opened directly) must be made safe so before serving."""
-    api = _Api(operations, _Credentials(auth))
+    credentials = Credentials(auth)
+    api = _Api(operations, credentials)
     reading = api.reading
     changing = api.changing
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/api/stats", reading(api.stats), methods=["GET"]),
         Route("/api/jobs", reading(api.jobs), methods=["GET"]),
         Route("/api/jobs/{id}", reading(api.job), methods=["GET"]),
@@ -144,6 +145,11 @@ def app(
     ]
     if metrics:
         routes.insert(0, Route("/metrics", reading(api.metrics), methods=["GET"]))
+    if dashboard:
+        # Here, not at the top: jinja2 is needed only for the pages.
+        from supervisor.dashboard import routes as pages  # noqa: PLC0415
+
+        routes.extend(pages(operations, credentials))
     return Starlette(
         routes=routes,
         # Starlette's own 404 and 405 answer JSON too; every other exception
@@ -156,33 +162,16 @@ def app(
 class _Api:
     """The routes' handlers over one Operations."""
 
-    def __init__(self, operations: Operations, credentials: _Credentials) -> None:
+    def __init__(self, operations: Operations, credentials: Credentials) -> None:
         self._operations = operations
         self._credentials = credentials
         self._cache = _StatsCache(operations)
-
-    @staticmethod
-    async def _call(func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """``func`` on a worker thread; the exceptions it may raise for a
-        reason the caller can act on, as answers."""
-        try:
-            return await run_in_threadpool(func, *args, **kwargs)
-        except ManagerStopped as e:
-            raise _AnswerError(503, str(e)) from None
-        except NotImplementedError as e:
-            raise _AnswerError(501, str(e) or "not supported by these operations") from None
-        except ValueError as e:
-            raise _AnswerError(400, str(e)) from None
-        except LookupError as e:
-            if isinstance(e, KeyError):
-                raise  # a bug's, most likely: a 500
-            raise _AnswerError(404, str(e)) from None
 
     def reading(self, handler: _Handler) -> _Handler:
         async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
-            except _AnswerError as e:
+            except RequestError as e:
                 return _error(e.status, e.message)
             except Exception as e:
                 return _internal_error(request, e)
@@ -193,11 +182,11 @@ class _Api:
         async def answer(request: Request) -> Response:
             try:
                 # Refused before its body is read.
-                refused = _cross_site(request) or self._credentials.refusal(request)
+                refused = cross_site(request) or self._credentials.refusal(request)
                 if refused is not None:
                     return _error(403, refused)
-                return await handler(request, await _fields(request))
-            except _AnswerError as e:
+                return await handler(request, await fields(request))
+            except RequestError as e:
                 return _error(e.status, e.message)
             except Exception as e:
                 return _internal_error(request, e)
@@ -207,58 +196,64 @@ class _Api:
     # -- reading ----------------------------------------------------------------------
 
     async def metrics(self, request: Request) -> Response:
-        body, content_type = render_metrics(await self._call(self._cache.get))
+        body, content_type = render_metrics(await call(self._cache.get))
         return Response(body, headers={"Content-Type": content_type})
 
     async def stats(self, request: Request) -> Response:
-        return JSONResponse(jsonview.stats_json(await self._call(self._operations.stats)))
+        return JSONResponse(jsonview.stats_json(await call(self._operations.stats)))
 
     async def jobs(self, request: Request) -> Response:
         query = request.query_params
-        status = query.get("status") or None
-        if status is not None and status not in LISTED:
-            raise _AnswerError(400, f"status must be one of {', '.join(LISTED)}; got {status!r}")
-        limit = _int(query.get("limit", "100"), "limit")
+        limit = integer(query.get("limit", "100"), "limit")
         if not 1 <= limit <= MAX_LIMIT:
-            raise _AnswerError(400, f"limit must be 1 to {MAX_LIMIT}; got {limit}")
+            raise RequestError(400, f"limit must be 1 to {MAX_LIMIT}; got {limit}")
         after = query.get("after") or None
-        if after is not None:
-            after = str(_uuid(after, 400))
-        shown = _bool(query.get("arguments", ""), "arguments")
-        # One more than a page: whether another page follows is then known.
-        found = await self._call(
-            self._operations.jobs, query.get("queue") or None, status, limit=limit + 1, after=after
+        page, following = await jobs_page(
+            self._operations,
+            queue=query.get("queue") or None,
+            status=listed_status(query.get("status")),
+            name=query.get("name") or None,
+            limit=limit,
+            after=None if after is None else job_id(after),
         )
-        page = found[:limit]
-        following = str(page[-1].id) if len(found) > limit else None
-        return JSONResponse(jsonview.jobs_json(page, arguments=shown, next_id=following))
+        shown = self._arguments(request)
+        next_id = None if following is None else str(following)
+        return JSONResponse(jsonview.jobs_json(page, arguments=shown, next_id=next_id))
 
     async def job(self, request: Request) -> Response:
-        job_id = _uuid(request.path_params["id"], 404)
-        shown = _bool(request.query_params.get("arguments", ""), "arguments")
-        info = await self._call(self._operations.info, job_id)
+        found = job_id(request.path_params["id"], 404)
+        shown = self._arguments(request)
+        info = await call(self._operations.info, found)
         if info is None:
-            raise _AnswerError(404, f"no job {job_id}: never queued, or its record expired")
+            raise RequestError(404, f"no job {found}: never queued, or its record expired")
         return JSONResponse(jsonview.job_json(info, arguments=shown))
+
+    def _arguments(self, request: Request) -> bool:
+        """Whether to show decoded arguments: asked for, and allowed."""
+        if not boolean(request.query_params.get("arguments", ""), "arguments"):
+            return False
+        if not self._credentials.reveals(request):
+            raise RequestError(403, "arguments are shown only with credentials")
+        return True
 
     # -- changing ---------------------------------------------------------------------
 
     async def requeue(self, request: Request, fields: dict[str, Any]) -> Response:
-        job_id = _uuid(request.path_params["id"], 404)
-        return JSONResponse({"requeued": await self._call(self._operations.requeue, job_id)})
+        found = job_id(request.path_params["id"], 404)
+        return JSONResponse({"requeued": await call(self._operations.requeue, found)})
 
     async def cancel(self, request: Request, fields: dict[str, Any]) -> Response:
-        job_id = _uuid(request.path_params["id"], 404)
-        return JSONResponse({"cancelled": await self._call(self._operations.cancel, job_id)})
+        found = job_id(request.path_params["id"], 404)
+        return JSONResponse({"cancelled": await call(self._operations.cancel, found)})
 
     async def requeue_dead(self, request: Request, fields: dict[str, Any]) -> Response:
-        queue = _optional_str(fields.get("queue"), "queue")
-        return JSONResponse({"requeued": await self._call(self._operations.requeue_dead, queue)})
+        queue = optional_str(fields.get("queue"), "queue")
+        return JSONResponse({"requeued": await call(self._operations.requeue_dead, queue)})
 
     async def purge_dead(self, request: Request, fields: dict[str, Any]) -> Response:
         older_than = fields.get("older_than")
-        seconds = None if older_than in (None, "") else _seconds(older_than, "older_than")
-        return JSONResponse({"purged": await self._call(self._operations.purge_dead, seconds)})
+        age = None if older_than in (None, "") else seconds(older_than, "older_than")
+        return JSONResponse({"purged": await call(self._operations.purge_dead, age)})
 
     async def pause(self, request: Request, fields: dict[str, Any]) -> Response:
         return await self._hold(request, fields, paused=True)
@@ -268,19 +263,19 @@ class _Api:
 
     async def _hold(self, request: Request, fields: dict[str, Any], *, paused: bool) -> Response:
         queue = request.path_params["queue"]
-        local_only = _bool(fields.get("local_only", False), "local_only")
+        local_only = boolean(fields.get("local_only", False), "local_only")
         change = self._operations.pause if paused else self._operations.resume
-        await self._call(change, queue, local_only=local_only)
+        await call(change, queue, local_only=local_only)
         return JSONResponse({"queue": queue, "paused": paused, "local_only": local_only})
 
     async def scale(self, request: Request, fields: dict[str, Any]) -> Response:
         queue = request.path_params["queue"]
         if fields.get("count") in (None, ""):
-            raise _AnswerError(400, "scale needs a count (a JSON body or form field)")
-        count = _int(fields["count"], "count")
+            raise RequestError(400, "scale needs a count (a JSON body or form field)")
+        count = integer(fields["count"], "count")
         if count < 0:
-            raise _AnswerError(400, f"count must be >= 0; got {count}")
-        await self._call(self._operations.set_worker_count, queue, count)
+            raise RequestError(400, f"count must be >= 0; got {count}")
+        await call(self._operations.set_worker_count, queue, count)
         return JSONResponse({"queue": queue, "count": count})
 
 
@@ -328,163 +323,6 @@ class _StatsCache:
                 self._stats = self._operations.stats()
                 self._at = self._clock()
             return self._stats
-
-
-# -- refusing POSTs -------------------------------------------------------------------
-
-
-class _Credentials:
-    """What a POST must carry: a bearer token, or basic auth's user and password."""
-
-    def __init__(self, auth: Auth | None) -> None:
-        self._scheme: str | None = None
-        self._secret = b""
-        if auth is None:
-            return
-        if isinstance(auth, str):
-            if not auth:
-                raise ValueError("auth token is empty: it would let anyone in")
-            self._scheme, self._secret = "bearer", auth.encode()
-        elif isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(s, str) for s in auth):
-            user, password = auth
-            if not user or not password:
-                raise ValueError("auth user and password must both be non-empty")
-            if ":" in user:
-                raise ValueError("a basic-auth user name cannot contain ':'")
-            self._scheme, self._secret = "basic", f"{user}:{password}".encode()
-        else:
-            raise TypeError("auth is a token (str) or a (user, password) tuple of str")
-
-    def refusal(self, request: Request) -> str | None:
-        """Why the request may not change anything, or None."""
-        if self._scheme is None:
-            return "read-only: this API takes no POST unless it was given auth"
-        given = request.headers.get("authorization")
-        if given is None:
-            return "credentials required (Authorization header)"
-        scheme, _, value = given.strip().partition(" ")
-        value = value.strip()
-        if scheme.lower() != self._scheme:
-            return f"wrong credentials (expected {self._scheme.title()} auth)"
-        if self._scheme == "basic":
-            try:
-                presented = base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError):
-                return "wrong credentials"
-        else:
-            presented = value.encode()
-        # In constant time: how much of a guess matches must not show in how
-        # long it takes to refuse it.
-        if not hmac.compare_digest(presented, self._secret):
-            return "wrong credentials"
-        return None
-
-
-def _cross_site(request: Request) -> str | None:
-    """Why the request looks sent by another site's page, or None."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site.lower() not in ("same-origin", "none"):
-        return f"cross-site request refused (Sec-Fetch-Site: {fetch_site})"
-    origin = request.headers.get("origin")
-    if origin is not None and not _same_host(origin, request.headers.get("host", "")):
-        return f"cross-site request refused (Origin {origin} is not this host)"
-    return None
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _same_host(origin: str, host: str) -> bool:
-    try:
-        parts = urllib.parse.urlsplit(origin)
-        served = urllib.parse.urlsplit(f"//{host}")
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or not served.hostname:
-            return False  # "null", a file: page, no Host: nothing to match
-        default = _DEFAULT_PORTS[parts.scheme]
-        return (parts.hostname, parts.port or default) == (
-            served.hostname,
-            served.port or default,
-        )
-    except ValueError:  # a port that is no number
-        return False
-
-
-# -- reading a request ----------------------------------------------------------------
-
-
-async def _fields(request: Request) -> dict[str, Any]:
-    """A POST's fields: its query string, then its JSON or form body."""
-    fields: dict[str, Any] = dict(request.query_params)
-    body = await request.body()
-    if not body.strip():
-        return fields
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "application/json":
-        try:
-            parsed = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _AnswerError(400, f"body is not JSON: {e}") from None
-        if not isinstance(parsed, dict):
-            raise _AnswerError(400, "a JSON body must be an object")
-        fields.update(parsed)
-    elif content_type == "application/x-www-form-urlencoded":
-        try:
-            fields.update(urllib.parse.parse_qsl(body.decode(), keep_blank_values=True))
-        except UnicodeDecodeError:
-            raise _AnswerError(400, "form body is not UTF-8") from None
-    else:
-        raise _AnswerError(
-            400, "a body must be application/json or application/x-www-form-urlencoded"
-        )
-    return fields
-
-
-def _uuid(text: str, status: int) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise _AnswerError(status, f"not a job id: {text!r}") from None
-
-
-def _int(value: object, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return int(value)
-    raise _AnswerError(400, f"{name} must be an integer; got {value!r}")
-
-
-def _seconds(value: object, name: str) -> float:
-    seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            seconds = float(value)
-    if seconds is None or not (math.isfinite(seconds) and seconds >= 0):
-        raise _AnswerError(400, f"{name} must be a number of seconds >= 0; got {value!r}")
-    return seconds
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("", "0", "false", "no", "off")
-
-
-def _bool(value: object, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
-        return value.lower() in _TRUE
-    raise _AnswerError(400, f"{name} must be true or false; got {value!r}")
-
-
-def _optional_str(value: object, name: str) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    raise _AnswerError(400, f"{name} must be a string; got {value!r}")
 
 
 # -- a server in a thread -------------------------------------------------------------

@@ -34,7 +34,17 @@ from types import MappingProxyType
 from typing import Any
 
 from storage import Backoff, JobInfo, MaxRetries, Status
-from supervisor.stats import ArbiterState, ArbiterStats, Histogram, ManagerStats, QueueFigures
+from supervisor.stats import (
+    ArbiterState,
+    ArbiterStats,
+    Histogram,
+    InFlight,
+    ManagerStats,
+    QueueFigures,
+    Recent,
+    ScheduleInfo,
+    ScheduleKind,
+)
 
 __all__ = [
     "FormatError",
@@ -61,6 +71,7 @@ def stats_json(value: ManagerStats) -> Json:
     return {
         "queues": {name: _figures_json(q) for name, q in value.queues.items()},
         "arbiters": [_arbiter_json(a) for a in value.arbiters],
+        "schedules": [_schedule_json(e) for e in value.schedules],
     }
 
 
@@ -68,12 +79,16 @@ def stats_from_json(data: object) -> ManagerStats:
     doc = _object(data, "stats")
     queues = _object(doc.get("queues"), "stats.queues")
     arbiters = doc.get("arbiters")
+    schedules = doc.get("schedules", [])  # absent from an older service's answer
     if not isinstance(arbiters, list):
         raise FormatError("stats.arbiters is not a list")
+    if not isinstance(schedules, list):
+        raise FormatError("stats.schedules is not a list")
     try:
         return ManagerStats(
             queues={str(name): _figures_from_json(q) for name, q in queues.items()},
             arbiters=tuple(_arbiter_from_json(a) for a in arbiters),
+            schedules=tuple(_schedule_from_json(e) for e in schedules),
         )
     except (KeyError, TypeError) as e:
         raise FormatError(f"not a stats document: {type(e).__name__}: {e}") from None
@@ -94,6 +109,7 @@ def _figures_json(q: QueueFigures) -> Json:
         "retries": q.retries,
         "run_seconds": _histogram_json(q.run_seconds),
         "wait_seconds": _histogram_json(q.wait_seconds),
+        "recent": None if q.recent is None else _recent_json(q.recent),
     }
 
 
@@ -116,7 +132,22 @@ def _figures_from_json(data: object) -> QueueFigures:
         retries=_int(q["retries"]),
         run_seconds=_histogram_from_json(q["run_seconds"]),
         wait_seconds=_histogram_from_json(q["wait_seconds"]),
+        recent=_recent_from_json(q.get("recent")),
     )
+
+
+def _recent_json(r: Recent) -> Json:
+    return {"step": r.step, "counts": list(r.counts), "elapsed": r.elapsed}
+
+
+def _recent_from_json(data: object) -> Recent | None:
+    if data is None:
+        return None
+    r = _object(data, "recent endings")
+    counts = r["counts"]
+    if not isinstance(counts, list) or not counts:
+        raise FormatError("recent.counts is not a list of counts")
+    return Recent(float(r["step"]), tuple(_int(c) for c in counts), float(r["elapsed"]))
 
 
 def _histogram_json(h: Histogram) -> Json:
@@ -146,6 +177,11 @@ def _arbiter_json(a: ArbiterStats) -> Json:
         "last_error": a.last_error,
         "loop_blocks": a.loop_blocks,
         "slots": dict(a.slots),
+        "cpu": a.cpu,
+        "in_flight": [
+            {"id": str(j.id), "name": j.name, "queue": j.queue, "seconds": j.seconds}
+            for j in a.in_flight
+        ],
     }
 
 
@@ -170,6 +206,50 @@ def _arbiter_from_json(data: object) -> ArbiterStats:
         slots=MappingProxyType(
             {str(k): _int(v) for k, v in _object(a["slots"], "arbiter slots").items()}
         ),
+        cpu=None if a.get("cpu") is None else float(a["cpu"]),
+        in_flight=tuple(_in_flight_from_json(j) for j in a.get("in_flight", [])),
+    )
+
+
+def _in_flight_from_json(data: object) -> InFlight:
+    j = _object(data, "job in flight")
+    try:
+        job_id = uuid.UUID(_str(j["id"]))
+    except ValueError:
+        raise FormatError(f"not a job id: {j['id']!r}") from None
+    return InFlight(
+        id=job_id, name=_str(j["name"]), queue=_str(j["queue"]), seconds=float(j["seconds"])
+    )
+
+
+def _schedule_json(e: ScheduleInfo) -> Json:
+    return {
+        "name": e.name,
+        "job": e.job,
+        "queue": e.queue,
+        "kind": e.kind.value,
+        "spec": e.spec,
+        "next_run": _optional_time(e.next_run),
+        "tz": e.tz,
+        "shared": e.shared,
+    }
+
+
+def _schedule_from_json(data: object) -> ScheduleInfo:
+    e = _object(data, "schedule")
+    try:
+        kind = ScheduleKind(e["kind"])
+    except ValueError:
+        raise FormatError(f"unknown schedule kind {e['kind']!r}") from None
+    return ScheduleInfo(
+        name=_str(e["name"]),
+        job=_str(e["job"]),
+        queue=_str(e["queue"]),
+        kind=kind,
+        spec=_str(e["spec"]),
+        next_run=_optional_from_time(e["next_run"]),
+        tz=_str(e["tz"]),
+        shared=bool(e["shared"]),
     )
 
 

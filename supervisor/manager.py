@@ -299,12 +299,15 @@ class Manager(QueueHandle):
         return cast(int, self._storage.ask(PurgeDead(seconds)))
 
     def stats(self) -> ManagerStats:
-        """Every queue's figures (see QueueFigures) and every arbiter's."""
+        """Every queue's figures (see QueueFigures), every arbiter's, and the
+        ``every()`` schedules."""
         self._check("stats")
         figures = cast(Figures, self._storage.ask(HostFigures()))
         supervised = cast(Supervised, self._actor.ask(Snapshot()))
         queues = queue_figures(figures, supervised.arbiters, supervised.workers)
-        return ManagerStats(queues=queues, arbiters=supervised.arbiters)
+        return ManagerStats(
+            queues=queues, arbiters=supervised.arbiters, schedules=self._recurring.schedules()
+        )
 
     # -- operating ----------------------------------------------------------------
 

@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from actors.ops import Figures
-from actors.tally import ENDINGS, Histogram
+from actors.tally import ENDINGS, Histogram, Recent
 
 __all__ = [
     "ENDINGS",
     "ArbiterState",
     "ArbiterStats",
     "Histogram",
+    "InFlight",
     "ManagerStats",
     "QueueFigures",
+    "Recent",
     "ScheduleInfo",
     "ScheduleKind",
 ]
@@ -46,6 +49,16 @@ class ArbiterState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class InFlight:
+    """A job an arbiter has started and not finished: ``seconds`` it has run."""
+
+    id: uuid.UUID
+    name: str
+    queue: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class ArbiterStats:
     index: int
     pid: int | None
@@ -60,6 +73,10 @@ class ArbiterStats:
     loop_blocks: int = 0  # times its event loop stalled (async jobs), all its lives
     # Worker slots per queue, as the arbiter last reported (empty when not alive).
     slots: Mapping[str, int] = field(default_factory=lambda: _NO_SLOTS)
+    # Percent of one core used since the snapshot before (None: the first
+    # snapshot of this process, or not alive); above 100 with several threads.
+    cpu: float | None = None
+    in_flight: tuple[InFlight, ...] = ()  # longest-running first
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +98,8 @@ class QueueFigures:
     were retried. ``run_seconds`` (each attempt's run time) and
     ``wait_seconds`` (enqueue, or due time, to start; the enqueue time is
     the job id's, to the millisecond) are histograms of this host's jobs.
+    ``recent`` is this host's attempts ended in each of the last minutes'
+    buckets (None when there is no host: a storage opened directly).
     """
 
     pending: int = 0
@@ -96,6 +115,7 @@ class QueueFigures:
     retries: int = 0
     run_seconds: Histogram = field(default_factory=Histogram.empty, repr=False)
     wait_seconds: Histogram = field(default_factory=Histogram.empty, repr=False)
+    recent: Recent | None = field(default=None, repr=False)
 
     @property
     def succeeded(self) -> int:
@@ -159,7 +179,10 @@ def queue_figures(
                 "retries": ended.retries,
                 "run_seconds": ended.run_seconds,
                 "wait_seconds": ended.wait_seconds,
+                "recent": ended.recent,
             }
+        elif figures.tallied:
+            extra = {"recent": Recent.empty()}
         queues[queue] = QueueFigures(
             pending=0 if counts is None else counts.pending,
             running=0 if counts is None else counts.running,

@@ -202,13 +202,22 @@ def test_arguments_are_shown_only_when_asked(manager: Manager, client: InProcess
     plain = client.get(f"/api/jobs/{job_id}").json()
     assert "arguments" not in plain
     assert base64.b64decode(plain["args"]) == manager.info(job_id).args  # type: ignore[union-attr]
-    shown = client.get(f"/api/jobs/{job_id}?arguments=1").json()
+    credited = basic(*USER)
+    shown = client.get(f"/api/jobs/{job_id}?arguments=1", headers=credited).json()
     assert shown["arguments"] == {
         "value": {"at": when.isoformat(), "raw": "AP8=", "id": str(uuid.UUID(int=7))},
         "seconds": 0.0,
     }
-    listed = client.get("/api/jobs?status=succeeded&limit=1000&arguments=true").json()
+    listed = client.get(
+        "/api/jobs?status=succeeded&limit=1000&arguments=true", headers=credited
+    ).json()
     assert all("arguments" in j for j in listed["jobs"])
+    # With auth configured, revealing them needs it.
+    for path in (f"/api/jobs/{job_id}?arguments=1", "/api/jobs?arguments=1"):
+        refused = client.get(path)
+        assert refused.status_code == 403 and "credentials" in refused.json()["error"]
+        wrong = client.get(path, headers=basic(USER[0], "guess"))
+        assert wrong.status_code == 403
     assert not any("arguments" in j for j in client.get("/api/jobs").json()["jobs"])
 
 
