@@ -76,7 +76,7 @@ class Renderer:
             lstrip_blocks=True,
         )
         self._env.globals.update(
-            age=views.age, size=views.size, moment=views.moment, first_line=views.first_line
+            age=views.age, size=views.size, moment=views.moment, summary=views.summary
         )
         self._key = secrets.token_bytes(32)
 

@@ -20,12 +20,12 @@ __all__ = [
     "Chart",
     "age",
     "chart",
-    "first_line",
     "live_cells",
     "moment",
     "overview_cells",
     "pretty",
     "size",
+    "summary",
 ]
 
 OVERVIEW_FIELDS = (
@@ -124,11 +124,13 @@ def age(seconds: float | None) -> str:
     return f"{whole // 86400} d {whole % 86400 // 3600} h"
 
 
-def first_line(text: str | None, limit: int = 120) -> str:
-    """The first line of an error, cut to ``limit`` characters; "" for None."""
-    if not text:
+def summary(error: str | None, limit: int = 120) -> str:
+    """An error in one line, cut to ``limit`` characters: a traceback's last
+    line (its exception and message), else the first; "" for None."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    if not lines:
         return ""
-    line = text.strip().splitlines()[0] if text.strip() else ""
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
