@@ -314,11 +314,12 @@ class Manager(QueueHandle):
     def serve_http(
         self, host: str = "127.0.0.1", port: int = 0, *, auth: str | tuple[str, str] | None = None
     ) -> str:
-        """Serve ``/metrics`` and the JSON API (``/api/...``) from a thread of
-        this process until ``stop``; returns the base URL. It binds loopback
-        unless told otherwise; ``port=0`` takes a free port. Changes (POST)
-        are refused unless ``auth`` is set: a bearer token, or a (user,
-        password) pair for basic auth. Needs the ``http`` extra."""
+        """Serve the web dashboard (at the root), ``/metrics`` and the JSON API
+        (``/api/...``) from a thread of this process until ``stop``; returns
+        the base URL. It binds loopback unless told otherwise; ``port=0``
+        takes a free port. Changes (POST) are refused unless ``auth`` is set:
+        a bearer token, or a (user, password) pair for basic auth. Needs the
+        ``http`` extra."""
         self._check("serve_http")
         try:
             from supervisor import http  # noqa: PLC0415 - the http extra is optional
