@@ -226,10 +226,21 @@ class QueueStats:
     what ``join`` does not wait for. A retry waiting out its backoff is
     pending, not scheduled. ``oldest_due_at`` is the earliest ``run_at``
     (epoch seconds) among the pending jobs that are due now, None when none
-    is: how long the oldest job ready to run has waited for a runner."""
+    is: how long the oldest job ready to run has waited for a runner.
+
+    ``estimated`` names the counts (of ``ESTIMABLE``) that are estimates,
+    not exact: a backend may estimate a count only above its ``count_cap``
+    (see ``storage.contract.COUNT_CAP``), so a small count is always exact,
+    and whether ``pending == scheduled`` (nothing due or retrying) is always
+    right. Empty: every count is exact."""
 
     pending: int
     running: int
     dead: int
     scheduled: int = 0
     oldest_due_at: float | None = None
+    estimated: frozenset[str] = frozenset()
+
+
+# The counts of QueueStats that a backend may estimate.
+ESTIMABLE = frozenset({"pending", "running", "dead", "scheduled"})

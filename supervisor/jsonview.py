@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from storage import Backoff, JobInfo, MaxRetries, Status
+from storage.model import ESTIMABLE
 from supervisor.stats import (
     ArbiterState,
     ArbiterStats,
@@ -110,6 +111,7 @@ def _figures_json(q: QueueFigures) -> Json:
         "run_seconds": _histogram_json(q.run_seconds),
         "wait_seconds": _histogram_json(q.wait_seconds),
         "recent": None if q.recent is None else _recent_json(q.recent),
+        "estimated": sorted(q.estimated),
     }
 
 
@@ -133,7 +135,14 @@ def _figures_from_json(data: object) -> QueueFigures:
         run_seconds=_histogram_from_json(q["run_seconds"]),
         wait_seconds=_histogram_from_json(q["wait_seconds"]),
         recent=_recent_from_json(q.get("recent")),
+        estimated=_estimated(q.get("estimated", [])),  # absent from an older service's
     )
+
+
+def _estimated(data: object) -> frozenset[str]:
+    if not isinstance(data, list) or not all(name in ESTIMABLE for name in data):
+        raise FormatError(f"estimated is not a list of {', '.join(sorted(ESTIMABLE))}: {data!r}")
+    return frozenset(data)
 
 
 def _recent_json(r: Recent) -> Json:

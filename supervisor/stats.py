@@ -100,6 +100,10 @@ class QueueFigures:
     the job id's, to the millisecond) are histograms of this host's jobs.
     ``recent`` is this host's attempts ended in each of the last minutes'
     buckets (None when there is no host: a storage opened directly).
+
+    ``estimated`` names the stored counts that are estimates (see
+    ``storage.QueueStats``: only a count above the backend's cap may be);
+    empty when all four are exact.
     """
 
     pending: int = 0
@@ -116,6 +120,7 @@ class QueueFigures:
     run_seconds: Histogram = field(default_factory=Histogram.empty, repr=False)
     wait_seconds: Histogram = field(default_factory=Histogram.empty, repr=False)
     recent: Recent | None = field(default=None, repr=False)
+    estimated: frozenset[str] = frozenset()
 
     @property
     def succeeded(self) -> int:
@@ -188,6 +193,7 @@ def queue_figures(
             running=0 if counts is None else counts.running,
             dead=0 if counts is None else counts.dead,
             scheduled=0 if counts is None else counts.scheduled,
+            estimated=frozenset() if counts is None else counts.estimated,
             # Hosts' clocks differ a little: a job just due is not -0.01 s old.
             oldest_pending_age=None if due is None else max(0.0, figures.now - due),
             paused=queue in held,

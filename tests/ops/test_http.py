@@ -41,7 +41,7 @@ from supervisor.http_client import (
     Unreachable,
     Unsupported,
 )
-from supervisor.stats import ArbiterStats, QueueFigures
+from supervisor.stats import ArbiterStats, ManagerStats, QueueFigures
 from tests.runtime.jobs import AlwaysFails, Returns
 
 from .conftest import TIMEOUT, InProcess, Recording, dead_job, scheduled_job, succeeded_job
@@ -645,6 +645,25 @@ def test_the_json_form_names_every_field(manager: Manager) -> None:
     assert {f.name for f in dataclasses.fields(ArbiterStats)} == arbiter.keys()
     assert jsonview.stats_from_json(json.loads(json.dumps(jsonview.stats_json(stats)))) == stats
     assert jsonview.job_from_json(json.loads(json.dumps(doc))) == info
+
+
+def test_estimated_counts_keep_their_flag_in_json() -> None:
+    stats = ManagerStats(
+        queues={
+            "q": QueueFigures(
+                pending=20_000, scheduled=15_000, estimated=frozenset({"pending", "scheduled"})
+            )
+        },
+        arbiters=(),
+    )
+    doc = json.loads(json.dumps(jsonview.stats_json(stats)))
+    assert doc["queues"]["q"]["estimated"] == ["pending", "scheduled"]
+    assert jsonview.stats_from_json(doc) == stats
+    del doc["queues"]["q"]["estimated"]  # an older service's answer: all exact
+    assert jsonview.stats_from_json(doc).queues["q"].estimated == frozenset()
+    doc["queues"]["q"]["estimated"] = ["slots"]
+    with pytest.raises(jsonview.FormatError, match="estimated is not a list of dead, pending"):
+        jsonview.stats_from_json(doc)
 
 
 def test_plain_arguments() -> None:
