@@ -1,0 +1,102 @@
+"""The overview in a real browser: its counts follow the running jobs without
+a reload, and its forms pause, resume and scale a queue; each checked
+against ``manager.stats()``."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+
+from supervisor import Manager, Status
+from tests.runtime.support import wait_until
+
+from .conftest import TIMEOUT
+from .jobs import Held, Quick, gate
+from .pages import count_is, expect, queue_cell, queue_row, submit
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes]
+
+
+def test_counts_follow_running_jobs_without_reload(page: Page, manager: Manager) -> None:
+    page.goto("/")
+    expect(page).to_have_title(re.compile("^jobarbiter — "))
+    expect(page.locator("#throughput svg")).to_be_visible()
+    # A mark that a reload would wipe out.
+    page.evaluate("window.notReloaded = true")
+
+    # Paused first, so that the counts stand still while they are compared.
+    manager.pause("mail")
+    ids = manager.queue_many([Held(name="live"), Held(name="live")])
+    expect(queue_cell(page, "mail", "pending")).to_have_text(count_is(2))
+    expect(queue_cell(page, "mail", "paused")).to_have_text("yes")
+    figures = manager.stats().queues["mail"]
+    assert (figures.pending, figures.running, figures.paused) == (2, 0, True)
+
+    manager.resume("mail")
+    expect(queue_cell(page, "mail", "running")).to_have_text(count_is(2))
+    expect(queue_cell(page, "mail", "pending")).to_have_text(count_is(0))
+    expect(queue_cell(page, "mail", "paused")).to_have_text("no")
+    figures = manager.stats().queues["mail"]
+    assert (figures.pending, figures.running, figures.paused) == (0, 2, False)
+
+    gate("live").touch()
+    for job_id in ids:
+        manager.wait(job_id, timeout=TIMEOUT)
+    expect(queue_cell(page, "mail", "running")).to_have_text(count_is(0))
+    # Two jobs ended just now: the recent rate is no longer zero.
+    expect(queue_cell(page, "mail", "rate")).to_have_text(re.compile(r"[1-9]"))
+    figures = manager.stats().queues["mail"]
+    assert (figures.pending, figures.running, figures.succeeded) == (0, 0, 2)
+
+    # A queue seen for the first time gets its row, still without a reload.
+    manager.queue(Quick(n=1), queue="backfill")
+    expect(queue_cell(page, "backfill", "pending")).to_have_text(count_is(1))
+    assert manager.stats().queues["backfill"].pending == 1
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_pause_and_resume_a_queue(page: Page, manager: Manager) -> None:
+    page.goto("/")
+    answer = submit(page, queue_row(page, "reports").locator('form[data-action="pause"]'))
+    assert answer.status == 303, f"pause answered {answer.status}"
+    expect(page.locator("#flash")).to_contain_text(re.compile("paused", re.IGNORECASE))
+    expect(page.locator("#flash")).to_contain_text("reports")
+    wait_until(lambda: manager.stats().queues["reports"].paused, TIMEOUT, "reports paused")
+    expect(queue_cell(page, "reports", "paused")).to_have_text("yes")
+
+    # Held: a job queued now waits; once resumed from the page, it runs.
+    job_id = manager.queue(Quick(n=7))
+    expect(queue_cell(page, "reports", "pending")).to_have_text(count_is(1))
+    info = manager.info(job_id)
+    assert info is not None and info.status is Status.PENDING
+
+    answer = submit(page, queue_row(page, "reports").locator('form[data-action="resume"]'))
+    assert answer.status == 303, f"resume answered {answer.status}"
+    expect(page.locator("#flash")).to_contain_text(re.compile("resumed", re.IGNORECASE))
+    assert manager.wait(job_id, timeout=TIMEOUT) == 7
+    assert not manager.stats().queues["reports"].paused
+    expect(queue_cell(page, "reports", "paused")).to_have_text("no")
+
+
+def test_scale_a_queue(page: Page, manager: Manager) -> None:
+    page.goto("/")
+    before = manager.stats().queues["imports"].workers
+    wanted = before + 2
+    form = queue_row(page, "imports").locator('form[data-action="scale"]')
+    form.locator('input[name="count"]').fill(str(wanted))
+    answer = submit(page, form)
+    assert answer.status == 303, f"scale answered {answer.status}"
+    expect(page.locator("#flash")).to_contain_text("imports")
+
+    def scaled() -> bool:
+        figures = manager.stats().queues["imports"]
+        return figures.workers == wanted and figures.slots == wanted
+
+    wait_until(scaled, TIMEOUT, f"imports at {wanted} slots")
+    expect(queue_cell(page, "imports", "workers")).to_have_text(count_is(wanted))
+    expect(queue_cell(page, "imports", "slots")).to_have_text(count_is(wanted))

@@ -1,0 +1,247 @@
+"""The dashboard's defences, in a real browser: markup in a job's queue,
+argument and error is shown as text on every page and never runs; a POST
+from another site, or without the credentials, is refused and changes
+nothing; the server listens on loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import socket
+import urllib.parse
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import psutil
+import pytest
+
+from supervisor import Manager, Status
+
+from .conftest import new_context, wait_for_status
+from .jobs import PAYLOAD, Hostile
+from .pages import (
+    AUTH,
+    SECURITY_HEADERS,
+    Dialogs,
+    action_url,
+    count_is,
+    expect,
+    form_body,
+    job_field,
+    job_row,
+    no_markup_from,
+    queue_cell,
+    queue_row,
+    submit,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Page, Response
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes]
+
+# Where the attacker's page claims to come from. Playwright answers for it
+# (page.route), so no request leaves the browser; and were one to, it would
+# stay on loopback.
+ATTACKER = "http://127.0.0.2:9"
+
+
+@pytest.fixture(scope="module")
+def hostile(manager: Manager) -> str:
+    """A dead job whose queue, argument and error are the payload."""
+    job_id = manager.queue(Hostile(text=PAYLOAD))
+    wait_for_status(manager, job_id, Status.DEAD)
+    return str(job_id)
+
+
+@pytest.fixture
+def unguarded(browser: Browser, base_url: str) -> Iterator[BrowserContext]:
+    """A logged-in browser that ignores the Content-Security-Policy, so that
+    only the escaping stands between the payload and a dialog."""
+    user, password = AUTH
+    made = new_context(
+        browser,
+        base_url,
+        bypass_csp=True,
+        http_credentials={"username": user, "password": password},
+    )
+    yield made
+    made.close()
+
+
+def _visit(page: Page, path: str) -> Response:
+    response = page.goto(path)
+    assert response is not None
+    assert response.status == 200, f"{path} answered {response.status}"
+    headers = response.headers
+    for name, value in SECURITY_HEADERS.items():
+        assert headers.get(name) == value, f"{path}: {name} is {headers.get(name)!r}"
+    return response
+
+
+def test_payload_shows_as_text_on_every_page(
+    unguarded: BrowserContext, hostile: str, dialogs: Dialogs
+) -> None:
+    page = unguarded.new_page()
+    dialogs.watch(page)
+    page.goto("/login")
+
+    _visit(page, "/")
+    expect(queue_row(page, PAYLOAD)).to_contain_text(PAYLOAD)
+    expect(queue_cell(page, PAYLOAD, "dead")).to_have_text(count_is(1))
+    no_markup_from(page)
+
+    _visit(page, "/jobs?" + urllib.parse.urlencode({"queue": PAYLOAD}))
+    expect(page.locator('form#filter input[name="queue"]')).to_have_value(PAYLOAD)
+    expect(job_row(page, "jobs", hostile)).to_contain_text(PAYLOAD)
+    no_markup_from(page)
+
+    _visit(page, f"/jobs/{hostile}?arguments=1")
+    expect(job_field(page, "queue")).to_have_text(PAYLOAD)
+    expect(page.locator("pre#last-error")).to_contain_text(PAYLOAD)
+    expect(page.locator("pre#arguments")).to_contain_text(PAYLOAD)
+    no_markup_from(page)
+
+    _visit(page, "/dead")
+    expect(job_row(page, "dead", hostile)).to_contain_text(PAYLOAD)
+    no_markup_from(page)
+
+    for path in ("/arbiters", "/schedules"):
+        _visit(page, path)
+        no_markup_from(page)
+
+    # The flash names the queue it paused: escaped too.
+    _visit(page, "/")
+    answer = submit(page, queue_row(page, PAYLOAD).locator('form[data-action="pause"]'))
+    assert answer.status == 303, f"pause answered {answer.status}"
+    expect(page.locator("#flash")).to_contain_text(PAYLOAD)
+    no_markup_from(page)
+    answer = submit(page, queue_row(page, PAYLOAD).locator('form[data-action="resume"]'))
+    assert answer.status == 303, f"resume answered {answer.status}"
+
+    assert dialogs.seen == []
+
+
+def _paused(manager: Manager, queue: str) -> bool:
+    figures = manager.stats().queues.get(queue)
+    return figures is not None and figures.paused
+
+
+def test_cross_site_form_is_refused(page: Page, manager: Manager) -> None:
+    """Another site's page, in the operator's logged-in browser, posts the
+    pause form: the browser sends the credentials, the server refuses it."""
+    page.goto("/")
+    pause = queue_row(page, "reports").locator('form[data-action="pause"]')
+    target, body = action_url(page, pause), form_body(pause)
+    fields = "".join(
+        f'<input type="hidden" name="{name}" value="{value}">'
+        for name, value in urllib.parse.parse_qsl(body)
+    )
+    attack = (
+        f'<form method="post" action="{target}">{fields}</form>'
+        "<script>document.forms[0].submit()</script>"
+    )
+    page.route(f"{ATTACKER}/**", lambda route: route.fulfill(body=attack, content_type="text/html"))
+
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.goto(f"{ATTACKER}/prize.html")
+    assert answer.value.status == 403
+    page.wait_for_load_state()
+    expect(page.locator("#flash")).not_to_be_empty()
+    assert not _paused(manager, "reports")
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_foreign_origin_and_bad_credentials_are_refused(page: Page, manager: Manager) -> None:
+    page.goto("/")
+    pause = queue_row(page, "reports").locator('form[data-action="pause"]')
+    target, body = action_url(page, pause), form_body(pause)
+    parts = urllib.parse.urlsplit(page.url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    good = _basic(*AUTH)
+
+    refused = {
+        "a foreign Origin": {"Origin": "http://attacker.example", "Authorization": good},
+        "no credentials": {"Origin": origin},
+        "a wrong password": {"Origin": origin, "Authorization": _basic(AUTH[0], "guess")},
+    }
+    for why, headers in refused.items():
+        response = page.request.post(
+            target, headers={**form, **headers}, data=body, max_redirects=0
+        )
+        assert response.status == 403, f"{why}: answered {response.status}"
+        assert not _paused(manager, "reports"), f"{why}: the queue was paused"
+
+    # The same request from this site with the credentials is taken: each
+    # refusal above was for the reason it names.
+    headers = {**form, "Origin": origin, "Authorization": good}
+    response = page.request.post(target, headers=headers, data=body, max_redirects=0)
+    assert response.status == 303, f"answered {response.status}"
+    assert _paused(manager, "reports")
+    manager.resume("reports")
+
+
+def test_post_without_credentials_is_refused(
+    browser: Browser, base_url: str, manager: Manager
+) -> None:
+    """A browser that never logged in sees the forms, and is refused."""
+    context = new_context(browser, base_url)
+    try:
+        page = context.new_page()
+        page.goto("/")
+        before = manager.stats().queues["reports"].workers
+        scale = queue_row(page, "reports").locator('form[data-action="scale"]')
+        scale.locator('input[name="count"]').fill(str(before + 5))
+        answer = submit(page, scale)
+        assert answer.status == 403, f"scale answered {answer.status}"
+        expect(page.locator("#flash")).not_to_be_empty()
+        assert manager.stats().queues["reports"].workers == before
+
+        page.goto("/")
+        answer = submit(page, queue_row(page, "reports").locator('form[data-action="pause"]'))
+        assert answer.status == 403, f"pause answered {answer.status}"
+        expect(page.locator("#flash")).not_to_be_empty()
+        assert not _paused(manager, "reports")
+    finally:
+        context.close()
+
+
+def _other_addresses() -> list[str]:
+    """This machine's addresses that are not loopback (nor IPv6 link-local,
+    which needs an interface to reach)."""
+    found = []
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip = ipaddress.ip_address(address.address.split("%")[0])
+            if not (ip.is_loopback or ip.is_link_local):
+                found.append(str(ip))
+    return found
+
+
+def test_serve_http_binds_loopback_by_default(manager: Manager) -> None:
+    url = manager.serve_http()
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname == "127.0.0.1", url
+    assert parts.port is not None
+    with socket.create_connection(("127.0.0.1", parts.port), timeout=5):
+        pass
+
+
+def test_serve_http_is_not_reachable_on_other_addresses(manager: Manager) -> None:
+    others = _other_addresses()
+    if not others:
+        pytest.skip("this machine has no address but loopback to try")
+    port = urllib.parse.urlsplit(manager.serve_http()).port
+    assert port is not None
+    for address in others:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            with pytest.raises(ConnectionRefusedError):
+                sock.connect((address, port))
