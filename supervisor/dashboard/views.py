@@ -55,11 +55,16 @@ class Cell:
 def overview_cells(figures: QueueFigures) -> dict[str, Cell]:
     """One queue's cells, by OVERVIEW_FIELDS name."""
     recent = figures.recent
+    estimated = figures.estimated
+
+    def count(field: str, value: int) -> Cell:
+        return Cell(str(value), estimate=field in estimated)
+
     return {
-        "pending": Cell(str(figures.pending)),
-        "scheduled": Cell(str(figures.scheduled)),
-        "running": Cell(str(figures.running)),
-        "dead": Cell(str(figures.dead)),
+        "pending": count("pending", figures.pending),
+        "scheduled": count("scheduled", figures.scheduled),
+        "running": count("running", figures.running),
+        "dead": count("dead", figures.dead),
         "paused": Cell("yes" if figures.paused else "no"),
         "slots": Cell(str(figures.slots)),
         "workers": Cell(str(figures.workers)),

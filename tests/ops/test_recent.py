@@ -13,6 +13,7 @@ import pytest
 from actors.tally import RECENT_BUCKETS, RECENT_STEP, Recent, Tally
 from supervisor import jsonview
 from supervisor.dashboard import views
+from supervisor.dashboard.render import Renderer
 from supervisor.stats import (
     ArbiterState,
     ArbiterStats,
@@ -75,6 +76,17 @@ def test_rate_of_an_empty_history() -> None:
     assert Recent.empty().rate() == 0.0
     assert views.overview_cells(QueueFigures(recent=Recent.empty()))["rate"].text == "0.00"
     assert views.overview_cells(QueueFigures())["rate"].text == "—"
+
+
+def test_estimated_counts_are_marked() -> None:
+    cells = views.overview_cells(QueueFigures(pending=5, dead=2, estimated=frozenset({"pending"})))
+    assert cells["pending"] == views.Cell("5", estimate=True)
+    assert cells["dead"] == views.Cell("2", estimate=False)
+    row = Renderer(can_change=False).text(
+        "_queue_row.html", base="", here="/", name="q", cells=cells, workers=1
+    )
+    assert '<td data-field="pending" data-estimate="1">≈5</td>' in row
+    assert '<td data-field="dead">2</td>' in row
 
 
 def test_chart_sums_the_queues() -> None:
