@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from supervisor import Manager, Status, WorkerConfig
+from supervisor import Job, Manager, Status, WorkerConfig
 from tests.runtime.support import all_running, wait_until
 
 from .jobs import DIR_VAR, FailsOnce, Held, Hostile, Quick, Slow
@@ -74,27 +75,28 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     launched.close()
 
 
-@pytest.fixture(scope="module")
-def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
-    """One arbiter: "mail" with 2 workers, and the other jobs' queues."""
+@contextmanager
+def started_manager(directory: Path, jobs: Iterable[type[Job]]) -> Iterator[Manager]:
+    """One arbiter running ``jobs``, "mail" with 2 workers, until the block ends."""
     with pytest.MonkeyPatch.context() as patch:
         # The jobs' gates and notes are here; spawned arbiters inherit it.
-        patch.setenv(DIR_VAR, str(tmp_path_factory.mktemp("browser")))
-        config = (
-            WorkerConfig()
-            .register(Held)
-            .register(Slow)
-            .register(Quick)
-            .register(FailsOnce)
-            .register(Hostile)
-            .set_worker_count("mail", 2)
-        )
-        started = config.start(processes=1)
+        patch.setenv(DIR_VAR, str(directory))
+        config = WorkerConfig()
+        for job in jobs:
+            config = config.register(job)
+        started = config.set_worker_count("mail", 2).start(processes=1)
         try:
             wait_until(lambda: all_running(started, 1), TIMEOUT, "the arbiter running")
             yield started
         finally:
             started.stop(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
+    jobs = [Held, Slow, Quick, FailsOnce, Hostile]
+    with started_manager(tmp_path_factory.mktemp("browser"), jobs) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

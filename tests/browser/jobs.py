@@ -74,6 +74,19 @@ class Quick(Job):
 
 
 @dataclass
+class Tally(Job):
+    """Sums a region's orders: a report with a result worth showing."""
+
+    QUEUE = "reports"
+
+    region: str
+    orders: list[int]
+
+    def run(self, state: Any) -> dict[str, Any]:
+        return {"region": self.region, "orders": len(self.orders), "total": sum(self.orders)}
+
+
+@dataclass
 class FailsOnce(Job):
     """Dead after its first run (no retries); runs clean once requeued."""
 
