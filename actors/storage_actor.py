@@ -196,6 +196,7 @@ class StorageActor(pykka.ThreadingActor):
         # Every answer leaves after the commit: an acknowledged job is durable.
         try:
             now = time.monotonic()
+            self.tally.at(now)
             if now >= self._next_expire:
                 self._expire()
             if now >= self._pauses.next_read and self._storage.poll_interval is not None:

@@ -157,11 +157,25 @@ class _Queue:
 
 class Tally:
     """Counts per queue; called from one thread (the StorageActor's).
-    ``clock`` (monotonic seconds) places endings in the recent buckets."""
+
+    Endings go into the recent bucket of the time last given to ``at``
+    (monotonic seconds), which the StorageActor calls once per message: the
+    clock is read once for many endings, not for each. ``clock`` is what
+    ``snapshot`` reads to place the buckets it shows."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._queues: dict[str, _Queue] = {}
         self._clock = clock
+        self._bucket = 0
+        self._slot = 0
+        self.at(clock())
+
+    def at(self, now: float) -> None:
+        """The time the endings that follow happened at."""
+        bucket = int(now // RECENT_STEP)
+        if bucket > self._bucket:
+            self._bucket = bucket
+            self._slot = bucket % RECENT_BUCKETS
 
     def ended(
         self,
@@ -174,15 +188,14 @@ class Tally:
     ) -> None:
         """One attempt ended as ``ending``; ``ran`` and ``waited`` in seconds,
         if known."""
-        bucket = int(self._clock() // RECENT_STEP)
         counts = self._queues.get(queue)
         if counts is None:
-            counts = self._queues[queue] = _Queue(bucket)
+            counts = self._queues[queue] = _Queue(self._bucket)
         counts.ended[ending] += 1
         recent = counts.recent
-        if bucket != recent.last:
-            recent.advance(bucket)
-        recent.counts[bucket % RECENT_BUCKETS] += 1
+        if recent.last != self._bucket:
+            recent.advance(self._bucket)
+        recent.counts[self._slot] += 1
         if retried:
             counts.retries += 1
         if ran is not None:
@@ -196,6 +209,7 @@ class Tally:
 
     def snapshot(self) -> dict[str, QueueTally]:
         now = self._clock()
+        self.at(now)
         return {
             queue: QueueTally(
                 MappingProxyType(dict(counts.ended)),

@@ -1,5 +1,6 @@
 """The tally's recent endings (the ring of 10 s buckets behind the dashboard's
-chart) on a clock the test moves, and the JSON form of the figures the
+chart) on a clock the test moves (and tells the tally of, as the StorageActor
+does once per message), and the JSON form of the figures the
 dashboard added: recent endings, CPU, jobs in flight, schedules."""
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ class Clock:
         return self.now
 
 
-def test_endings_fill_the_current_bucket_and_age_out() -> None:
+def test_endings_fill_the_bucket_of_the_time_last_given() -> None:
     clock = Clock(10_000.0)  # the start of a bucket
     tally = Tally(clock)
     for _ in range(3):
         tally.ended("q", "succeeded")
     clock.now += RECENT_STEP  # the next bucket
+    tally.at(clock.now)
     tally.ended("q", "failed", retried=True)
     clock.now += 5.0
+    tally.at(clock.now)
     recent = tally.snapshot()["q"].recent
     assert len(recent.counts) == RECENT_BUCKETS
     assert recent.counts[-2:] == (3, 1) and sum(recent.counts) == 4
@@ -51,10 +54,12 @@ def test_endings_fill_the_current_bucket_and_age_out() -> None:
 
     # Nothing ends for 3 buckets: they show as zeros, not as the old counts.
     clock.now += 3 * RECENT_STEP
+    tally.at(clock.now)
     later = tally.snapshot()["q"].recent
     assert later.counts[-5:] == (3, 1, 0, 0, 0)
     # Past the whole ring, every bucket is empty again.
     clock.now += RECENT_BUCKETS * RECENT_STEP
+    tally.at(clock.now)
     tally.ended("q", "succeeded")
     gone = tally.snapshot()["q"].recent
     assert sum(gone.counts) == 1 and gone.counts[-1] == 1
@@ -65,10 +70,12 @@ def test_a_skip_shorter_than_the_ring_keeps_what_is_still_in_it() -> None:
     tally = Tally(clock)
     tally.ended("q", "succeeded")
     clock.now += (RECENT_BUCKETS - 1) * RECENT_STEP  # the oldest bucket still shown
+    tally.at(clock.now)
     tally.ended("q", "dead")
     recent = tally.snapshot()["q"].recent
     assert recent.counts[0] == 1 and recent.counts[-1] == 1 and sum(recent.counts) == 2
     clock.now += RECENT_STEP
+    tally.at(clock.now)
     assert sum(tally.snapshot()["q"].recent.counts) == 1
 
 
