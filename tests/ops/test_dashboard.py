@@ -10,6 +10,7 @@ import datetime as dt
 import html.parser
 import os
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -624,3 +625,13 @@ def test_storage_opened_directly() -> None:
     assert scaled.status_code == 501 and flash(scaled)
     paused = client.post("/actions/pause", data={"queue": "default"}, headers=BEARER)
     assert paused.status_code == 303 and storage.paused() == frozenset({"default"})
+
+
+def test_served_by_serve_http(manager: Manager) -> None:
+    url = manager.serve_http()
+    with urllib.request.urlopen(f"{url}/", timeout=TIMEOUT) as answer:
+        assert answer.status == 200
+        assert answer.headers["Content-Security-Policy"] == CSP
+        assert "jobarbiter — Overview" in answer.read().decode()
+    with urllib.request.urlopen(f"{url}/api/stats", timeout=TIMEOUT) as answer:
+        assert answer.status == 200
