@@ -1,9 +1,11 @@
-"""The overview in a real browser: its counts follow the running jobs without
-a reload, and its forms pause, resume and scale a queue; each checked
-against ``manager.stats()``."""
+"""The pages of the host's state in a real browser: the overview's counts
+follow the running jobs without a reload, and its forms pause, resume and
+scale a queue; the arbiters page shows the jobs in flight, the schedules
+page the every() entries; each checked against ``manager.stats()``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import TYPE_CHECKING
 
@@ -14,7 +16,7 @@ from tests.runtime.support import wait_until
 
 from .conftest import TIMEOUT
 from .jobs import Held, Quick, gate
-from .pages import count_is, expect, queue_cell, queue_row, submit
+from .pages import count_is, css_string, expect, queue_cell, queue_row, submit
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -100,3 +102,44 @@ def test_scale_a_queue(page: Page, manager: Manager) -> None:
     wait_until(scaled, TIMEOUT, f"imports at {wanted} slots")
     expect(queue_cell(page, "imports", "workers")).to_have_text(count_is(wanted))
     expect(queue_cell(page, "imports", "slots")).to_have_text(count_is(wanted))
+
+
+def test_arbiters_page_shows_the_jobs_in_flight(page: Page, manager: Manager) -> None:
+    job_id = manager.queue(Held(name="flight"))
+
+    def in_flight() -> bool:
+        return any(job.id == job_id for job in manager.stats().arbiters[0].in_flight)
+
+    wait_until(in_flight, TIMEOUT, "the job in flight")
+    arbiter = manager.stats().arbiters[0]
+    page.goto("/arbiters")
+    expect(page).to_have_title(re.compile("^jobarbiter — "))
+    row = page.locator('table#arbiters tr[data-arbiter="0"]')
+    expect(row.locator('td[data-field="pid"]')).to_have_text(str(arbiter.pid))
+    expect(row.locator('td[data-field="state"]')).to_have_text("running")
+    expect(row.locator('td[data-field="restarts"]')).to_have_text(str(arbiter.restarts))
+    flight = row.locator('td[data-field="in_flight"]')
+    expect(flight).to_contain_text(Held.NAME)
+    expect(flight.locator(f'a[href$="/jobs/{job_id}"]')).to_have_count(1)
+
+    gate("flight").touch()
+    assert manager.wait(job_id, timeout=TIMEOUT) == "flight"
+    page.reload()
+    expect(flight.locator(f'a[href$="/jobs/{job_id}"]')).to_have_count(0)
+
+
+def test_schedules_page_lists_every_entry(page: Page, manager: Manager) -> None:
+    manager.every(dt.timedelta(hours=1), Quick(n=5))
+    (entry,) = (s for s in manager.stats().schedules if s.job == Quick.NAME)
+    page.goto("/schedules")
+    expect(page).to_have_title(re.compile("^jobarbiter — "))
+    row = page.locator(f"table#schedules tr[data-schedule={css_string(entry.name)}]")
+    expect(row.locator('td[data-field="name"]')).to_have_text(entry.name)
+    expect(row.locator('td[data-field="kind"]')).to_have_text("every")
+    expect(row.locator('td[data-field="spec"]')).to_contain_text("3600")
+    expect(row.locator('td[data-field="job"]')).to_have_text(Quick.NAME)
+    expect(row.locator('td[data-field="queue"]')).to_have_text("reports")
+    assert entry.next_run is not None
+    expect(row.locator('td[data-field="next_run"]')).to_contain_text(
+        entry.next_run.strftime("%Y-%m-%d %H:%M")
+    )

@@ -1,7 +1,9 @@
 """The dashboard's defences, in a real browser: markup in a job's queue,
 argument and error is shown as text on every page and never runs; a POST
 from another site, or without the credentials, is refused and changes
-nothing; the server listens on loopback unless told otherwise."""
+nothing; arguments are shown only with the credentials; a token login sets
+a cookie that is not the token; the server listens on loopback unless told
+otherwise."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import psutil
 import pytest
 
 from supervisor import Manager, Status
+from tests.runtime.support import wait_until
 
-from .conftest import new_context, wait_for_status
+from .conftest import TIMEOUT, new_context, wait_for_status
 from .jobs import PAYLOAD, Hostile
 from .pages import (
     AUTH,
@@ -245,3 +248,51 @@ def test_serve_http_is_not_reachable_on_other_addresses(manager: Manager) -> Non
             sock.settimeout(5)
             with pytest.raises(ConnectionRefusedError):
                 sock.connect((address, port))
+
+
+def test_arguments_need_credentials(browser: Browser, base_url: str, hostile: str) -> None:
+    """A browser without the credentials is not shown a job's arguments."""
+    context = new_context(browser, base_url)
+    try:
+        page = context.new_page()
+        response = page.goto(f"/jobs/{hostile}?arguments=1")
+        assert response is not None and response.status in (401, 403), response.status
+        expect(page.locator("pre#arguments")).to_have_count(0)
+        api = page.request.get(f"/api/jobs/{hostile}?arguments=1")
+        assert api.status in (401, 403), api.status
+        assert "arguments" not in (api.json() if api.ok else {})
+    finally:
+        context.close()
+
+
+def test_token_login_sets_a_cookie_that_is_not_the_token(
+    browser: Browser, manager: Manager
+) -> None:
+    token = "t0ken-" + "x" * 26
+    served = manager.serve_http(auth=token)
+    context = new_context(browser, served)
+    try:
+        page = context.new_page()
+        page.goto("/login")
+        login = page.locator("form").filter(has=page.locator('input[name="token"]'))
+        login.locator('input[name="token"]').fill("not-the-token")
+        assert submit(page, login).status == 403
+        assert context.cookies() == []
+
+        login = page.locator("form").filter(has=page.locator('input[name="token"]'))
+        login.locator('input[name="token"]').fill(token)
+        assert submit(page, login).status == 303
+        (cookie,) = context.cookies()
+        assert cookie["httpOnly"] is True
+        assert cookie["sameSite"] == "Strict"
+        assert token not in cookie["value"]
+
+        page.goto("/")
+        answer = submit(page, queue_row(page, "reports").locator('form[data-action="pause"]'))
+        assert answer.status == 303, f"pause answered {answer.status}"
+        wait_until(lambda: _paused(manager, "reports"), TIMEOUT, "reports paused")
+        answer = submit(page, queue_row(page, "reports").locator('form[data-action="resume"]'))
+        assert answer.status == 303, f"resume answered {answer.status}"
+        assert not _paused(manager, "reports")
+    finally:
+        context.close()
