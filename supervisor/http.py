@@ -32,7 +32,8 @@ A POST's fields come from its query string and its body, a JSON object or
 an ``application/x-www-form-urlencoded`` form (the body's win).
 
 Errors are ``{"error": "..."}``: 400 for bad input (a ValueError from the
-operations too), 403 for a refused POST, 404 for an unknown job or route
+operations too), 403 for a refused POST (or ``?arguments=1`` without the
+credentials), 404 for an unknown job or route
 (a LookupError from the operations too), 405 for a wrong method, 501 when
 the operations raise NotImplementedError (``set_worker_count`` on a storage
 opened directly, which has no workers), 503 when they raise ManagerStopped,
