@@ -134,3 +134,29 @@ def test_list_walks_keyset_pages(page: Page, manager: Manager) -> None:
         page.wait_for_load_state()
     assert pages > 1, "250 jobs fit on one page: the keyset paging went untested"
     assert seen == ids, "the pages did not list each job once, in the order queued"
+
+
+def test_retry_all_and_purge_from_the_dead_page(
+    page: Page, manager: Manager, dialogs: Dialogs
+) -> None:
+    retried = {tag: manager.queue(FailsOnce(tag=tag)) for tag in ("north", "south")}
+    for job_id in retried.values():
+        wait_for_status(manager, job_id, Status.DEAD)
+    page.goto("/dead")
+    answer = submit(page, page.locator('form[data-action="retry-all"]'))
+    assert answer.status == 303, f"retry-all answered {answer.status}"
+    expect(page.locator("#flash")).to_contain_text("2")
+    for tag, job_id in retried.items():
+        assert manager.wait(job_id, timeout=TIMEOUT) == f"imported {tag}"
+
+    purged = manager.queue(FailsOnce(tag="west"))
+    wait_for_status(manager, purged, Status.DEAD)
+    page.reload()
+    expect(job_row(page, "dead", purged)).to_have_count(1)
+    answer = submit(page, page.locator('form[data-action="purge"]'))
+    assert answer.status == 303, f"purge answered {answer.status}"
+    expect(job_row(page, "dead", purged)).to_have_count(0)
+    assert manager.info(purged) is None
+    assert manager.stats().queues["imports"].dead == 0
+    # Both asked before they acted.
+    assert [kind for kind, _ in dialogs.seen] == ["confirm", "confirm"], dialogs.seen
