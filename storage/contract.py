@@ -161,7 +161,11 @@ class Storage(Protocol):
     def stats(self) -> dict[str, QueueStats]:
         """Counts per queue, for every queue that holds a live or dead job
         (``QueueStats``: ``oldest_due_at`` is read off the pending index, so
-        it costs no scan on any backend)."""
+        it costs no scan on any backend). A count above the backend's
+        ``count_cap`` may be an estimate, named in ``estimated``; one at or
+        below it never is, and ``pending == scheduled`` holds exactly when
+        none of the queue's pending jobs is due or waiting out a backoff
+        (storage.counts)."""
         ...
 
     def set_paused(self, queue: str, paused: bool) -> None:

@@ -35,13 +35,24 @@ clock is injected (tests), in which case that clock provides every time.
 
 Partial indexes serve each path: pending ``(queue, run_at, id)``, held
 ``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)`` and
-``(queue, id)``, cancelled ``(queue, id)``, kept
+``(queue, id)``, cancelled ``(queue, id)``, pending retries ``(queue,
+run_at)`` (jobs that failed and wait out a backoff: a fresh job never enters
+it), kept
 records ``(expires_at)`` (what ``expire`` walks, never touching live rows),
 and a unique index on ``live_key`` that makes "one live job per key" a
 constraint. ``live_key`` is set only on pending and running rows (a CHECK
 says so), so the index covers live jobs alone and a job that ends frees its
 key; the index keeps the predicate it had, so that hosts of the previous
 version, whose inserts name it in ON CONFLICT, go on working.
+
+Counts (``stats``): one statement finds the queues that hold a live or dead
+job by a skip scan of each status's partial index (a descent per queue, so
+kept records are never read) and reads each count along its index up to
+``count_cap + 1`` rows; a count that reaches it is the planner's estimate
+(``EXPLAIN`` of that count's query: the table's statistics, as fresh as its
+last ANALYZE; extended statistics on (queue, status) let it see which queue
+holds which jobs), named in ``QueueStats.estimated``. See storage.counts.
+No counter row is kept: every writer would queue behind it.
 
 Claim protocol: ``pop`` is one statement that locks candidates with
 ``FOR UPDATE SKIP LOCKED`` (stale claims first by expiry, then due pending
@@ -109,6 +120,7 @@ listener was reconnecting, when it calls ``wake()`` once.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import secrets
@@ -138,6 +150,7 @@ from storage.contract import (
     page_is_empty,
     walked_status,
 )
+from storage.counts import COUNT_CAP, Read, check_cap, queue_stats
 from storage.events import EventLog
 from storage.ids import IdGenerator, to_uuid
 from storage.model import (
@@ -246,6 +259,15 @@ MIGRATIONS: list[list[str]] = [
 )""",
         "CREATE INDEX jobs_dead_ids ON {s}.jobs (queue, id) WHERE status = 2",
         "CREATE INDEX jobs_cancelled ON {s}.jobs (queue, id) WHERE status = 4",
+    ],
+    # Counts that stay cheap on a big table (storage.counts): the retries
+    # waiting out a backoff get a range of their own (a fresh job never
+    # enters it), and the planner learns how queues and statuses go together,
+    # for its estimates of counts above the cap.
+    [
+        "CREATE INDEX jobs_retrying ON {s}.jobs (queue, run_at)"
+        " WHERE status = 0 AND retry_count > 0",
+        "CREATE STATISTICS {s}.jobs_queue_status (mcv) ON queue, status FROM {s}.jobs",
     ],
 ]
 
@@ -497,15 +519,56 @@ ON CONFLICT (queue) DO UPDATE SET paused_at = coalesce(q.paused_at, excluded.pau
 _SET_RESUMED = "UPDATE {queues} SET paused_at = NULL WHERE queue = %(queue)s"
 _PAUSED = "SELECT queue FROM {queues} WHERE paused_at IS NOT NULL"
 
-# Kept records are left out, so a queue holding only those is absent. The
-# status test is spelled as an OR so that each arm can use its partial index
-# (and not walk the kept records, which may be most of the table).
-_STATS = """SELECT queue, count(*) FILTER (WHERE status = 0), count(*) FILTER (WHERE status = 1),
-    count(*) FILTER (WHERE status = 2),
-    count(*) FILTER (WHERE status = 0 AND retry_count = 0 AND run_at > {now}),
-    min(run_at) FILTER (WHERE status = 0 AND run_at <= {now})
-FROM {jobs} WHERE status = 0 OR status = 1 OR status = 2
-GROUP BY queue ORDER BY queue"""
+# The queues with a live or dead job (kept records are left out, so a queue
+# holding only those is absent): a skip scan of each status's partial index,
+# one descent per queue. Then each queue's counts, each read along its
+# index up to %(over)s rows (storage.counts), and its earliest run_at.
+_STATS = """WITH RECURSIVE
+pending(queue) AS (
+    SELECT min(queue) FROM {jobs} WHERE status = 0
+    UNION ALL
+    SELECT (SELECT min(queue) FROM {jobs} WHERE status = 0 AND queue > p.queue)
+    FROM pending p WHERE p.queue IS NOT NULL),
+running(queue) AS (
+    SELECT min(queue) FROM {jobs} WHERE status = 1
+    UNION ALL
+    SELECT (SELECT min(queue) FROM {jobs} WHERE status = 1 AND queue > r.queue)
+    FROM running r WHERE r.queue IS NOT NULL),
+dead(queue) AS (
+    SELECT min(queue) FROM {jobs} WHERE status = 2
+    UNION ALL
+    SELECT (SELECT min(queue) FROM {jobs} WHERE status = 2 AND queue > d.queue)
+    FROM dead d WHERE d.queue IS NOT NULL),
+queues(queue) AS (
+    SELECT queue FROM pending UNION SELECT queue FROM running UNION SELECT queue FROM dead)
+SELECT q.queue,
+    (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 0 AND queue = q.queue LIMIT %(over)s) c),
+    (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 1 AND queue = q.queue LIMIT %(over)s) c),
+    (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 2 AND queue = q.queue LIMIT %(over)s) c),
+    (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 0 AND queue = q.queue AND run_at > {now} AND retry_count = 0
+        LIMIT %(over)s) c),
+    (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 0 AND queue = q.queue AND run_at <= {now} LIMIT %(over)s) c),
+    (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 0 AND retry_count > 0 AND queue = q.queue AND run_at > {now}
+        LIMIT %(over)s) c),
+    (SELECT min(run_at) FROM {jobs} WHERE status = 0 AND queue = q.queue),
+    {now}
+FROM queues q WHERE q.queue IS NOT NULL ORDER BY q.queue"""
+
+# The planner's estimate of a count above the cap, from the table's
+# statistics (as fresh as its last ANALYZE, autovacuum's or an operator's).
+_ESTIMATE = "EXPLAIN (FORMAT JSON) SELECT FROM {jobs} WHERE {where}"
+_ESTIMATED = {
+    "pending": "status = 0 AND queue = %(queue)s",
+    "running": "status = 1 AND queue = %(queue)s",
+    "dead": "status = 2 AND queue = %(queue)s",
+    "scheduled": "status = 0 AND queue = %(queue)s AND run_at > %(at)s AND retry_count = 0",
+}
 
 # A claim may be taken once its expiry is strictly in the past: one µs after.
 _NEXT_DUE = """SELECT least(
@@ -563,6 +626,9 @@ class _Statements:
         self.set_resumed = fmt(_SET_RESUMED)
         self.paused = fmt(_PAUSED)
         self.stats = fmt(_STATS)
+        self.estimates = {
+            field: fmt(_ESTIMATE.replace("{where}", where)) for field, where in _ESTIMATED.items()
+        }
         self.next_due = fmt(_NEXT_DUE)
         self.live_keys = fmt(_LIVE_KEYS)
 
@@ -657,7 +723,9 @@ class PostgresStorage:
     ``pool_size`` caps the connections the pool may open (the actor uses one
     at a time and the pool replaces it if it breaks; the listener has its
     own); ``poll_interval`` is how often parked pops look again without a
-    notification (retries and scheduled jobs of other hosts fall due silently).
+    notification (retries and scheduled jobs of other hosts fall due silently);
+    a count of ``stats`` above ``count_cap`` is the planner's estimate
+    (storage.counts).
 
     Behind a pooler in transaction mode (PgBouncer's ``pool_mode =
     transaction``), give ``dsn`` the pooler's address and ``listen_dsn`` the
@@ -684,9 +752,11 @@ class PostgresStorage:
         pool_size: int = 2,
         poll_interval: float = 5.0,
         listen_dsn: str | None = None,
+        count_cap: int = COUNT_CAP,
     ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        self._count_cap = check_cap(count_cap)
         self._dsn = dsn
         self._listen_dsn = listen_dsn
         self._clock = clock
@@ -767,17 +837,20 @@ class PostgresStorage:
     def _rows(self, query: LiteralString, params: dict[str, Any]) -> list[Row]:
         return self._write(query, params).fetchall()
 
-    def _alone(self, query: LiteralString, params: dict[str, Any]) -> list[Row]:
+    def _alone(
+        self, query: LiteralString, params: dict[str, Any], *, prepare: bool | None = None
+    ) -> list[Row]:
         """Run one statement as a transaction of its own when none is open,
         else as part of the open one. A read between messages so leaves no
         idle transaction holding locks, and a lone write is durable when it
-        returns, in one round trip instead of three (BEGIN, it, COMMIT)."""
+        returns, in one round trip instead of three (BEGIN, it, COMMIT).
+        ``prepare`` False: never a prepared statement."""
         conn = self._connection()
         idle = conn.info.transaction_status == TransactionStatus.IDLE
         if idle:
             conn.autocommit = True  # client-side only: no round trip
         try:
-            return conn.execute(query, params, binary=True).fetchall()
+            return conn.execute(query, params, binary=True, prepare=prepare).fetchall()
         except BaseException as exc:
             if idle:
                 self._drop_if_broken()
@@ -1226,18 +1299,32 @@ class PostgresStorage:
         return [self._info(row, 0) for row in self._alone(sql, params)]
 
     def stats(self) -> dict[str, QueueStats]:
-        return {
-            queue: QueueStats(
+        """As the contract says: each count exact up to ``count_cap``, the
+        planner's estimate above it (see storage.counts)."""
+        cap = self._count_cap
+        rows = self._alone(self._sql.stats, {"now": self._now_param(), "over": cap + 1})
+        stats = {}
+        for queue, pending, running, dead, later, due, retrying, first, now in rows:
+            read = Read(
                 pending=pending,
                 running=running,
                 dead=dead,
                 scheduled=later,
-                oldest_due_at=None if oldest is None else int(oldest) / _US,
+                due=due,
+                retrying=retrying,
+                oldest_due_at=first / _US if first is not None and first <= now else None,
             )
-            for queue, pending, running, dead, later, oldest in self._alone(
-                self._sql.stats, {"now": self._now_param()}
+            stats[queue] = queue_stats(
+                read, cap=cap, estimate=functools.partial(self._estimate, queue, now)
             )
-        }
+        return stats
+
+    def _estimate(self, queue: str, now: int, field: str) -> tuple[int, bool]:
+        # Not prepared: a prepared statement may be planned once for any
+        # parameters, and this plan's estimate for these is what is wanted.
+        params = {"queue": queue, "at": now}
+        ((plan,),) = self._alone(self._sql.estimates[field], params, prepare=False)
+        return round(plan[0]["Plan"]["Plan Rows"]), False
 
     def set_paused(self, queue: str, paused: bool) -> None:
         if paused:

@@ -15,7 +15,9 @@ Partial indexes mirror MemoryStorage's sorted lists, one per status:
   reads a live job;
 * ``jobs_dead_ids (queue, id)`` and ``jobs_cancelled (queue, id)``: the
   dead and the cancelled jobs in id order, for ``list``; such rows are few,
-  and no job passes through them on its way from push to success.
+  and no job passes through them on its way from push to success;
+* ``jobs_retrying (queue, run_at)``: pending jobs that failed before, for
+  ``stats`` (a fresh job never enters it).
 
 Listing is by keyset (``id > after ORDER BY id LIMIT n``), never by OFFSET.
 Pending and running pages read the queue's entries of their partial index
@@ -63,7 +65,13 @@ by a host that died.
 Pending/running/dead counts per queue are kept in Python (kept records are
 not counted): the actor asks for
 stats() after every settled message while someone waits in join(), and a
-COUNT over the table each time would make draining quadratic.
+COUNT over the table each time would make draining quadratic. ``scheduled``
+is read: up to ``count_cap + 1`` of each of the scheduled, the due and the
+retrying (``jobs_retrying (queue, run_at)``: pending jobs that failed, which
+a fresh job never enters), so when only one of due and scheduled is big it
+is the pending count less the others, exact; a queue with more than the cap
+of both has its scheduled jobs counted whole, O(scheduled). No count here
+is an estimate (storage.counts).
 """
 
 from __future__ import annotations
@@ -86,6 +94,7 @@ from storage.contract import (
     page_is_empty,
     walked_status,
 )
+from storage.counts import COUNT_CAP, Read, check_cap, queue_stats
 from storage.events import EventLog
 from storage.ids import IdGenerator, to_uuid
 from storage.model import (
@@ -156,6 +165,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX jobs_dead_ids ON jobs (queue, id) WHERE status = 'dead'",
         "CREATE INDEX jobs_cancelled ON jobs (queue, id) WHERE status = 'cancelled'",
     ),
+    # Counts that stay cheap on a big file (storage.counts): the retries
+    # waiting out a backoff get a range of their own (a fresh job never
+    # enters it).
+    (
+        "CREATE INDEX jobs_retrying ON jobs (queue, run_at)"
+        " WHERE status = 'pending' AND retry_count > 0",
+    ),
 ]
 
 # What JobInfo is built from, in this order (see _job).
@@ -186,6 +202,7 @@ _LISTED_BY = {
 }
 _PENDING, _RUNNING, _DEAD = 0, 1, 2  # positions in a queue's counts
 _COUNTED = {"pending": _PENDING, "running": _RUNNING, "dead": _DEAD}
+_IN_MEMORY = frozenset(_COUNTED)  # exact whatever their size
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -236,7 +253,9 @@ class SqliteStorage:
         clock: Clock | None = None,
         unregistered_delay: float = 60.0,
         timeout: float = 5.0,
+        count_cap: int = COUNT_CAP,
     ) -> None:
+        self._count_cap = check_cap(count_cap)
         self._clock: Clock = clock or SystemClock()
         self._path = os.fspath(path)
         self._unregistered_delay_us = round(unregistered_delay * _US)
@@ -901,33 +920,63 @@ class SqliteStorage:
         return sql, params
 
     def stats(self) -> dict[str, QueueStats]:
+        """As the contract says: pending, running and dead are the counts
+        kept in memory; scheduled is read (see storage.counts and
+        ``_pending_figures``)."""
         stats = {}
         now = self._now_us()
+        cap = self._count_cap
         for queue, count in sorted(self._counts.items()):
             if not any(count):
                 continue
-            scheduled, oldest = self._pending_figures(queue, now) if count[0] else (0, None)
-            stats[queue] = QueueStats(
+            scheduled, due, retrying, oldest = (
+                self._pending_figures(queue, now, cap + 1) if count[0] else (0, 0, 0, None)
+            )
+            read = Read(
                 pending=count[0],
                 running=count[1],
                 dead=count[2],
                 scheduled=scheduled,
+                due=due,
+                retrying=retrying,
                 oldest_due_at=oldest / _US if oldest is not None and oldest <= now else None,
+                whole=_IN_MEMORY,
+            )
+            stats[queue] = queue_stats(
+                read, cap=cap, estimate=functools.partial(self._scheduled, queue, now)
             )
         return stats
 
-    def _pending_figures(self, queue: str, now: int) -> tuple[int, int | None]:
-        """The queue's scheduled jobs and its earliest run_at (µs): a range
-        and the first entry of the pending index, so only the jobs not due
-        yet are read."""
+    def _pending_figures(self, queue: str, now: int, over: int) -> tuple[int, int, int, int | None]:
+        """The queue's scheduled, due and retrying (not due) jobs, each
+        counted up to ``over``, and its earliest run_at (µs): index ranges
+        (the pending one from each end, the retries' own) and the pending
+        index's first entry."""
         row = self._conn.execute(
-            "SELECT (SELECT count(*) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
-            " AND queue = ?1 AND run_at > ?2 AND retry_count = 0),"
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
+            " WHERE status = 'pending' AND queue = ?1 AND run_at > ?2 AND retry_count = 0"
+            " LIMIT ?3)),"
+            " (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
+            " WHERE status = 'pending' AND queue = ?1 AND run_at <= ?2 LIMIT ?3)),"
+            " (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_retrying"
+            " WHERE status = 'pending' AND retry_count > 0 AND queue = ?1 AND run_at > ?2"
+            " LIMIT ?3)),"
             " (SELECT min(run_at) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
             " AND queue = ?1)",
+            (queue, now, over),
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2]), row[3]
+
+    def _scheduled(self, queue: str, now: int, field: str) -> tuple[int, bool]:
+        """The scheduled jobs counted whole, when more than the cap are both
+        due and scheduled: a range of the pending index, every job not due."""
+        assert field == "scheduled", field  # the others are in memory
+        row = self._conn.execute(
+            "SELECT count(*) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
+            " AND queue = ? AND run_at > ? AND retry_count = 0",
             (queue, now),
         ).fetchone()
-        return int(row[0]), row[1]
+        return int(row[0]), True
 
     # -- pauses ------------------------------------------------------------------------
 

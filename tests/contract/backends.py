@@ -16,6 +16,7 @@ import uuid
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from storage import ManualClock, MemoryStorage, Storage
 from storage.sqlite import SqliteStorage
@@ -62,22 +63,26 @@ BACKENDS: dict[str, BackendFactory] = {
 }
 
 
-def reopen(storage: Storage, clock: ManualClock) -> Storage | None:
+def reopen(storage: Storage, clock: ManualClock, **options: Any) -> Storage | None:
     """Close ``storage`` and open another on what it stored, as a host
-    restarted would; None for a storage that keeps nothing past close."""
+    restarted would, built with ``options`` too; None for a storage that
+    keeps nothing past close."""
     if isinstance(storage, MemoryStorage):
         return None
     if isinstance(storage, SqliteStorage):
         directory = _directories[storage]
         storage.close()
-        again = SqliteStorage(str(Path(directory.path) / "jobs.db"), clock=clock).open()
+        path = str(Path(directory.path) / "jobs.db")
+        again = SqliteStorage(path, clock=clock, **options).open()
         _directories[again] = directory
         return again
     from storage.postgres import PostgresStorage  # noqa: PLC0415 - optional
 
     assert isinstance(storage, PostgresStorage)
     storage.close()
-    return PostgresStorage(storage._dsn, clock=clock, schema=storage._schema, pool_size=1).open()
+    return PostgresStorage(
+        storage._dsn, clock=clock, schema=storage._schema, pool_size=1, **options
+    ).open()
 
 
 def close(storage: Storage) -> None:
@@ -106,3 +111,15 @@ def set_retry_count(storage: Storage, job_id: uuid.UUID, count: int) -> None:
             f"UPDATE {table} SET retry_count = %(count)s WHERE id = %(id)s",  # type: ignore[arg-type]
             {"count": count, "id": job_id},
         )
+
+
+def analyze(storage: Storage) -> None:
+    """Refresh the statistics a backend estimates counts from (PostgreSQL's
+    ANALYZE, which autovacuum runs on a busy table); others have none."""
+    if isinstance(storage, MemoryStorage | SqliteStorage):
+        return
+    from storage.postgres import PostgresStorage  # noqa: PLC0415 - optional
+
+    assert isinstance(storage, PostgresStorage)
+    storage._write(f'ANALYZE "{storage._schema}".jobs', {})  # type: ignore[arg-type]
+    storage.commit()

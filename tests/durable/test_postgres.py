@@ -8,6 +8,7 @@ and migrations. Each test gets a fresh schema (see pg_host.fresh_schema).
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -474,11 +475,19 @@ def test_every_listing_has_an_index_backed_plan_and_no_offset(
     a.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'ANALYZE "{schema}".jobs')
-    params: dict[str, object] = {"queue": QUEUE, "after": done[0], "limit": 100, "now": None}
+    params: dict[str, object] = {
+        "queue": QUEUE,
+        "name": "tests.Job",
+        "after": done[0],
+        "limit": 100,
+        "now": None,
+    }
     for status in (None, *Status):
-        for by_queue in (False, True):
+        for by_queue, by_name in itertools.product((False, True), repeat=2):
             code = None if status is None else _STATUS_CODE[status]
-            sql = a._sql.listing(queue=by_queue, status=code, scheduled=None, after=True)
+            sql = a._sql.listing(
+                queue=by_queue, status=code, scheduled=None, name=by_name, after=True
+            )
             assert "OFFSET" not in sql
             plan = _plan(a, sql, params)
             assert "Seq Scan" not in plan, plan
@@ -486,8 +495,12 @@ def test_every_listing_has_an_index_backed_plan_and_no_offset(
             if status in (Status.DEAD, Status.CANCELLED) and by_queue:
                 index = "jobs_dead_ids" if status is Status.DEAD else "jobs_cancelled"
                 assert index in plan, plan
-    sql = a._sql.listing(queue=True, status=0, scheduled=True, after=True)
+    sql = a._sql.listing(queue=True, status=0, scheduled=True, name=False, after=True)
     assert "Seq Scan" not in _plan(a, sql, params)
+    # stats(): index ranges, the retries' own among them; no kept record read.
+    plan = _plan(a, a._sql.stats, {"now": None, "over": 11})
+    assert "Seq Scan" not in plan, plan
+    assert "jobs_retrying" in plan and "jobs_expires" not in plan, plan
 
 
 def test_hosts_starting_together_migrate_once(dsn: str, schema: str) -> None:

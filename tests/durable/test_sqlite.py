@@ -275,15 +275,20 @@ def test_every_listing_reads_an_index_and_never_an_offset(
 ) -> None:
     storage_ = SqliteStorage(path, clock=clock).open()
     after = storage_.push(new_job())
-    sql, params = storage_._page(QUEUE, status, None, after, 10)
-    assert "OFFSET" not in sql
-    plan = _plan(storage_, sql, *params)
-    assert PAGE_PLANS[status] in plan
-    assert "SCAN" not in plan  # no walk of the table or of a whole index
-    if status not in (None, Status.SUCCEEDED):
-        # Only the page's rows are read from the table, by id.
-        assert plan.startswith("SEARCH jobs USING PRIMARY KEY (id=?)")
-    scheduled, params = storage_._page(QUEUE, Status.PENDING, True, after, 10)
+    for name in (None, "tests.Job"):  # a name is tested on the rows the page reads
+        sql, params = storage_._page(
+            queue=QUEUE, status=status, scheduled=None, name=name, after=after, limit=10
+        )
+        assert "OFFSET" not in sql
+        plan = _plan(storage_, sql, *params)
+        assert PAGE_PLANS[status] in plan
+        assert "SCAN" not in plan  # no walk of the table or of a whole index
+        if status not in (None, Status.SUCCEEDED):
+            # Only the page's rows are read from the table, by id.
+            assert plan.startswith("SEARCH jobs USING PRIMARY KEY (id=?)")
+    scheduled, params = storage_._page(
+        queue=QUEUE, status=Status.PENDING, scheduled=True, name=None, after=after, limit=10
+    )
     assert "jobs_pending (queue=? AND run_at>?)" in _plan(storage_, scheduled, *params)
     storage_.close()
 

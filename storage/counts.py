@@ -1,0 +1,100 @@
+"""Queue counts that stay cheap on big tables: exact up to a cap, estimated above.
+
+A database backend reads each count of a queue along a partial index but
+stops after ``cap + 1`` rows (``COUNT_CAP`` unless the backend is told
+otherwise), so a count costs at most that many index entries however long
+the queue. A count read whole is exact. One that reached ``cap + 1`` is the
+backend's estimate instead (PostgreSQL: the planner's), never less than
+``cap + 1``, and ``QueueStats.estimated`` names it. A backend whose count is
+exact anyway (SQLite keeps pending, running and dead in memory) says so, and
+its count stands.
+
+``scheduled`` (pending, not due, never failed) is settled so that
+``pending == scheduled`` exactly when none of the queue's pending jobs is
+due or waiting out a backoff, whatever is estimated: the runtime's idle
+check (``join``) reads that. Its exact complement, the due jobs plus the
+retries waiting out a backoff, is cheap to count when it is small (each has
+a range of its own), so a big scheduled count is the pending count less it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from storage.model import QueueStats
+
+COUNT_CAP = 10_000
+
+# A backend's answer for a count above the cap: (figure, whether it is exact).
+Estimate = Callable[[str], tuple[int, bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """What a backend read of one queue's jobs: each count exact, or
+    ``cap + 1`` where it stopped; ``whole`` names the counts it knows
+    exactly whatever their size."""
+
+    pending: int
+    running: int
+    dead: int
+    scheduled: int
+    due: int  # pending and due now
+    retrying: int  # pending, not due, failed before: waiting out a backoff
+    oldest_due_at: float | None = None
+    whole: frozenset[str] = frozenset()
+
+
+def check_cap(cap: object) -> int:
+    """``cap`` if it can cap a count: an int of at least 1."""
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ValueError(f"count_cap must be an int of at least 1; got {cap!r}")
+    return cap
+
+
+def queue_stats(read: Read, *, cap: int, estimate: Estimate) -> QueueStats:
+    """The queue's QueueStats from what was read, asking ``estimate(field)``
+    for each count (of ``storage.model.ESTIMABLE``) that reached the cap."""
+    estimated: set[str] = set()
+
+    def settled(field: str, count: int) -> int:
+        if count <= cap or field in read.whole:
+            return count
+        figure, exact = estimate(field)
+        if exact:
+            return figure
+        estimated.add(field)
+        return max(figure, cap + 1)
+
+    pending = settled("pending", read.pending)
+    scheduled = read.scheduled
+    if scheduled > cap:
+        unscheduled = read.due + read.retrying
+        if read.due <= cap and read.retrying <= cap:
+            # Exact whenever pending is: the rest are few, and counted.
+            if "pending" in estimated:
+                estimated.add("scheduled")
+                scheduled = max(pending - unscheduled, cap + 1)
+                pending = scheduled + unscheduled
+            else:
+                scheduled = pending - unscheduled
+        else:
+            figure, exact = estimate("scheduled")
+            scheduled = figure
+            if not exact:
+                estimated.add("scheduled")
+                # More than the cap are scheduled, and more than it are not.
+                scheduled = max(figure, cap + 1)
+                if "pending" in estimated:
+                    pending = max(pending, scheduled + cap + 1)
+                else:
+                    scheduled = min(scheduled, pending - cap - 1)
+    return QueueStats(
+        pending=pending,
+        running=settled("running", read.running),
+        dead=settled("dead", read.dead),
+        scheduled=scheduled,
+        oldest_due_at=read.oldest_due_at,
+        estimated=frozenset(estimated),
+    )

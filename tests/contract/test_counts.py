@@ -1,0 +1,151 @@
+"""``stats`` on queues longer than the backend's count cap (storage.counts):
+a count up to the cap is exact and not flagged; above it, a backend may give
+an estimate, named in ``QueueStats.estimated`` and close to the truth (here:
+PostgreSQL, from the planner once the table is analyzed; SQLite and memory
+storage stay exact). Whatever is estimated, ``pending == scheduled`` exactly
+when nothing of the queue is due or waiting out a backoff, which is what
+``join`` waits for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from storage import Backoff, JobResult, ManualClock, QueueStats, Storage
+from storage.counts import COUNT_CAP, Read, check_cap, queue_stats
+from storage.model import ESTIMABLE
+from supervisor.storage_ops import StorageOperations
+
+from .backends import analyze, close, reopen
+from .support import kill, new_job, policy
+
+CAP = 4
+LATER = 3600.0
+
+
+@pytest.fixture
+def capped(storage: Storage, clock: ManualClock) -> Iterator[Storage]:
+    """The fixture's storage with a count cap of CAP (memory storage has none)."""
+    again = reopen(storage, clock, count_cap=CAP)
+    if again is None:
+        yield storage
+        return
+    try:
+        yield again
+    finally:
+        close(again)
+
+
+def push(storage: Storage, clock: ManualClock, count: int, queue: str, later: bool = False) -> None:
+    run_at = clock.now() + LATER if later else None
+    storage.push_many([new_job(queue=queue, run_at=run_at) for _ in range(count)])
+    storage.commit()
+
+
+def test_counts_up_to_the_cap_are_exact(capped: Storage, clock: ManualClock) -> None:
+    push(capped, clock, CAP, "q")
+    push(capped, clock, CAP, "q", later=True)  # pending 2 x CAP, scheduled CAP
+    push(capped, clock, CAP, "small")
+    for _ in range(CAP):
+        job_id = capped.push(new_job(queue="dying", policy=policy(retries=0)))
+        kill(capped, job_id, queue="dying")
+    capped.commit()
+    analyze(capped)
+    stats = capped.stats()
+    assert stats["q"].scheduled == CAP and stats["q"].estimated <= {"pending"}
+    assert stats["small"] == QueueStats(
+        pending=CAP, running=0, dead=0, scheduled=0, oldest_due_at=clock.now()
+    )
+    assert stats["dying"] == QueueStats(pending=0, running=0, dead=CAP)
+
+
+@pytest.mark.parametrize("factor", [3, 10])
+def test_above_the_cap_a_count_is_flagged_and_close(
+    capped: Storage, clock: ManualClock, factor: int
+) -> None:
+    due, later = factor * CAP, 2 * factor * CAP
+    push(capped, clock, due, "big")
+    push(capped, clock, later, "big", later=True)
+    push(capped, clock, 2, "small")
+    analyze(capped)
+    stats = capped.stats()
+    big, small = stats["big"], stats["small"]
+    assert small == QueueStats(pending=2, running=0, dead=0, oldest_due_at=clock.now())
+    assert big.estimated <= ESTIMABLE - {"running", "dead"}
+    for field, exact in (("pending", due + later), ("scheduled", later)):
+        figure = getattr(big, field)
+        if field in big.estimated:
+            assert figure > CAP
+            assert abs(figure - exact) <= exact / 2, (field, figure, exact)
+        else:
+            assert figure == exact, field
+    # More than the cap are due: the estimate never says fewer.
+    assert big.pending - big.scheduled > CAP
+    assert big.running == big.dead == 0
+    # The flag reaches what an operator reads.
+    assert StorageOperations(capped).stats().queues["big"].estimated == big.estimated
+
+
+def test_only_scheduled_jobs_is_pending_equal_to_scheduled(
+    capped: Storage, clock: ManualClock
+) -> None:
+    push(capped, clock, 5 * CAP, "later", later=True)
+    analyze(capped)
+    figures = capped.stats()["later"]
+    assert figures.pending == figures.scheduled  # idle: join does not wait for these
+    assert figures.scheduled > CAP
+    push(capped, clock, 1, "later")  # one due now
+    figures = capped.stats()["later"]
+    assert figures.pending - figures.scheduled == 1
+
+
+def test_a_retry_waiting_out_its_backoff_is_not_scheduled(
+    capped: Storage, clock: ManualClock
+) -> None:
+    retried = capped.push(new_job(queue="later", policy=policy(backoff=Backoff.linear(60))))
+    (claim,) = capped.pop("later", "r1")
+    assert claim.id == retried
+    capped.complete(retried, "r1", JobResult.failure("boom"))  # pending, due in 60 s
+    push(capped, clock, 5 * CAP, "later", later=True)
+    analyze(capped)
+    figures = capped.stats()["later"]
+    assert figures.pending - figures.scheduled == 1
+    assert figures.oldest_due_at is None  # nothing due yet
+
+
+def test_the_rule_for_a_backend_that_estimates() -> None:
+    """storage.counts alone, with an estimate that is far off: the flags, the
+    floor of cap + 1, and pending against scheduled."""
+
+    def low(field: str) -> tuple[int, bool]:
+        return 1, False  # statistics from before the queue grew
+
+    read = Read(pending=5, running=5, dead=3, scheduled=5, due=0, retrying=0)
+    assert queue_stats(read, cap=4, estimate=low) == QueueStats(
+        pending=5,
+        running=5,
+        dead=3,
+        scheduled=5,
+        estimated=frozenset({"pending", "running", "scheduled"}),
+    )
+    # Few due and retrying: scheduled is the pending estimate less them.
+    read = Read(pending=5, running=0, dead=0, scheduled=5, due=2, retrying=1)
+    stats = queue_stats(read, cap=4, estimate=lambda field: (100, False))
+    assert (stats.pending, stats.scheduled) == (100, 97)
+    assert stats.estimated == {"pending", "scheduled"}
+    # Many of both: both estimated, and more than the cap apart.
+    read = Read(pending=5, running=0, dead=0, scheduled=5, due=5, retrying=0)
+    stats = queue_stats(read, cap=4, estimate=low)
+    assert stats.scheduled == 5 and stats.pending == 10
+    # A count read whole stands, and an exact answer is not flagged.
+    read = Read(pending=50, running=0, dead=0, scheduled=5, due=5, retrying=0, whole=ESTIMABLE)
+    stats = queue_stats(read, cap=4, estimate=lambda field: (20, True))
+    assert (stats.pending, stats.scheduled, stats.estimated) == (50, 20, frozenset())
+
+
+def test_the_cap_must_be_a_positive_int() -> None:
+    assert check_cap(COUNT_CAP) == COUNT_CAP
+    for bad in (0, -1, 2.5, True, "10"):
+        with pytest.raises(ValueError, match="count_cap must be an int of at least 1"):
+            check_cap(bad)
