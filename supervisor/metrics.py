@@ -20,6 +20,8 @@ histograms, this host's since start:
 gauges:
   ``jobarbiter_jobs{queue,status}``: stored jobs, status pending, scheduled
   (a part of pending), running, dead;
+  ``jobarbiter_jobs_estimated{queue,status}``: 1 where that count is an
+  estimate (a big count on PostgreSQL, see ``storage.counts``), else 0;
   ``jobarbiter_oldest_pending_age_seconds{queue}``: 0 when no job is due;
   ``jobarbiter_queue_paused{queue}``: 1 while this host hands out none of its jobs;
   ``jobarbiter_queue_slots{queue}`` (slots the live arbiters have) and
@@ -98,6 +100,11 @@ class _Snapshot(Collector):
             "Stored jobs by queue and status (scheduled: pending, not due, never failed).",
             labels=["queue", "status"],
         )
+        estimated = GaugeMetricFamily(
+            "jobarbiter_jobs_estimated",
+            "1 where jobarbiter_jobs of that queue and status is an estimate, not exact.",
+            labels=["queue", "status"],
+        )
         age = GaugeMetricFamily(
             "jobarbiter_oldest_pending_age_seconds",
             "How long the longest-waiting due job has waited past its due time (0: none due).",
@@ -126,6 +133,7 @@ class _Snapshot(Collector):
             _observe(wait, [name], q.wait_seconds)
             for status in STATUSES:
                 jobs.add_metric([name, status], getattr(q, status))
+                estimated.add_metric([name, status], 1.0 if status in q.estimated else 0.0)
             age.add_metric([name], q.oldest_pending_age or 0.0)
             paused.add_metric([name], 1.0 if q.paused or q.paused_everywhere else 0.0)
             slots.add_metric([name], q.slots)
@@ -157,7 +165,7 @@ class _Snapshot(Collector):
                 rss.add_metric([str(a.index)], a.rss)
 
         yield from (ended, retries, run, wait, restarts, recycles)
-        yield from (jobs, age, paused, slots, workers, up, rss)
+        yield from (jobs, estimated, age, paused, slots, workers, up, rss)
 
 
 def _observe(family: HistogramMetricFamily, labels: Sequence[str], h: Histogram) -> None:

@@ -36,6 +36,7 @@ NAMES = {
     "jobarbiter_job_run_seconds": "histogram",
     "jobarbiter_job_wait_seconds": "histogram",
     "jobarbiter_jobs": "gauge",
+    "jobarbiter_jobs_estimated": "gauge",
     "jobarbiter_oldest_pending_age_seconds": "gauge",
     "jobarbiter_queue_paused": "gauge",
     "jobarbiter_queue_slots": "gauge",
@@ -55,10 +56,11 @@ def example() -> ManagerStats:
     return ManagerStats(
         queues={
             "default": QueueFigures(
-                pending=7,
+                pending=70_000,
                 running=2,
                 dead=1,
-                scheduled=3,
+                scheduled=30_000,
+                estimated=frozenset({"pending", "scheduled"}),
                 oldest_pending_age=4.25,
                 paused=True,
                 paused_everywhere=True,
@@ -119,8 +121,11 @@ def check(text: str, stats: ManagerStats) -> None:
             assert inf == h.count == value(samples, f"{family}_count", queue=queue)
             assert value(samples, f"{family}_sum", queue=queue) == h.total
         jobs = families["jobarbiter_jobs"][2]
+        estimated = families["jobarbiter_jobs_estimated"][2]
         for status in STATUSES:
             assert value(jobs, "jobarbiter_jobs", queue=queue, status=status) == getattr(q, status)
+            flag = value(estimated, "jobarbiter_jobs_estimated", queue=queue, status=status)
+            assert flag == (status in q.estimated)
         for family, expected in (
             ("jobarbiter_oldest_pending_age_seconds", q.oldest_pending_age or 0.0),
             ("jobarbiter_queue_paused", float(q.paused)),
