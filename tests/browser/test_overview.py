@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.processes]
 def test_counts_follow_running_jobs_without_reload(page: Page, manager: Manager) -> None:
     page.goto("/")
     expect(page).to_have_title(re.compile("^jobarbiter — "))
-    expect(page.locator("#throughput svg")).to_be_visible()
+    chart = page.locator("#throughput svg")
+    expect(chart).to_be_visible()
+    drawn = chart.inner_html()
     # A mark that a reload would wipe out.
     page.evaluate("window.notReloaded = true")
 
@@ -36,8 +38,10 @@ def test_counts_follow_running_jobs_without_reload(page: Page, manager: Manager)
     ids = manager.queue_many([Held(name="live"), Held(name="live")])
     expect(queue_cell(page, "mail", "pending")).to_have_text(count_is(2))
     expect(queue_cell(page, "mail", "paused")).to_have_text("yes")
+    expect(queue_cell(page, "mail", "oldest")).to_have_text(re.compile(r"\d"))
     figures = manager.stats().queues["mail"]
     assert (figures.pending, figures.running, figures.paused) == (2, 0, True)
+    assert figures.oldest_pending_age is not None
 
     manager.resume("mail")
     expect(queue_cell(page, "mail", "running")).to_have_text(count_is(2))
@@ -52,8 +56,14 @@ def test_counts_follow_running_jobs_without_reload(page: Page, manager: Manager)
     expect(queue_cell(page, "mail", "running")).to_have_text(count_is(0))
     # Two jobs ended just now: the recent rate is no longer zero.
     expect(queue_cell(page, "mail", "rate")).to_have_text(re.compile(r"[1-9]"))
+    expect(queue_cell(page, "mail", "oldest")).not_to_have_text(re.compile(r"\d"))
     figures = manager.stats().queues["mail"]
     assert (figures.pending, figures.running, figures.succeeded) == (0, 0, 2)
+    assert figures.oldest_pending_age is None
+    # The chart was drawn again with the jobs that ended.
+    page.wait_for_function(
+        "drawn => document.querySelector('#throughput svg').innerHTML !== drawn", arg=drawn
+    )
 
     # A queue seen for the first time gets its row, still without a reload.
     manager.queue(Quick(n=1), queue="backfill")
