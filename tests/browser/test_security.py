@@ -26,6 +26,7 @@ from .jobs import PAYLOAD, Hostile
 from .pages import (
     AUTH,
     SECURITY_HEADERS,
+    SUBMIT,
     Dialogs,
     action_url,
     count_is,
@@ -40,9 +41,11 @@ from .pages import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, Response
+    from playwright.sync_api import Browser, BrowserContext, Cookie, Page, Response
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
+
+LOGIN_COOKIE = "jobarbiter_auth"  # what a token login sets
 
 # Where the attacker's page claims to come from. Playwright answers for it
 # (page.route), so no request leaves the browser; and were one to, it would
@@ -277,6 +280,10 @@ def test_arguments_need_credentials(browser: Browser, base_url: str, hostile: st
         context.close()
 
 
+def _login_cookies(context: BrowserContext) -> list[Cookie]:
+    return [c for c in context.cookies() if c.get("name") == LOGIN_COOKIE]
+
+
 def test_token_login_sets_a_cookie_that_is_not_the_token(
     browser: Browser, manager: Manager
 ) -> None:
@@ -286,18 +293,16 @@ def test_token_login_sets_a_cookie_that_is_not_the_token(
     try:
         page = context.new_page()
         page.goto("/login")
-        login = page.locator("form").filter(has=page.locator('input[name="token"]'))
-        login.locator('input[name="token"]').fill("not-the-token")
-        assert submit(page, login).status == 403
-        assert context.cookies() == []
+        page.locator('form#login input[name="token"]').fill("not-the-token")
+        assert submit(page, page.locator("form#login")).status == 403
+        assert _login_cookies(context) == []
 
-        login = page.locator("form").filter(has=page.locator('input[name="token"]'))
-        login.locator('input[name="token"]').fill(token)
-        assert submit(page, login).status == 303
-        (cookie,) = context.cookies()
-        assert cookie["httpOnly"] is True
-        assert cookie["sameSite"] == "Strict"
-        assert token not in cookie["value"]
+        page.locator('form#login input[name="token"]').fill(token)
+        assert submit(page, page.locator("form#login")).status == 303
+        (cookie,) = _login_cookies(context)
+        assert cookie.get("httpOnly") is True
+        assert cookie.get("sameSite") == "Strict"
+        assert token not in cookie.get("value", token)
 
         page.goto("/")
         answer = submit(page, queue_row(page, "reports").locator('form[data-action="pause"]'))
@@ -305,6 +310,32 @@ def test_token_login_sets_a_cookie_that_is_not_the_token(
         wait_until(lambda: _paused(manager, "reports"), TIMEOUT, "reports paused")
         answer = submit(page, queue_row(page, "reports").locator('form[data-action="resume"]'))
         assert answer.status == 303, f"resume answered {answer.status}"
+        assert not _paused(manager, "reports")
+
+        # Logged out, the same form is refused.
+        page.goto("/login")
+        assert submit(page, page.locator('form[data-action="logout"]')).status == 303
+        assert _login_cookies(context) == []
+        page.goto("/")
+        answer = submit(page, queue_row(page, "reports").locator('form[data-action="pause"]'))
+        assert answer.status == 403, f"pause answered {answer.status}"
+        assert not _paused(manager, "reports")
+    finally:
+        context.close()
+
+
+def test_without_credentials_configured_it_is_read_only(browser: Browser, manager: Manager) -> None:
+    served = manager.serve_http()
+    context = new_context(browser, served)
+    try:
+        page = context.new_page()
+        page.goto("/")
+        pause = queue_row(page, "reports").locator('form[data-action="pause"]')
+        expect(pause.locator(SUBMIT)).to_be_disabled()
+        response = page.request.post(
+            action_url(page, pause), form={"queue": "reports"}, max_redirects=0
+        )
+        assert response.status == 403, f"answered {response.status}"
         assert not _paused(manager, "reports")
     finally:
         context.close()
