@@ -40,6 +40,7 @@ class Read:
     running: int
     dead: int
     scheduled: int
+    # Read only when ``scheduled`` reached the cap: the rule needs them then alone.
     due: int  # pending and due now
     retrying: int  # pending, not due, failed before: waiting out a backoff
     oldest_due_at: float | None = None

@@ -548,17 +548,20 @@ SELECT q.queue,
         WHERE status = 1 AND queue = q.queue LIMIT %(over)s) c),
     (SELECT count(*) FROM (SELECT FROM {jobs}
         WHERE status = 2 AND queue = q.queue LIMIT %(over)s) c),
-    (SELECT count(*) FROM (SELECT FROM {jobs}
-        WHERE status = 0 AND queue = q.queue AND run_at > {now} AND retry_count = 0
-        LIMIT %(over)s) c),
-    (SELECT count(*) FROM (SELECT FROM {jobs}
-        WHERE status = 0 AND queue = q.queue AND run_at <= {now} LIMIT %(over)s) c),
-    (SELECT count(*) FROM (SELECT FROM {jobs}
+    s.n,
+    -- The due and the retrying only when the scheduled reach the cap: the
+    -- rule needs them then alone (a CASE runs a subquery only when reached).
+    CASE WHEN s.n >= %(over)s THEN (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 0 AND queue = q.queue AND run_at <= {now} LIMIT %(over)s) c) END,
+    CASE WHEN s.n >= %(over)s THEN (SELECT count(*) FROM (SELECT FROM {jobs}
         WHERE status = 0 AND retry_count > 0 AND queue = q.queue AND run_at > {now}
-        LIMIT %(over)s) c),
+        LIMIT %(over)s) c) END,
     (SELECT min(run_at) FROM {jobs} WHERE status = 0 AND queue = q.queue),
     {now}
-FROM queues q WHERE q.queue IS NOT NULL ORDER BY q.queue"""
+FROM queues q, LATERAL (SELECT count(*) AS n FROM (SELECT FROM {jobs}
+    WHERE status = 0 AND queue = q.queue AND run_at > {now} AND retry_count = 0
+    LIMIT %(over)s) c) s
+WHERE q.queue IS NOT NULL ORDER BY q.queue"""
 
 # The planner's estimate of a count above the cap, from the table's
 # statistics (as fresh as its last ANALYZE, autovacuum's or an operator's).
@@ -1310,8 +1313,8 @@ class PostgresStorage:
                 running=running,
                 dead=dead,
                 scheduled=later,
-                due=due,
-                retrying=retrying,
+                due=due or 0,
+                retrying=retrying or 0,
                 oldest_due_at=first / _US if first is not None and first <= now else None,
             )
             stats[queue] = queue_stats(

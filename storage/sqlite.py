@@ -930,7 +930,7 @@ class SqliteStorage:
             if not any(count):
                 continue
             scheduled, due, retrying, oldest = (
-                self._pending_figures(queue, now, cap + 1) if count[0] else (0, 0, 0, None)
+                self._pending_figures(queue, now, cap) if count[0] else (0, 0, 0, None)
             )
             read = Read(
                 pending=count[0],
@@ -947,25 +947,32 @@ class SqliteStorage:
             )
         return stats
 
-    def _pending_figures(self, queue: str, now: int, over: int) -> tuple[int, int, int, int | None]:
-        """The queue's scheduled, due and retrying (not due) jobs, each
-        counted up to ``over``, and its earliest run_at (µs): index ranges
-        (the pending one from each end, the retries' own) and the pending
-        index's first entry."""
-        row = self._conn.execute(
+    def _pending_figures(self, queue: str, now: int, cap: int) -> tuple[int, int, int, int | None]:
+        """The queue's scheduled jobs, and only when there are more than
+        ``cap`` its due and retrying (not due) ones (storage.counts needs
+        them then alone), each counted up to ``cap + 1``; and its earliest
+        run_at (µs). Index ranges (the pending one from either side of now,
+        the retries' own) and the pending index's first entry."""
+        conn, over = self._conn, cap + 1
+        scheduled, first = conn.execute(
             "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
             " WHERE status = 'pending' AND queue = ?1 AND run_at > ?2 AND retry_count = 0"
-            " LIMIT ?3)),"
-            " (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
-            " WHERE status = 'pending' AND queue = ?1 AND run_at <= ?2 LIMIT ?3)),"
-            " (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_retrying"
-            " WHERE status = 'pending' AND retry_count > 0 AND queue = ?1 AND run_at > ?2"
             " LIMIT ?3)),"
             " (SELECT min(run_at) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
             " AND queue = ?1)",
             (queue, now, over),
         ).fetchone()
-        return int(row[0]), int(row[1]), int(row[2]), row[3]
+        if scheduled <= cap:
+            return scheduled, 0, 0, first
+        due, retrying = conn.execute(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
+            " WHERE status = 'pending' AND queue = ?1 AND run_at <= ?2 LIMIT ?3)),"
+            " (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_retrying"
+            " WHERE status = 'pending' AND retry_count > 0 AND queue = ?1 AND run_at > ?2"
+            " LIMIT ?3))",
+            (queue, now, over),
+        ).fetchone()
+        return scheduled, due, retrying, first
 
     def _scheduled(self, queue: str, now: int, field: str) -> tuple[int, bool]:
         """The scheduled jobs counted whole, when more than the cap are both
