@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -34,7 +34,7 @@ CHROMIUM_VAR = "JOBARBITER_CHROMIUM"
 TIMEOUT = 20.0  # seconds of any wait on the jobs or the Manager
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     """Skip the test for a missing tool, or fail it under CI, where the
     browser tests must run (.ci/ensure-chromium installs Chromium)."""
     if os.environ.get("CI"):
@@ -52,7 +52,6 @@ def chromium_path() -> str:
     found = shutil.which("chromium")
     if found is None:
         _unavailable("no chromium on PATH: install Debian's package (apt-get install chromium)")
-    assert found is not None
     return found
 
 
@@ -62,7 +61,6 @@ def playwright() -> Iterator[Playwright]:
         from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional
     except ImportError:
         _unavailable("playwright is not installed: pip install -e '.[dev]'")
-        raise  # not reached: _unavailable skips or fails
     chromium_path()  # before the driver starts, so a skip costs nothing
     with sync_playwright() as started:
         yield started

@@ -8,7 +8,7 @@ import urllib.parse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Dialog, Locator, Page, Response
+    from playwright.sync_api import Dialog, Locator, Page, Response, ViewportSize
 
 try:
     from playwright.sync_api import expect
@@ -17,8 +17,28 @@ except ImportError:
     # fail them under CI) before any of them reaches for expect.
     expect = None  # type: ignore[assignment]
 
+__all__ = [
+    "AUTH",
+    "CSP",
+    "SECURITY_HEADERS",
+    "SUBMIT",
+    "VIEWPORT",
+    "Dialogs",
+    "action_url",
+    "count_is",
+    "css_string",
+    "expect",
+    "form_body",
+    "job_field",
+    "job_row",
+    "no_markup_from",
+    "queue_cell",
+    "queue_row",
+    "submit",
+]
+
 AUTH = ("admin", "secret")
-VIEWPORT = {"width": 1200, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1200, "height": 800}
 
 # The headers the contract asks of every dashboard response.
 CSP = (
@@ -72,14 +92,6 @@ def job_row(page: Page, table: str, job_id: object) -> Locator:
 
 def job_field(page: Page, field: str) -> Locator:
     return page.locator(f"#job [data-field={css_string(field)}]")
-
-
-def number(text: str) -> int:
-    """The count a cell shows: "12", "1,234", or an estimate "≈ 1,234"."""
-    digits = re.sub(r"[\s,≈~]", "", text)
-    if not digits.isdigit():
-        raise AssertionError(f"not a count: {text!r}")
-    return int(digits)
 
 
 def count_is(expected: int) -> re.Pattern[str]:

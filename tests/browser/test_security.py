@@ -271,11 +271,11 @@ def test_arguments_need_credentials(browser: Browser, base_url: str, hostile: st
     try:
         page = context.new_page()
         response = page.goto(f"/jobs/{hostile}?arguments=1")
-        assert response is not None and response.status in (401, 403), response.status
+        assert response is not None
+        assert response.status in (401, 403), f"answered {response.status}"
         expect(page.locator("pre#arguments")).to_have_count(0)
         api = page.request.get(f"/api/jobs/{hostile}?arguments=1")
-        assert api.status in (401, 403), api.status
-        assert "arguments" not in (api.json() if api.ok else {})
+        assert api.status in (401, 403), f"the API answered {api.status}"
     finally:
         context.close()
 
