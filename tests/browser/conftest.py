@@ -24,7 +24,7 @@ import pytest
 from supervisor import Job, Manager, Status, WorkerConfig
 from tests.runtime.support import all_running, wait_until
 
-from .jobs import DIR_VAR, FailsOnce, Held, Hostile, Quick, Slow
+from .jobs import DIR_VAR, FailsOnce, Held, Hostile, Quick, Slow, Tally
 from .pages import AUTH, VIEWPORT, Dialogs
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def started_manager(directory: Path, jobs: Iterable[type[Job]]) -> Iterator[Mana
 
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Manager]:
-    jobs = [Held, Slow, Quick, FailsOnce, Hostile]
+    jobs = [Held, Slow, Quick, Tally, FailsOnce, Hostile]
     with started_manager(tmp_path_factory.mktemp("browser"), jobs) as started:
         yield started
 

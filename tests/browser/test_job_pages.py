@@ -15,7 +15,7 @@ import pytest
 from supervisor import Manager, Status
 
 from .conftest import TIMEOUT, wait_for_status
-from .jobs import FailsOnce, Quick
+from .jobs import FailsOnce, Quick, Tally
 from .pages import SUBMIT, Dialogs, expect, job_field, job_row, submit
 
 if TYPE_CHECKING:
@@ -160,3 +160,19 @@ def test_retry_all_and_purge_from_the_dead_page(
     assert manager.stats().queues["imports"].dead == 0
     # Both asked before they acted.
     assert [kind for kind, _ in dialogs.seen] == ["confirm", "confirm"], dialogs.seen
+
+
+def test_filter_by_name(page: Page, manager: Manager) -> None:
+    later = dt.timedelta(hours=3)
+    quick = manager.schedule(Quick(n=1), later, queue="named")
+    other = manager.schedule(Tally(region="east", orders=[1]), later, queue="named")
+    page.goto("/jobs")
+    form = page.locator("form#filter")
+    form.locator('input[name="queue"]').fill("named")
+    form.locator('input[name="name"]').fill(Tally.NAME)
+    form.locator(SUBMIT).first.click()
+    expect(page).to_have_url(re.compile(r"[?&]name="))
+    expect(job_row(page, "jobs", other)).to_have_count(1)
+    expect(job_row(page, "jobs", quick)).to_have_count(0)
+    listed = manager.jobs("named", name=Tally.NAME)
+    expect(page.locator("table#jobs tr[data-job]")).to_have_count(len(listed))
