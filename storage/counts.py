@@ -5,9 +5,9 @@ stops after ``cap + 1`` rows (``COUNT_CAP`` unless the backend is told
 otherwise), so a count costs at most that many index entries however long
 the queue. A count read whole is exact. One that reached ``cap + 1`` is the
 backend's estimate instead (PostgreSQL: the planner's), never less than
-``cap + 1``, and ``QueueStats.estimated`` names it. A backend whose count is
-exact anyway (SQLite keeps pending, running and dead in memory) says so, and
-its count stands.
+``cap + 1``, and ``QueueStats.estimated`` names it, unless the backend
+answers it exactly after all. (SQLite and memory storage need none of this:
+they keep every count, exact, in memory.)
 
 ``scheduled`` (pending, not due, never failed) is settled so that
 ``pending == scheduled`` exactly when none of the queue's pending jobs is
@@ -33,8 +33,7 @@ Estimate = Callable[[str], tuple[int, bool]]
 @dataclass(frozen=True, slots=True)
 class Read:
     """What a backend read of one queue's jobs: each count exact, or
-    ``cap + 1`` where it stopped; ``whole`` names the counts it knows
-    exactly whatever their size."""
+    ``cap + 1`` where it stopped."""
 
     pending: int
     running: int
@@ -44,7 +43,6 @@ class Read:
     due: int  # pending and due now
     retrying: int  # pending, not due, failed before: waiting out a backoff
     oldest_due_at: float | None = None
-    whole: frozenset[str] = frozenset()
 
 
 def check_cap(cap: object) -> int:
@@ -60,7 +58,7 @@ def queue_stats(read: Read, *, cap: int, estimate: Estimate) -> QueueStats:
     estimated: set[str] = set()
 
     def settled(field: str, count: int) -> int:
-        if count <= cap or field in read.whole:
+        if count <= cap:
             return count
         figure, exact = estimate(field)
         if exact:

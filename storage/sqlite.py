@@ -15,9 +15,7 @@ Partial indexes mirror MemoryStorage's sorted lists, one per status:
   reads a live job;
 * ``jobs_dead_ids (queue, id)`` and ``jobs_cancelled (queue, id)``: the
   dead and the cancelled jobs in id order, for ``list``; such rows are few,
-  and no job passes through them on its way from push to success;
-* ``jobs_retrying (queue, run_at)``: pending jobs that failed before, for
-  ``stats`` (a fresh job never enters it).
+  and no job passes through them on its way from push to success.
 
 Listing is by keyset (``id > after ORDER BY id LIMIT n``), never by OFFSET.
 Pending and running pages read the queue's entries of their partial index
@@ -65,13 +63,14 @@ by a host that died.
 Pending/running/dead counts per queue are kept in Python (kept records are
 not counted): the actor asks for
 stats() after every settled message while someone waits in join(), and a
-COUNT over the table each time would make draining quadratic. ``scheduled``
-is read: up to ``count_cap + 1`` of each of the scheduled, the due and the
-retrying (``jobs_retrying (queue, run_at)``: pending jobs that failed, which
-a fresh job never enters), so when only one of due and scheduled is big it
-is the pending count less the others, exact; a queue with more than the cap
-of both has its scheduled jobs counted whole, O(scheduled). No count here
-is an estimate (storage.counts).
+COUNT over the table each time would make draining quadratic. So are the
+scheduled jobs' due times (``_later``: a SortedList of run_at per queue, of
+the pending jobs that never failed and were not due when they became
+pending): such a job stays pending until it falls due, or is cancelled, so
+``scheduled`` is the entries past now, exact and read in O(log n) however
+big the file (entries fall out once due). Every count is exact; none is an
+estimate. (Should the system clock step back, jobs that were due and are
+not again are not counted as scheduled until the file is next opened.)
 """
 
 from __future__ import annotations
@@ -84,6 +83,8 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from sortedcontainers import SortedList
+
 from storage.clock import Clock, SystemClock
 from storage.contract import (
     STALE_HEARTBEATS,
@@ -94,7 +95,6 @@ from storage.contract import (
     page_is_empty,
     walked_status,
 )
-from storage.counts import COUNT_CAP, Read, check_cap, queue_stats
 from storage.events import EventLog
 from storage.ids import IdGenerator, to_uuid
 from storage.model import (
@@ -165,13 +165,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX jobs_dead_ids ON jobs (queue, id) WHERE status = 'dead'",
         "CREATE INDEX jobs_cancelled ON jobs (queue, id) WHERE status = 'cancelled'",
     ),
-    # Counts that stay cheap on a big file (storage.counts): the retries
-    # waiting out a backoff get a range of their own (a fresh job never
-    # enters it).
-    (
-        "CREATE INDEX jobs_retrying ON jobs (queue, run_at)"
-        " WHERE status = 'pending' AND retry_count > 0",
-    ),
 ]
 
 # What JobInfo is built from, in this order (see _job).
@@ -202,7 +195,6 @@ _LISTED_BY = {
 }
 _PENDING, _RUNNING, _DEAD = 0, 1, 2  # positions in a queue's counts
 _COUNTED = {"pending": _PENDING, "running": _RUNNING, "dead": _DEAD}
-_IN_MEMORY = frozenset(_COUNTED)  # exact whatever their size
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -253,15 +245,14 @@ class SqliteStorage:
         clock: Clock | None = None,
         unregistered_delay: float = 60.0,
         timeout: float = 5.0,
-        count_cap: int = COUNT_CAP,
     ) -> None:
-        self._count_cap = check_cap(count_cap)
         self._clock: Clock = clock or SystemClock()
         self._path = os.fspath(path)
         self._unregistered_delay_us = round(unregistered_delay * _US)
         self._ids = IdGenerator()
         self._policies: dict[tuple[Any, ...], Policy] = {}
         self._counts: dict[str, list[int]] = {}
+        self._later: dict[str, SortedList] = {}  # see the module docstring
         # Set when SQLite rolled back the whole open transaction on an error:
         # the next commit() must fail, for the operations it took with it.
         self._lost: BaseException | None = None
@@ -452,6 +443,9 @@ class SqliteStorage:
             job_id = self._next_id()
             if key is not None:
                 keys[key] = job_id
+            run_at = now if job.run_at is None else round(job.run_at * _US)
+            if run_at > now:
+                self._scheduled_for(job.queue, run_at)
             policy = job.policy
             backoff = policy.backoff
             heartbeat = policy.heartbeat_interval
@@ -461,7 +455,7 @@ class SqliteStorage:
                     job.name,
                     job.queue,
                     job.args,
-                    now if job.run_at is None else round(job.run_at * _US),
+                    run_at,
                     key,
                     policy.max_retries.limit,
                     backoff.kind,
@@ -498,6 +492,8 @@ class SqliteStorage:
         if limit <= 0 or count is None:
             return []
         now = self._now_us()
+        if queue in self._later:
+            self._scheduled(queue, now)  # what fell due leaves its notes
         conn = self._conn
         rows: list[Any] = []
         if count[_RUNNING]:
@@ -704,6 +700,8 @@ class SqliteStorage:
             return disposition
         # Pending again; with no delay it keeps its run_at, so its place in line.
         delay = verdict.delay_us
+        if delay and not verdict.retry_count:
+            self._scheduled_for(queue, now + delay)  # put back for later, never failed
         conn.execute(
             "UPDATE jobs SET status = 'pending', runner = NULL, expires = NULL,"
             " run_at = coalesce(?, run_at), last_error = coalesce(?, last_error),"
@@ -722,12 +720,16 @@ class SqliteStorage:
         now = self._now_us()
         conn = self._conn
         row = conn.execute(
-            f"SELECT status, queue, unique_key, result_ttl_us FROM jobs WHERE id = ? AND {_SHOWN}",
+            "SELECT status, queue, unique_key, result_ttl_us, run_at, retry_count FROM jobs"
+            f" WHERE id = ? AND {_SHOWN}",
             (blob, now),
         ).fetchone()
         if row is None:
             return None
-        status, queue, key, ttl = row
+        status, queue, key, ttl, run_at, retry_count = row
+        later = self._later.get(queue)
+        if later is not None and status == "pending" and run_at > now and not retry_count:
+            later.discard(run_at)  # scheduled no more
         if status != "pending":
             # Running: its runner stops it and completes it CANCELLED (one
             # host per file: our runtime asks it). Ended: left as it is.
@@ -807,6 +809,31 @@ class SqliteStorage:
             ):
                 counts.setdefault(queue, [0, 0, 0])[_COUNTED[status]] = number
         self._counts = counts
+        later: dict[str, SortedList] = {}
+        for queue, run_at in self._conn.execute(
+            "SELECT queue, run_at FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
+            " AND run_at > ? AND retry_count = 0",
+            (self._now_us(),),
+        ):
+            later.setdefault(queue, SortedList()).add(run_at)
+        self._later = later
+
+    def _scheduled_for(self, queue: str, run_at: int) -> None:
+        """Note a job that became pending, never failed, not due until ``run_at``."""
+        later = self._later.get(queue)
+        if later is None:
+            later = self._later[queue] = SortedList()
+        later.add(run_at)
+
+    def _scheduled(self, queue: str, now: int) -> int:
+        """The queue's scheduled jobs: its entries of ``_later`` past ``now``
+        (the others fell due, and are dropped: stats and pop both look)."""
+        later = self._later.get(queue)
+        if not later:
+            return 0
+        if later[0] <= now:
+            del later[: later.bisect_right(now)]
+        return len(later)
 
     def _policy(self, row: Any) -> Policy:
         key = row[10:16]
@@ -920,70 +947,31 @@ class SqliteStorage:
         return sql, params
 
     def stats(self) -> dict[str, QueueStats]:
-        """As the contract says: pending, running and dead are the counts
-        kept in memory; scheduled is read (see storage.counts and
-        ``_pending_figures``)."""
+        """As the contract says, every count exact, from memory (see the
+        module docstring); the earliest run_at is the pending index's first
+        entry."""
         stats = {}
         now = self._now_us()
-        cap = self._count_cap
         for queue, count in sorted(self._counts.items()):
             if not any(count):
                 continue
-            scheduled, due, retrying, oldest = (
-                self._pending_figures(queue, now, cap) if count[0] else (0, 0, 0, None)
-            )
-            read = Read(
-                pending=count[0],
-                running=count[1],
-                dead=count[2],
-                scheduled=scheduled,
-                due=due,
-                retrying=retrying,
+            oldest = self._first_run_at(queue) if count[_PENDING] else None
+            stats[queue] = QueueStats(
+                pending=count[_PENDING],
+                running=count[_RUNNING],
+                dead=count[_DEAD],
+                scheduled=self._scheduled(queue, now),
                 oldest_due_at=oldest / _US if oldest is not None and oldest <= now else None,
-                whole=_IN_MEMORY,
-            )
-            stats[queue] = queue_stats(
-                read, cap=cap, estimate=functools.partial(self._scheduled, queue, now)
             )
         return stats
 
-    def _pending_figures(self, queue: str, now: int, cap: int) -> tuple[int, int, int, int | None]:
-        """The queue's scheduled jobs, and only when there are more than
-        ``cap`` its due and retrying (not due) ones (storage.counts needs
-        them then alone), each counted up to ``cap + 1``; and its earliest
-        run_at (µs). Index ranges (the pending one from either side of now,
-        the retries' own) and the pending index's first entry."""
-        conn, over = self._conn, cap + 1
-        scheduled, first = conn.execute(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
-            " WHERE status = 'pending' AND queue = ?1 AND run_at > ?2 AND retry_count = 0"
-            " LIMIT ?3)),"
-            " (SELECT min(run_at) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
-            " AND queue = ?1)",
-            (queue, now, over),
-        ).fetchone()
-        if scheduled <= cap:
-            return scheduled, 0, 0, first
-        due, retrying = conn.execute(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
-            " WHERE status = 'pending' AND queue = ?1 AND run_at <= ?2 LIMIT ?3)),"
-            " (SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_retrying"
-            " WHERE status = 'pending' AND retry_count > 0 AND queue = ?1 AND run_at > ?2"
-            " LIMIT ?3))",
-            (queue, now, over),
-        ).fetchone()
-        return scheduled, due, retrying, first
-
-    def _scheduled(self, queue: str, now: int, field: str) -> tuple[int, bool]:
-        """The scheduled jobs counted whole, when more than the cap are both
-        due and scheduled: a range of the pending index, every job not due."""
-        assert field == "scheduled", field  # the others are in memory
+    def _first_run_at(self, queue: str) -> int | None:
         row = self._conn.execute(
-            "SELECT count(*) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
-            " AND queue = ? AND run_at > ? AND retry_count = 0",
-            (queue, now),
+            "SELECT min(run_at) FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
+            " AND queue = ?",
+            (queue,),
         ).fetchone()
-        return int(row[0]), True
+        return None if row is None else row[0]
 
     # -- pauses ------------------------------------------------------------------------
 
