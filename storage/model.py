@@ -230,7 +230,7 @@ class QueueStats:
 
     ``estimated`` names the counts (of ``ESTIMABLE``) that are estimates,
     not exact: a backend may estimate a count only above its ``count_cap``
-    (see ``storage.contract.COUNT_CAP``), so a small count is always exact,
+    (see ``storage.counts``), so a small count is always exact,
     and whether ``pending == scheduled`` (nothing due or retrying) is always
     right. Empty: every count is exact."""
 

@@ -68,9 +68,10 @@ scheduled jobs' due times (``_later``: a SortedList of run_at per queue, of
 the pending jobs that never failed and were not due when they became
 pending): such a job stays pending until it falls due, or is cancelled, so
 ``scheduled`` is the entries past now, exact and read in O(log n) however
-big the file (entries fall out once due). Every count is exact; none is an
-estimate. (Should the system clock step back, jobs that were due and are
-not again are not counted as scheduled until the file is next opened.)
+big the file (entries fall out once due), for about 44 bytes of memory per
+scheduled job. Every count is exact; none is an estimate. (Should the
+system clock step back, jobs that were due and are not again are not counted
+as scheduled until the file is next opened.)
 """
 
 from __future__ import annotations
