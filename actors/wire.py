@@ -164,12 +164,21 @@ def pack_new_job(job: NewJob) -> list[Any]:
         p.timeout,
         job.run_at,
         job.unique_key,
+        job.priority,
     ]
 
 
 def unpack_new_job(raw: list[Any]) -> NewJob:
-    name, queue, args, limit, kind, value, cap, heartbeat, timeout, run_at, unique_key = raw
+    name, queue, args, limit, kind, value, cap, heartbeat, timeout, run_at, unique_key, priority = (
+        raw
+    )
     policy = Policy(MaxRetries(limit), Backoff(kind, value, cap), heartbeat, timeout)
     return NewJob(
-        name=name, queue=queue, args=args, policy=policy, run_at=run_at, unique_key=unique_key
+        name=name,
+        queue=queue,
+        args=args,
+        policy=policy,
+        run_at=run_at,
+        unique_key=unique_key,
+        priority=priority,
     )

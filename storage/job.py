@@ -9,7 +9,7 @@ import math
 from typing import Any, ClassVar, Self
 
 from storage.codec import ENCODE_ERRORS, decode, encode
-from storage.model import NewJob
+from storage.model import PRIORITY_RANGE, NewJob
 from storage.policy import Backoff, MaxRetries, Policy
 
 
@@ -33,6 +33,10 @@ class Job:
     # While a job of this class with the same arguments is pending or running,
     # queueing another returns that job's id and stores nothing.
     UNIQUE: ClassVar[bool] = False
+    # Among the due jobs of its queue, a higher priority is claimed first,
+    # then the earlier run_at, then the first queued. Any int (negative too,
+    # within 64 bits); ``queue(..., priority=)`` overrides it per job.
+    PRIORITY: ClassVar[int] = 0
 
     _fields: ClassVar[tuple[str, ...] | None] = None
     _policy: ClassVar[Policy | None] = None
@@ -114,8 +118,10 @@ class Job:
         timeout: float | None = None,
         unique_key: str | None = None,
         result_ttl: float | None = None,
+        priority: int | None = None,
     ) -> NewJob:
-        """What storage needs to keep this job; encodes the arguments now."""
+        """What storage needs to keep this job; encodes the arguments now.
+        ``priority`` None is the class's PRIORITY."""
         policy = self.policy()
         if timeout is not None:
             policy = dataclasses.replace(policy, timeout=float(timeout))
@@ -124,8 +130,15 @@ class Job:
         args = self.encode_args()
         if unique_key is None and self.UNIQUE:
             unique_key = f"{self.NAME}:{hashlib.sha256(args).hexdigest()}"
-        # Positional: one is made per job queued (name, queue, args, policy, run_at, unique_key).
-        return NewJob(self.NAME, queue or self.QUEUE, args, policy, run_at, unique_key)
+        if priority is None:
+            level = self.PRIORITY
+            if level or type(level) is not int:  # the default 0 needs no check
+                level = check_priority(level, f"job {self.NAME}: PRIORITY")
+        else:
+            level = check_priority(priority, "priority=")
+        # Positional: one is made per job queued (name, queue, args, policy,
+        # run_at, unique_key, priority).
+        return NewJob(self.NAME, queue or self.QUEUE, args, policy, run_at, unique_key, level)
 
 
 def check_ttl(ttl: object, what: str) -> float:
@@ -135,3 +148,18 @@ def check_ttl(ttl: object, what: str) -> float:
             return float(ttl)
         raise ValueError(f"{what} must be a finite number of seconds >= 0; got {ttl!r}")
     raise TypeError(f"{what} must be a number of seconds >= 0; got {type(ttl).__qualname__}")
+
+
+def check_priority(priority: object, what: str) -> int:
+    """``priority`` if it is one: an int (not a bool) that 64 bits hold."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(
+            f"{what} must be an int (higher runs first); got {priority!r} "
+            f"({type(priority).__qualname__})"
+        )
+    if priority not in PRIORITY_RANGE:
+        raise ValueError(
+            f"{what} must fit in a signed 64-bit integer "
+            f"({PRIORITY_RANGE.start} to {PRIORITY_RANGE.stop - 1}); got {priority!r}"
+        )
+    return priority

@@ -1,12 +1,24 @@
 """MemoryStorage: jobs in sorted indexes, lost when the process ends.
 
-Each queue has two sorted indexes of plain ints, so that ordering is done by
-C comparisons and no Python ``__lt__`` runs on the hot path:
+Each queue has sorted indexes of plain ints, so that ordering is done by C
+comparisons and no Python ``__lt__`` runs on the hot path:
 
-* pending: ``run_at_us << 60 | seq``: run_at order, and among equal run_at
-  the seq order, which is enqueue order (seqs are time-ordered and strictly
-  increasing per storage). A job put back keeps its seq, so it keeps its place.
+* pending, one per priority level present in the queue (a dict from
+  priority to index, kept in descending priority order): ``run_at_us << 60
+  | seq``: run_at order, and among equal run_at the seq order, which is
+  enqueue order (seqs are time-ordered and strictly increasing per storage).
+  A job put back keeps its seq, so it keeps its place.
 * held: ``expires_us << 60 | seq``: the earliest stale claim is first.
+
+Priorities: ``pop`` walks the levels from the highest and takes due jobs
+off the head of each, so a high-priority job scheduled for later never hides
+the due jobs of a lower level behind it. A claim costs O(L + log n) for L
+levels present in the queue: few in practice (a queue at the default
+priority alone has one, and pays one dict lookup for it). A level that
+empties is dropped, unless it is the queue's only one, so a queue that
+drains and fills again at one priority makes no new index each time. stats
+and next_due read each level's head: O(L log n). A job's priority lives in
+its kind (below), so it costs a job no slot.
 
 The low 60 bits of either key are the job's seq, the key of ``_jobs``: the
 time and counter of its UUID (``SeqIds``), half the size of the UUID's int.
@@ -93,6 +105,7 @@ class _Kind(NamedTuple):
     policy: Policy
     records: _Records | None  # where their ended records go; None: a ttl of 0 keeps none
     number: int  # names it in a kept record
+    priority: int
 
 
 # A kept record: a plain tuple of atoms, which the garbage collector stops
@@ -174,13 +187,14 @@ class MemoryStorage:
         self._clock: Clock = clock or SystemClock()
         self._unregistered_delay_us = round(unregistered_delay * _US)
         self._ids = SeqIds()
-        self._kinds: dict[tuple[str, str, int], _Kind] = {}
+        self._kinds: dict[tuple[str, str, int, int], _Kind] = {}
         self._jobs: dict[int, _Entry] = {}  # by seq, until the job ends
         self._kept: dict[int, _Kept] = {}  # ended records, by seq
         # The kinds kept records name, by number: [kind, how many records].
         self._kinds_kept: dict[int, list[_Kind | int]] = {}
         self._kind_numbers = itertools.count()
-        self._pending: dict[str, SortedList] = {}
+        # Per queue, its pending index of each priority level, highest first.
+        self._pending: dict[str, dict[int, SortedList]] = {}
         self._held: dict[str, SortedList] = {}
         # The pending keys of jobs that failed before: told apart from jobs
         # scheduled for later, which join() does not wait for.
@@ -240,31 +254,55 @@ class MemoryStorage:
 
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         now = self._now_us()
-        keys: dict[str, list[int]] = {}
+        keys: dict[int, tuple[SortedList, list[int]]] = {}
         to_uuid = self._ids.as_uuid
         ids = [to_uuid(self._insert(job, now, keys)) for job in jobs]
-        for queue, added in keys.items():
+        for level, added in keys.values():
             # One sort for a batch, not a search per job.
-            self._pending_of(queue).update(added)
+            level.update(added)
         return ids
 
-    def _pending_of(self, queue: str) -> SortedList:
-        pending = self._pending.get(queue)
-        if pending is None:
-            pending = self._pending[queue] = SortedList()
-        return pending
+    def _level(self, kind: _Kind) -> SortedList:
+        """The pending index of the kind's queue and priority, made if need be."""
+        levels = self._pending.get(kind.queue)
+        if levels is None:
+            level = SortedList()
+            self._pending[kind.queue] = {kind.priority: level}
+            return level
+        level = levels.get(kind.priority)
+        if level is None:
+            levels[kind.priority] = level = SortedList()
+            if len(levels) > 1:
+                # A new level is rare: the order is made once, read by every pop.
+                ordered = sorted(levels.items(), key=_priority, reverse=True)
+                self._pending[kind.queue] = dict(ordered)
+        return level
+
+    def _unpend(self, entry: _Entry) -> None:
+        """Take a pending job out of its level (a cancel)."""
+        kind = entry.kind
+        self._pending[kind.queue][kind.priority].remove(entry.key)
+        self._drop_empty(kind.queue)
+
+    def _drop_empty(self, queue: str) -> None:
+        levels = self._pending[queue]
+        if len(levels) > 1:
+            kept = {priority: level for priority, level in levels.items() if level}
+            # The last level stays, empty or not: a queue keeps one index.
+            self._pending[queue] = kept or dict([next(iter(levels.items()))])
 
     def _kind(self, job: NewJob) -> _Kind:
         # By the policy's identity: a job class keeps one Policy, and the kind
         # holds it, so its id names no other while cached. Hashing the policy
         # itself would cost more than the rest of the push.
-        cache_key = (job.name, job.queue, id(job.policy))
+        cache_key = (job.name, job.queue, id(job.policy), job.priority)
         kind = self._kinds.get(cache_key)
         if kind is None:
             if len(self._kinds) >= _KINDS_KEPT:
                 self._kinds.clear()
             records = self._records_of(job)
-            kind = _Kind(job.name, job.queue, job.policy, records, next(self._kind_numbers))
+            number = next(self._kind_numbers)
+            kind = _Kind(job.name, job.queue, job.policy, records, number, job.priority)
             self._kinds[cache_key] = kind
         return kind
 
@@ -280,9 +318,15 @@ class MemoryStorage:
             self._recorded.setdefault(job.queue, []).append(records)
         return records
 
-    def _insert(self, job: NewJob, now: int, batch: dict[str, list[int]] | None = None) -> int:
-        """Store ``job``; its pending key goes into ``batch`` (per queue) if
-        given, for the caller to add, or straight into its queue. Its seq."""
+    def _insert(
+        self,
+        job: NewJob,
+        now: int,
+        batch: dict[int, tuple[SortedList, list[int]]] | None = None,
+    ) -> int:
+        """Store ``job``; its pending key goes into ``batch`` (by its level's
+        id) if given, for the caller to add, or straight into its level. Its
+        seq."""
         state = None
         if job.unique_key is not None:
             live = self._unique.get(job.unique_key)
@@ -294,14 +338,16 @@ class MemoryStorage:
             self._unique[job.unique_key] = seq  # type: ignore[index]
         run_at = now if job.run_at is None else round(job.run_at * _US)
         key = (run_at << _SEQ_BITS) | seq
-        self._jobs[seq] = _Entry(key, job.args, self._kind(job), state)
+        kind = self._kind(job)
+        self._jobs[seq] = _Entry(key, job.args, kind, state)
+        level = self._level(kind)
         if batch is None:
-            self._pending_of(job.queue).add(key)
+            level.add(key)
         else:
-            added = batch.get(job.queue)
+            added = batch.get(id(level))
             if added is None:
-                added = batch[job.queue] = []
-            added.append(key)
+                added = batch[id(level)] = (level, [])
+            added[1].append(key)
         return seq
 
     def _entry(self, job_id: uuid.UUID) -> _Entry | None:
@@ -319,15 +365,26 @@ class MemoryStorage:
             state: _State = entry.state  # type: ignore[assignment]
             self._by_runner[state.runner].discard(seq)  # type: ignore[index]
             claimed.append(self._claim(seq, entry, state, runner, now))
-        pending = self._pending.get(queue)
-        while pending and len(claimed) < limit and (pending[0] >> _SEQ_BITS) <= now:
-            seq = pending.pop(0) & _SEQ_MASK
-            entry = self._jobs[seq]
-            state = entry.grown()
-            if state.retry_count:
-                self._retrying[queue].remove(entry.key)
-            state.status = Status.RUNNING
-            claimed.append(self._claim(seq, entry, state, runner, now))
+        levels = self._pending.get(queue)
+        if not levels or len(claimed) >= limit:
+            return claimed
+        emptied = False
+        for pending in levels.values():  # highest priority first
+            while pending and (pending[0] >> _SEQ_BITS) <= now:
+                seq = pending.pop(0) & _SEQ_MASK
+                entry = self._jobs[seq]
+                state = entry.grown()
+                if state.retry_count:
+                    self._retrying[queue].remove(entry.key)
+                state.status = Status.RUNNING
+                claimed.append(self._claim(seq, entry, state, runner, now))
+                if len(claimed) >= limit:
+                    break
+            emptied = emptied or not pending
+            if len(claimed) >= limit:
+                break
+        if emptied:
+            self._drop_empty(queue)
         return claimed
 
     def _claim(self, seq: int, entry: _Entry, state: _State, runner: str, now: int) -> Claim:
@@ -506,7 +563,7 @@ class MemoryStorage:
         if state is not None and state.status is not Status.PENDING:
             return state.status  # running: its runner is told; dead: left alone
         queue = entry.kind.queue
-        self._pending[queue].remove(entry.key)
+        self._unpend(entry)
         state = entry.grown()
         if state.retry_count:
             self._retrying[queue].remove(entry.key)
@@ -547,7 +604,7 @@ class MemoryStorage:
         state.status = Status.PENDING
         entry.key = (run_at << _SEQ_BITS) | seq
         queue = entry.kind.queue
-        self._pending[queue].add(entry.key)
+        self._level(entry.kind).add(entry.key)
         if state.retry_count:
             retrying = self._retrying.get(queue)
             if retrying is None:
@@ -648,22 +705,25 @@ class MemoryStorage:
                     yield from (key & _SEQ_MASK for key in keys if (key >> _SEQ_BITS) > now)
 
     def _pending_seqs(self, queue: str, scheduled: bool | None, now: int) -> Iterator[int]:
-        pending = self._pending.get(queue)
-        if not pending:
+        levels = self._pending.get(queue)
+        if not levels:
             return
         if scheduled is None:
-            yield from (key & _SEQ_MASK for key in pending)
+            for pending in levels.values():
+                yield from (key & _SEQ_MASK for key in pending)
             return
         # Keys sort by run_at: those past ``due`` are not due yet; the ones
         # among them that failed before (``_retrying``) are not scheduled.
         due = (now << _SEQ_BITS) | _SEQ_MASK
-        split = pending.bisect_right(due)
         retrying = self._retrying.get(queue)
         backoffs = set(retrying.irange(due, None, (False, True))) if retrying else set()
-        if scheduled:
-            yield from (key & _SEQ_MASK for key in pending.islice(split) if key not in backoffs)
-        else:
-            yield from (key & _SEQ_MASK for key in pending.islice(0, split))
+        for pending in levels.values():
+            split = pending.bisect_right(due)
+            if scheduled:
+                yield from (key & _SEQ_MASK for key in pending.islice(split) if key not in backoffs)
+            else:
+                yield from (key & _SEQ_MASK for key in pending.islice(0, split))
+        if not scheduled:
             yield from (key & _SEQ_MASK for key in backoffs)
 
     def _queues(self) -> set[str]:
@@ -674,14 +734,19 @@ class MemoryStorage:
         now = self._now_us()
         due = (now << _SEQ_BITS) | _SEQ_MASK  # every key of a job due now is <= it
         for queue in sorted(self._queues()):
-            pending = self._pending.get(queue, ())
-            later = len(pending) - pending.bisect_right(due) if pending else 0
+            waiting = later = 0
+            first = None
+            for pending in self._pending.get(queue, {}).values():
+                if pending:
+                    waiting += len(pending)
+                    later += len(pending) - pending.bisect_right(due)
+                    head = pending[0] >> _SEQ_BITS
+                    first = head if first is None else min(first, head)
             if later:
                 retrying = self._retrying.get(queue, ())
                 later -= len(retrying) - retrying.bisect_right(due) if retrying else 0
-            first = pending[0] >> _SEQ_BITS if pending else None
             counts = QueueStats(
-                pending=len(pending),
+                pending=waiting,
                 running=len(self._held.get(queue, ())),
                 dead=len(self._dead.get(queue, ())),
                 scheduled=later,
@@ -692,10 +757,9 @@ class MemoryStorage:
         return stats
 
     def next_due(self, queue: str) -> float | None:
-        times = []
-        pending = self._pending.get(queue)
-        if pending:
-            times.append(pending[0] >> _SEQ_BITS)
+        times = [
+            pending[0] >> _SEQ_BITS for pending in self._pending.get(queue, {}).values() if pending
+        ]
         held = self._held.get(queue)
         if held:
             # A claim may be taken once its expiry is strictly in the past.
@@ -720,6 +784,7 @@ class MemoryStorage:
             unique_key=state.unique_key,
             started_us=state.started or None,
             finished_us=finished,
+            priority=kind.priority,
         )
 
     def _kept_info(self, kept: _Kept) -> JobInfo:
@@ -743,7 +808,12 @@ class MemoryStorage:
             started_us=kept[_STARTED] or None,
             finished_us=expires - kind.records.ttl_us,
             expires_us=expires,
+            priority=kind.priority,
         )
+
+
+def _priority(item: tuple[int, SortedList]) -> int:
+    return item[0]
 
 
 _FRESH = _State()  # what info() reads for a job without a state; never changed

@@ -12,6 +12,10 @@ from storage.codec import decode
 from storage.ids import id_time
 from storage.policy import Backoff, MaxRetries, Policy
 
+# The priorities a job may have: those a signed 64-bit integer holds, as
+# every backend stores them (SQLite INTEGER, PostgreSQL bigint).
+PRIORITY_RANGE = range(-(2**63), 2**63)
+
 
 class Status(enum.Enum):
     PENDING = "pending"  # waiting for its run_at, or due and not yet taken
@@ -22,8 +26,10 @@ class Status(enum.Enum):
 
 
 class NewJob(NamedTuple):
-    """A job about to be stored. ``run_at=None`` means now. A NamedTuple:
-    one is made per job queued."""
+    """A job about to be stored. ``run_at=None`` means now. Among the due
+    jobs of a queue a higher ``priority`` is claimed first (any int in
+    PRIORITY_RANGE; see ``Job.PRIORITY``). A NamedTuple: one is made per job
+    queued."""
 
     name: str
     queue: str
@@ -31,6 +37,7 @@ class NewJob(NamedTuple):
     policy: Policy
     run_at: float | None = None
     unique_key: str | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,8 @@ class JobInfo:
     # Until when a succeeded or cancelled record is kept; None for live and
     # dead jobs (dead ones are kept until requeued or purged).
     expires_at: dt.datetime | None = None
+    # Among the due jobs of its queue, a higher priority is claimed first.
+    priority: int = 0
 
     @property
     def attempts(self) -> int:
@@ -120,6 +129,7 @@ class JobInfo:
         started_us: int | None = None,
         finished_us: int | None = None,
         expires_us: int | None = None,
+        priority: int = 0,
     ) -> JobInfo:
         """The record of a stored job, as every backend keeps one: times in µs
         since the epoch, and the enqueue time read from its UUIDv7 id."""
@@ -143,6 +153,7 @@ class JobInfo:
             started_at=_at(started_us),
             finished_at=_at(finished_us),
             expires_at=_at(expires_us),
+            priority=priority,
         )
 
 

@@ -12,6 +12,7 @@ and kept for its result_ttl)::
     status      int2    0 pending, 1 running, 2 dead, 3 succeeded, 4 cancelled
                         (so ORDER BY status is the listing order)
     run_at      int8    µs since the epoch: when the job is due
+    priority    int8    among due jobs of a queue, higher is claimed first
     mark        int8    running: the claim's expiry (µs); dead: time of death
     runner      text    the holder while running, else NULL
     lease_us    int8    5 x heartbeat interval, in µs, fixed at push
@@ -33,7 +34,7 @@ clock is injected (tests), in which case that clock provides every time.
 ``<schema>.queues`` holds the stored pauses: a row per queue ever paused,
 ``paused_at`` (µs) while it is paused, NULL once resumed.
 
-Partial indexes serve each path: pending ``(queue, run_at, id)``, held
+Partial indexes serve each path: pending ``(queue, priority, run_at, id)``, held
 ``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)`` and
 ``(queue, id)``, cancelled ``(queue, id)``, pending retries ``(queue,
 run_at)`` (jobs that failed and wait out a backoff: a fresh job never enters
@@ -56,13 +57,27 @@ No counter row is kept: every writer would queue behind it.
 
 Claim protocol: ``pop`` is one statement that locks candidates with
 ``FOR UPDATE SKIP LOCKED`` (stale claims first by expiry, then due pending
-jobs by (run_at, id)) and updates them to running with a fresh lease, so two
+jobs by (priority descending, run_at, id)) and updates them to running with
+a fresh lease, so two
 hosts popping at once never take the same row: the second skips rows the
 first has locked, and re-checks rows the first has since committed. Heartbeat,
 complete and release only touch rows whose ``runner`` is the caller, so a
 claim taken over by another runner is not settled twice. A dead host's claims
 come back through the same stale-claim path after five heartbeat intervals;
 there is no recovery on open, because other hosts may be alive.
+
+Priorities: the pending index holds priority before run_at, so that a
+claim never walks past jobs not due yet: the statement finds the queue's
+priority levels by a loose index scan (a recursive CTE, one backward index
+probe per level: ``max(priority) ... priority < the last``), and for each
+level, highest first, reads a range (priority =, run_at <=) in (run_at, id)
+order, through LATERAL; the outer LIMIT stops the recursion as soon as the
+claim is filled. A claim costs 2 + L index probes at most for L levels
+present among the queue's pending jobs: few in practice (one at the default
+priority), and a queue with thousands of distinct priorities pays that many
+probes per claim. ``next_due`` reads each level's head the same way.
+Hosts of the version before priorities still claim from the new index
+(queue =, then a sort), in run_at order.
 
 Transactions: every operation runs in one open transaction on the actor's
 connection, and ``commit()`` (called by the StorageActor once per message,
@@ -269,6 +284,13 @@ MIGRATIONS: list[list[str]] = [
         " WHERE status = 0 AND retry_count > 0",
         "CREATE STATISTICS {s}.jobs_queue_status (mcv) ON queue, status FROM {s}.jobs",
     ],
+    # Priorities: jobs stored before have the default, 0; the pending index
+    # orders each queue by priority, then run_at (see Priorities).
+    [
+        "ALTER TABLE {s}.jobs ADD COLUMN priority bigint NOT NULL DEFAULT 0",
+        "DROP INDEX {s}.jobs_pending",
+        "CREATE INDEX jobs_pending ON {s}.jobs (queue, priority, run_at, id) WHERE status = 0",
+    ],
 ]
 
 
@@ -351,7 +373,7 @@ _VISIBLE = "(expires_at IS NULL OR expires_at > {now})"
 _COLUMNS = (
     "id, name, queue, args, retry_count, max_retries, backoff_kind, backoff_value, run_at,"
     " heartbeat_interval, timeout, status, last_error, runner, unique_key, backoff_max,"
-    " result_ttl, result, started_at, finished_at, expires_at"
+    " result_ttl, result, started_at, finished_at, expires_at, priority"
 )
 
 
@@ -365,36 +387,55 @@ def _returning(prefix: str) -> str:
 
 _INSERT = """INSERT INTO {jobs} (id, queue, name, args, status, run_at, max_retries,
     backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease_us, timeout, unique_key,
-    live_key, result_ttl)
+    live_key, result_ttl, priority)
 SELECT u.id, u.queue, u.name, u.args, 0, coalesce(u.run_at, {now}), u.max_retries,
     u.backoff_kind, u.backoff_value, u.backoff_max, u.heartbeat_interval, u.lease_us, u.timeout,
-    u.unique_key, u.unique_key, u.result_ttl
+    u.unique_key, u.unique_key, u.result_ttl, u.priority
 FROM unnest(%(id)s::uuid[], %(queue)s::text[], %(name)s::text[], %(args)s::bytea[],
     %(run_at)s::bigint[], %(max_retries)s::bigint[], %(backoff_kind)s::text[],
     %(backoff_value)s::float8[], %(backoff_max)s::float8[], %(heartbeat)s::float8[],
-    %(lease)s::bigint[], %(timeout)s::float8[], %(unique_key)s::text[], %(ttl)s::float8[])
+    %(lease)s::bigint[], %(timeout)s::float8[], %(unique_key)s::text[], %(ttl)s::float8[],
+    %(priority)s::bigint[])
     AS u(id, queue, name, args, run_at, max_retries, backoff_kind, backoff_value, backoff_max,
-        heartbeat_interval, lease_us, timeout, unique_key, result_ttl)
+        heartbeat_interval, lease_us, timeout, unique_key, result_ttl, priority)
 ON CONFLICT (live_key) WHERE live_key IS NOT NULL DO NOTHING"""
+
+# The priority levels among a queue's pending jobs, highest first, by a loose
+# scan of the pending index: one backward probe per level, made only while
+# the query that reads it asks for more (the last row is NULL).
+_LEVELS = """levels AS (
+    SELECT max(priority) AS p FROM {jobs} WHERE queue = %(queue)s AND status = 0
+    UNION ALL
+    SELECT (SELECT max(priority) FROM {jobs}
+        WHERE queue = %(queue)s AND status = 0 AND priority < l.p)
+    FROM levels l WHERE l.p IS NOT NULL
+)"""
 
 # One round of runners' messages in one statement: store the jobs completed
 # with success by their holders (``done``: kept as succeeded with the value of
 # the same place in ``results``, or deleted when their result_ttl is 0), tell
 # the other hosts they ended, then claim up to ``total`` jobs, stale claims
-# first (earliest expiry), then due pending jobs. The claims are numbered in
-# that order and the n-th goes to ``slots[n]``, the runner of the n-th job
+# first (earliest expiry), then due pending jobs, level by level from the
+# highest priority (``levels``; LATERAL reads each level's due range in
+# (run_at, id) order, and the LIMIT outside stops at the first level that
+# fills the claim). The claims are put in that order in one array
+# (``picked``) and the n-th goes to ``slots[n]``, the runner of the n-th job
 # asked for, so the first request gets the first jobs, as consecutive pops
-# would. SKIP LOCKED: concurrent claims on other hosts never wait for or take
-# the same rows. A row ``kept`` or ``gone`` settled is not a stale claim to
-# take (the CTEs share one snapshot, so it is left out by hand). Both match
-# (id, runner) through the primary key: ``runner`` is set exactly while a job
-# runs, so they need no ``status = 1``, with which a plan may scan every held
-# job of every host. They split the rows by result_ttl, so no row is changed
-# twice. (A join with unnest() of the arrays cost more than these lookups in
-# the arrays, which hold a round's few completions.) ``note`` is read by the
+# would. The UPDATE finds them by the primary key, id = ANY(the array): a
+# join with a set of claims may be planned as a merge along the whole
+# primary key, from the oldest id to the newest claimed, and with
+# priorities the newest job may be the first claimed. SKIP LOCKED:
+# concurrent claims on other hosts never wait for or take the same rows. A
+# row ``kept`` or ``gone`` settled is not a stale claim to take (the CTEs
+# share one snapshot, so it is left out by hand). Both match (id, runner)
+# through the primary key: ``runner`` is set exactly while a job runs, so
+# they need no ``status = 1``, with which a plan may scan every held job of
+# every host. They split the rows by result_ttl, so no row is changed twice.
+# (A join with unnest() of the arrays cost more than these lookups in the
+# arrays, which hold a round's few completions.) ``note`` is read by the
 # last SELECT only so that it runs: one pg_notify per ENDED_PER_NOTIFY ended
 # ids (rows -1, which the caller skips).
-_COMPLETE_AND_POP = """WITH kept AS (
+_COMPLETE_AND_POP = """WITH RECURSIVE kept AS (
     UPDATE {jobs} j SET status = 3, runner = NULL, live_key = NULL, mark = 0,
         result = (%(results)s::bytea[])[array_position(%(done)s::uuid[], j.id)],
         finished_at = {now}, expires_at = {expires}
@@ -417,20 +458,24 @@ _COMPLETE_AND_POP = """WITH kept AS (
     WHERE queue = %(queue)s AND status = 1 AND mark < {now} AND id NOT IN (SELECT id FROM done)
     ORDER BY mark, id LIMIT %(total)s
     FOR UPDATE SKIP LOCKED
-), due AS MATERIALIZED (
-    SELECT id, run_at AS k FROM {jobs}
-    WHERE queue = %(queue)s AND status = 0 AND run_at <= {now}
-    ORDER BY run_at, id LIMIT (SELECT %(total)s - count(*) FROM stale)
-    FOR UPDATE SKIP LOCKED
+), {levels}, due AS MATERIALIZED (
+    SELECT d.id, l.p, d.k FROM levels l CROSS JOIN LATERAL (
+        SELECT id, run_at AS k FROM {jobs}
+        WHERE queue = %(queue)s AND status = 0 AND priority = l.p AND run_at <= {now}
+        ORDER BY run_at, id LIMIT (SELECT %(total)s - count(*) FROM stale)
+        FOR UPDATE SKIP LOCKED
+    ) d
+    LIMIT (SELECT %(total)s - count(*) FROM stale)
 ), picked AS (
-    SELECT id, row_number() OVER (ORDER BY src, k, id) AS n
-    FROM (SELECT id, 0 AS src, k FROM stale UNION ALL SELECT id, 1, k FROM due) AS u
+    SELECT array_agg(id ORDER BY src, p DESC, k, id) AS ids
+    FROM (SELECT id, 0 AS src, 0::bigint AS p, k FROM stale UNION ALL SELECT id, 1, p, k FROM due)
+        AS u
 ), claimed AS (
-    UPDATE {jobs} j SET status = 1, runner = (%(slots)s::text[])[p.n], mark = {now} + j.lease_us,
-        started_at = {now}
+    UPDATE {jobs} j SET status = 1, runner = (%(slots)s::text[])[array_position(p.ids, j.id)],
+        mark = {now} + j.lease_us, started_at = {now}
     FROM picked p
-    WHERE j.id = p.id
-    RETURNING p.n, {returning}
+    WHERE j.id = ANY(p.ids)
+    RETURNING array_position(p.ids, j.id), {returning}
 )
 SELECT * FROM claimed
 UNION ALL
@@ -551,16 +596,28 @@ SELECT q.queue,
     s.n,
     -- The due and the retrying only when the scheduled reach the cap: the
     -- rule needs them then alone (a CASE runs a subquery only when reached).
-    CASE WHEN s.n >= %(over)s THEN (SELECT count(*) FROM (SELECT FROM {jobs}
-        WHERE status = 0 AND queue = q.queue AND run_at <= {now} LIMIT %(over)s) c) END,
+    CASE WHEN s.n >= %(over)s THEN (SELECT count(*) FROM (SELECT FROM unnest(lv.ps) v(p),
+        LATERAL (SELECT FROM {jobs} WHERE status = 0 AND queue = q.queue AND priority = v.p
+            AND run_at <= {now} LIMIT %(over)s) x LIMIT %(over)s) c) END,
     CASE WHEN s.n >= %(over)s THEN (SELECT count(*) FROM (SELECT FROM {jobs}
         WHERE status = 0 AND retry_count > 0 AND queue = q.queue AND run_at > {now}
         LIMIT %(over)s) c) END,
-    (SELECT min(run_at) FROM {jobs} WHERE status = 0 AND queue = q.queue),
+    (SELECT min(h.run_at) FROM unnest(lv.ps) v(p), LATERAL (SELECT run_at FROM {jobs}
+        WHERE status = 0 AND queue = q.queue AND priority = v.p ORDER BY run_at LIMIT 1) h),
     {now}
-FROM queues q, LATERAL (SELECT count(*) AS n FROM (SELECT FROM {jobs}
-    WHERE status = 0 AND queue = q.queue AND run_at > {now} AND retry_count = 0
-    LIMIT %(over)s) c) s
+FROM queues q,
+    -- The queue's priority levels (see Priorities), each a range of the
+    -- pending index for the counts by run_at.
+    LATERAL (WITH RECURSIVE l(p) AS (
+        SELECT max(priority) FROM {jobs} WHERE status = 0 AND queue = q.queue
+        UNION ALL
+        SELECT (SELECT max(priority) FROM {jobs}
+            WHERE status = 0 AND queue = q.queue AND priority < l.p)
+        FROM l WHERE l.p IS NOT NULL)
+    SELECT array_agg(p) AS ps FROM l WHERE p IS NOT NULL) lv,
+    LATERAL (SELECT count(*) AS n FROM (SELECT FROM unnest(lv.ps) v(p),
+        LATERAL (SELECT FROM {jobs} WHERE status = 0 AND queue = q.queue AND priority = v.p
+            AND run_at > {now} AND retry_count = 0 LIMIT %(over)s) x LIMIT %(over)s) c) s
 WHERE q.queue IS NOT NULL ORDER BY q.queue"""
 
 # The planner's estimate of a count above the cap, from the table's
@@ -574,8 +631,12 @@ _ESTIMATED = {
 }
 
 # A claim may be taken once its expiry is strictly in the past: one µs after.
-_NEXT_DUE = """SELECT least(
-    (SELECT min(run_at) FROM {jobs} WHERE queue = %(queue)s AND status = 0),
+# The earliest run_at is the least of the levels' heads.
+_NEXT_DUE = """WITH RECURSIVE {levels}
+SELECT least(
+    (SELECT min(h.run_at) FROM levels l CROSS JOIN LATERAL (
+        SELECT run_at FROM {jobs} WHERE queue = %(queue)s AND status = 0 AND priority = l.p
+        ORDER BY run_at LIMIT 1) h),
     (SELECT min(mark) + 1 FROM {jobs} WHERE queue = %(queue)s AND status = 1))"""
 
 _LIVE_KEYS = "SELECT live_key, id FROM {jobs} WHERE live_key = ANY(%(keys)s::text[])"
@@ -598,6 +659,7 @@ class _Statements:
                     now=_NOW,
                     expires=_EXPIRES.format(now=_NOW),
                     visible=_VISIBLE.format(now=_NOW),
+                    levels=_LEVELS.format(jobs=jobs),
                     **extra,
                 )
             )
@@ -1017,10 +1079,11 @@ class PostgresStorage:
                 "timeout",
                 "unique_key",
                 "ttl",
+                "priority",
             )
         }
         (c_id, c_queue, c_name, c_args, c_run_at, c_max, c_kind, c_value, c_cap, c_hb, c_lease,
-         c_timeout, c_key, c_ttl) = columns.values()  # fmt: skip
+         c_timeout, c_key, c_ttl, c_priority) = columns.values()  # fmt: skip
         for job in jobs:
             key = job.unique_key
             if key is not None:
@@ -1047,6 +1110,7 @@ class PostgresStorage:
             c_timeout.append(None if policy.timeout is None else float(policy.timeout))
             c_key.append(key)
             c_ttl.append(float(policy.result_ttl))  # float8[]: one type
+            c_priority.append(job.priority)
         params: dict[str, Any] = {"now": self._now_param(), **columns}
         self._notify = True
         if not first_of_key:
@@ -1350,7 +1414,7 @@ class PostgresStorage:
     def _info(self, row: Row, start: int) -> JobInfo:
         (job_id, name, queue, args, retry_count, max_retries, kind, value, run_at, heartbeat,
          timeout, status, last_error, runner, unique_key, cap, ttl, result, started, finished,
-         expires) = row[start:]  # fmt: skip
+         expires, priority) = row[start:]  # fmt: skip
         limit, backoff = self._policy(max_retries, kind, value, cap)
         return JobInfo.stored(
             id=job_id,
@@ -1368,6 +1432,7 @@ class PostgresStorage:
             started_us=started,
             finished_us=finished,
             expires_us=expires,
+            priority=priority,
         )
 
 

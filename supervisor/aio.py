@@ -45,6 +45,7 @@ class AsyncHandle:
         timeout: float | None = None,
         unique_key: str | None = None,
         result_ttl: float | None = None,
+        priority: int | None = None,
     ) -> uuid.UUID:
         """``Manager.queue``, awaited."""
         self._check("queue")
@@ -55,6 +56,7 @@ class AsyncHandle:
             timeout=timeout,
             unique_key=unique_key,
             result_ttl=result_ttl,
+            priority=priority,
         )
         return (await self._push([new]))[0]
 
@@ -72,6 +74,7 @@ class AsyncHandle:
         timeout: float | None = None,
         unique_key: str | None = None,
         result_ttl: float | None = None,
+        priority: int | None = None,
     ) -> uuid.UUID:
         """``Manager.schedule``, awaited."""
         self._check("schedule")
@@ -83,6 +86,7 @@ class AsyncHandle:
             unique_key=unique_key,
             at=at,
             result_ttl=result_ttl,
+            priority=priority,
         )
         return (await self._push([new]))[0]
 

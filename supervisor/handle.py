@@ -137,10 +137,12 @@ class QueueHandle:
         timeout: float | None = None,
         unique_key: str | None = None,
         result_ttl: float | None = None,
+        priority: int | None = None,
     ) -> uuid.UUID:
         """Queue one job. With ``unique_key`` (or ``UNIQUE = True`` on the job),
         a pending or running job with that key is returned instead of a new one.
-        ``result_ttl`` overrides the class's RESULT_TTL for this job."""
+        ``result_ttl`` overrides the class's RESULT_TTL for this job, and
+        ``priority`` its PRIORITY (any int; among due jobs, higher first)."""
         new = new_job(
             job,
             "queue()",
@@ -148,6 +150,7 @@ class QueueHandle:
             timeout=timeout,
             unique_key=unique_key,
             result_ttl=result_ttl,
+            priority=priority,
         )
         return self._transport.push([new])[0]
 
@@ -165,6 +168,7 @@ class QueueHandle:
         timeout: float | None = None,
         unique_key: str | None = None,
         result_ttl: float | None = None,
+        priority: int | None = None,
     ) -> uuid.UUID:
         """Queue a job to run no earlier than ``at``: an aware datetime, or a delay
         as a timedelta or in seconds."""
@@ -176,6 +180,7 @@ class QueueHandle:
             unique_key=unique_key,
             at=at,
             result_ttl=result_ttl,
+            priority=priority,
         )
         return self._transport.push([new])[0]
 
@@ -192,6 +197,7 @@ def new_job(
     unique_key: str | None = None,
     at: object = _NOW,
     result_ttl: float | None = None,
+    priority: int | None = None,
 ) -> NewJob:
     """What one ``queue()`` or ``schedule()`` (given ``at``) stores: checked and
     encoded in the caller, so nothing is stored for a job that cannot go."""
@@ -199,7 +205,12 @@ def new_job(
     _check_options(queue, timeout, unique_key)
     run_at = None if at is _NOW else _epoch(at)
     return checked.to_new(
-        queue=queue, run_at=run_at, timeout=timeout, unique_key=unique_key, result_ttl=result_ttl
+        queue=queue,
+        run_at=run_at,
+        timeout=timeout,
+        unique_key=unique_key,
+        result_ttl=result_ttl,
+        priority=priority,
     )
 
 

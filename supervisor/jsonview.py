@@ -282,6 +282,7 @@ def job_json(value: JobInfo, *, arguments: bool = False) -> Json:
         "id": str(job.id),
         "name": job.name,
         "queue": job.queue,
+        "priority": job.priority,
         "status": job.status.value,
         "args": _b64(job.args),
         "retry_count": job.retry_count,
@@ -333,6 +334,8 @@ def job_from_json(data: object) -> JobInfo:
             started_at=_optional_from_time(j["started_at"]),
             finished_at=_optional_from_time(j["finished_at"]),
             expires_at=_optional_from_time(j["expires_at"]),
+            # A server from before priorities sends none: they all had 0.
+            priority=_int(j.get("priority", 0)),
         )
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, FormatError):

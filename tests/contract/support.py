@@ -51,9 +51,16 @@ def new_job(
     run_at: float | None = None,
     policy: Policy = DEFAULT_POLICY,
     unique_key: str | None = None,
+    priority: int = 0,
 ) -> NewJob:
     return NewJob(
-        name=name, queue=queue, args=args, policy=policy, run_at=run_at, unique_key=unique_key
+        name=name,
+        queue=queue,
+        args=args,
+        policy=policy,
+        run_at=run_at,
+        unique_key=unique_key,
+        priority=priority,
     )
 
 

@@ -20,6 +20,10 @@ expire() has run, and expire() returns how many it removed. A dead job has
 finished_at (cleared by requeue) and no expires_at. Kept records never count
 in stats() nor next_due(), and free their unique key.
 
+Priorities: each job gets one of a few levels (negative ones too), and a
+pop takes the due jobs by (priority descending, run_at, enqueue order);
+info() shows each job's priority, kept across retries and requeues.
+
 Examples per backend: JOBARBITER_STATEFUL_EXAMPLES (default 200).
 """
 
@@ -86,6 +90,8 @@ POLICIES = (
     Policy(MaxRetries.count(1), Backoff.linear(1), 0.5, None, result_ttl=2),
 )
 UNIQUE_KEYS = st.sampled_from([None, None, None, "k1", "k2"])
+# The default half the time, so that most pops meet a level of it.
+PRIORITIES = st.sampled_from([0, 0, 0, 0, 2, 1, -1])
 
 # Durations: small steps that land exactly on claim expiries and run_at times,
 # and now and then one past the unregistered delay.
@@ -149,6 +155,7 @@ class ModelJob:
     started: Fraction | None = None  # when its latest claim was taken
     finished: Fraction | None = None  # succeeded, cancelled or dead: when
     kept_until: Fraction | None = None  # succeeded or cancelled: expires_at
+    priority: int = 0
 
 
 class Model:
@@ -172,7 +179,14 @@ class Model:
         self.seq += 1
         at = self.now if run_at is None else run_at
         self.jobs[job_id] = ModelJob(
-            job_id, self.seq, job.queue, job.args, job.policy, at, unique_key=job.unique_key
+            job_id,
+            self.seq,
+            job.queue,
+            job.args,
+            job.policy,
+            at,
+            unique_key=job.unique_key,
+            priority=job.priority,
         )
         if job.unique_key is not None:
             assert job.unique_key not in self.holders
@@ -226,7 +240,7 @@ class Model:
         stale = [j for j in here if j.status is Status.RUNNING and j.expires < self.now]
         due = [j for j in here if j.status is Status.PENDING and j.run_at <= self.now]
         stale.sort(key=lambda j: (j.expires, j.seq))
-        due.sort(key=lambda j: (j.run_at, j.seq))
+        due.sort(key=lambda j: (-j.priority, j.run_at, j.seq))
         taken = (stale + due)[:limit]
         for job in taken:
             job.status = Status.RUNNING
@@ -434,6 +448,7 @@ class StorageMachine(RuleBasedStateMachine):
             policy=policy,
             run_at=None if run_at is None else float(run_at),
             unique_key=data.draw(UNIQUE_KEYS, label="unique key"),
+            priority=data.draw(PRIORITIES, label="priority"),
         )
         return job, run_at
 
@@ -716,6 +731,7 @@ class StorageMachine(RuleBasedStateMachine):
         assert job.heartbeat_interval == expected.policy.heartbeat_interval
         assert job.timeout == expected.policy.timeout
         assert job.unique_key == expected.unique_key
+        assert job.priority == expected.priority
         assert job.result == expected.value
         assert job.started_at == _maybe_utc(expected.started)
         assert job.finished_at == _maybe_utc(expected.finished)

@@ -9,6 +9,7 @@ and migrations. Each test gets a fresh schema (see pg_host.fresh_schema).
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 import threading
@@ -426,18 +427,7 @@ def test_a_schema_from_before_backoff_max_gets_a_days_cap(
 def test_a_schema_from_before_pauses_keeps_its_jobs_and_takes_pauses(
     dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("storage.postgres.MIGRATIONS", MIGRATIONS[:3])
-    old = PostgresStorage(dsn, schema=schema).open()  # a schema of version 3
-    dead, pending = old.push_many([job(1), job(2)])
-    old.commit()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            f'UPDATE "{schema}".jobs SET status = 2, finished_at = 0, live_key = NULL'
-            " WHERE id = %s",
-            (dead,),
-        )
-    old.close()
-    monkeypatch.undo()
+    dead, pending = _old_rows(dsn, schema, monkeypatch, version=3)
 
     migrated = PostgresStorage(dsn, schema=schema).open()
     try:
@@ -450,6 +440,43 @@ def test_a_schema_from_before_pauses_keeps_its_jobs_and_takes_pauses(
         with psycopg.connect(dsn) as conn:
             row = conn.execute(f'SELECT max(version) FROM "{schema}".migrations').fetchone()
         assert row == (len(MIGRATIONS),)
+    finally:
+        migrated.close()
+
+
+def _old_rows(
+    dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch, *, version: int
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A schema of ``version`` holding a dead job and then a pending one,
+    written as that version's hosts wrote them (columns it has)."""
+    monkeypatch.setattr("storage.postgres.MIGRATIONS", MIGRATIONS[:version])
+    PostgresStorage(dsn, schema=schema).open().close()
+    monkeypatch.undo()
+    made = IdGenerator()
+    dead, pending = (to_uuid(made.next_int()) for _ in range(2))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{schema}".jobs (id, queue, name, args, status, run_at, mark,'
+            " finished_at, max_retries, backoff_kind, backoff_value, heartbeat_interval, lease_us)"
+            " VALUES (%s, %s, 'old.Job', '\\x80', 2, 0, 1, 1, 5, 'linear', 1, 5, 1),"
+            " (%s, %s, 'old.Job', '\\x81', 0, 0, 0, NULL, 5, 'linear', 1, 5, 1)",
+            (dead, QUEUE, pending, QUEUE),
+        )
+    return dead, pending
+
+
+def test_a_schema_from_before_priorities_gives_its_jobs_the_default(
+    dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead, pending = _old_rows(dsn, schema, monkeypatch, version=4)
+    migrated = PostgresStorage(dsn, schema=schema).open()
+    try:
+        assert [j.priority for j in migrated.list()] == [0, 0]
+        urgent = migrated.push(job(3)._replace(priority=1))
+        later = migrated.push(job(4)._replace(priority=-1))
+        assert migrated.requeue(dead)
+        popped = migrated.pop(QUEUE, "r", 10)
+        assert [claim.id for claim in popped] == [urgent, pending, dead, later]
     finally:
         migrated.close()
 
@@ -501,6 +528,44 @@ def test_every_listing_has_an_index_backed_plan_and_no_offset(
     plan = _plan(a, a._sql.stats, {"now": None, "over": 11})
     assert "Seq Scan" not in plan, plan
     assert "jobs_retrying" in plan and "jobs_expires" not in plan, plan
+
+
+def test_a_claim_reads_the_due_range_of_each_level_and_no_more(
+    hosts: Callable[..., PostgresStorage], dsn: str, schema: str
+) -> None:
+    a = hosts()
+    # A backlog at the default, many high-priority jobs not due yet, and a
+    # few due ones above the default, queued last (the newest ids).
+    a.push_many([job(n) for n in range(3000)])
+    a.push_many([job(n)._replace(priority=9, run_at=time.time() + 3600) for n in range(3000)])
+    urgent = a.push_many([job(n)._replace(priority=5) for n in range(5)])
+    a.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'ANALYZE "{schema}".jobs')
+    params: dict[str, object] = {
+        "done": "{}",
+        "done_by": "{}",
+        "results": None,
+        "ended": "unheard",
+        "origin": "test",
+        "queue": QUEUE,
+        "slots": "{" + ",".join(["r"] * 10) + "}",
+        "total": 10,
+        "now": None,
+    }
+    plan = _plan(a, "(ANALYZE, COSTS OFF) " + a._sql.complete_and_pop, params)
+    assert "Seq Scan" not in plan and "Merge Join" not in plan, plan
+    # Each level is a range of the pending index; the claims are found by id.
+    assert "(priority = l" in plan and "jobs_pending" in plan, plan
+    assert "Index Cond: (id = ANY (p.ids))" in plan, plan
+    # Three levels met (9, 5, 0: the probe below 0 is never made), and
+    # about ten rows read from them: none of the 3,000 not due, none of the
+    # backlog past the claim.
+    assert re.search(r"CTE Scan on levels \S+ \(actual \S+ rows=3 loops=1\)", plan), plan
+    scans = re.findall(r"Index Scan using jobs_pending .*\(actual \S+ rows=(\d+) loops=(\d+)", plan)
+    assert [int(rows) * int(loops) for rows, loops in scans] == [9], plan  # 10/3, rounded
+    claims = a.pop(QUEUE, "r", 10)
+    assert [claim.id for claim in claims][:5] == urgent
 
 
 def test_hosts_starting_together_migrate_once(dsn: str, schema: str) -> None:

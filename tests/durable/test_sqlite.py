@@ -234,6 +234,30 @@ def test_a_file_from_before_kept_records_keeps_its_jobs_for_600_s(
     migrated.close()
 
 
+def test_a_file_from_before_priorities_gives_its_jobs_the_default(
+    path: str, clock: ManualClock
+) -> None:
+    made = IdGenerator()
+    pending, dead = (to_uuid(made.next_int()) for _ in range(2))
+    _file_of_version(path, 4)
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany(
+            "INSERT INTO jobs (id, name, queue, args, status, run_at, died_at, max_retries,"
+            " backoff_kind, backoff_value, heartbeat_interval, lease)"
+            " VALUES (?, 'old.Job', ?, x'80', ?, 0, ?, 5, 'linear', 1.0, 5.0, 1)",
+            [(pending.bytes, QUEUE, "pending", None), (dead.bytes, QUEUE, "dead", 1)],
+        )
+    migrated = SqliteStorage(path, clock=clock).open()
+    assert migrated.schema_version() == len(MIGRATIONS)
+    assert [job.priority for job in migrated.list()] == [0, 0]
+    urgent = migrated.push(new_job()._replace(priority=1))
+    later = migrated.push(new_job()._replace(priority=-1))
+    assert migrated.requeue(dead)
+    popped = migrated.pop(QUEUE, "r1", 10)
+    assert [claim.id for claim in popped] == [urgent, pending, dead, later]
+    migrated.close()
+
+
 def _plan(storage_: SqliteStorage, sql: str, *params: object) -> str:
     conn = storage_._conn
     return " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
@@ -254,6 +278,28 @@ def test_expire_reads_a_range_of_the_expiry_index(path: str, clock: ManualClock)
     assert storage_.info(kept) is None  # gone on time, before expire() ran
     assert storage_.expire() == 1
     assert ids(storage_.list()) == [live]
+    storage_.close()
+
+
+def test_a_claim_reads_a_range_of_each_level_and_finds_levels_by_probes(
+    path: str, clock: ManualClock
+) -> None:
+    storage_ = SqliteStorage(path, clock=clock).open()
+    storage_.push_many([new_job(priority=level % 3) for level in range(30)])
+    storage_.commit()
+    claim = (
+        "SELECT id FROM jobs WHERE queue = ? AND status = 'pending' AND priority = ?"
+        " AND run_at <= ? ORDER BY run_at, id LIMIT ?"
+    )
+    plan = _plan(storage_, claim, QUEUE, 1, 0, 10)
+    assert plan == "SEARCH jobs USING INDEX jobs_pending (queue=? AND priority=? AND run_at<?)"
+    below = "SELECT max(priority) FROM jobs WHERE queue = ? AND status = 'pending' AND priority < ?"
+    assert _plan(storage_, below, QUEUE, 1) == (
+        "SEARCH jobs USING INDEX jobs_pending (queue=? AND priority<?)"
+    )
+    assert [claim.id for claim in storage_.pop(QUEUE, "r1", 30)] == [
+        job.id for job in sorted(storage_.list(), key=lambda job: -job.priority)
+    ]
     storage_.close()
 
 
@@ -289,7 +335,8 @@ def test_every_listing_reads_an_index_and_never_an_offset(
     scheduled, params = storage_._page(
         queue=QUEUE, status=Status.PENDING, scheduled=True, name=None, after=after, limit=10
     )
-    assert "jobs_pending (queue=? AND run_at>?)" in _plan(storage_, scheduled, *params)
+    # The queue's range: priority comes before run_at in the index.
+    assert "jobs_pending (queue=?)" in _plan(storage_, scheduled, *params)
     storage_.close()
 
 
