@@ -283,13 +283,15 @@ def _jobs(ops: Operations, args: argparse.Namespace) -> str:
             job.queue,
             job.name,
             _status(job, now),
+            job.priority,
             job.attempts,
             _age(now - job.enqueued_at.timestamp()),
             _cut(job.last_error or "-", ERROR_WIDTH),
         ]
         for job in found
     ]
-    return _table(["ID", "QUEUE", "NAME", "STATUS", "ATTEMPTS", "AGE", "LAST ERROR"], rows)
+    headers = ["ID", "QUEUE", "NAME", "STATUS", "PRIORITY", "ATTEMPTS", "AGE", "LAST ERROR"]
+    return _table(headers, rows)
 
 
 def _show(ops: Operations, args: argparse.Namespace) -> str:
@@ -302,6 +304,7 @@ def _show(ops: Operations, args: argparse.Namespace) -> str:
         ("ID", str(job.id)),
         ("Name", job.name),
         ("Queue", job.queue),
+        ("Priority", str(job.priority)),
         ("Status", _status(job, now)),
         ("Attempts", f"{job.attempts} (retries allowed: {retries})"),
         ("Enqueued", _when(job.enqueued_at, now)),

@@ -7,9 +7,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any, cast
 
+import msgpack
 import pytest
 
-from actors.wire import FrameWriter, read_frames
+from actors.wire import FrameWriter, pack_new_job, read_frames, unpack_new_job
+from storage import Backoff, MaxRetries, NewJob, Policy
 
 PATIENCE = 10.0
 
@@ -89,3 +91,11 @@ def test_a_failed_write_does_not_leave_waiting_senders_hanging() -> None:
     leaving.join(PATIENCE)
     assert not leaving.is_alive()  # a new flush of its own, not a wait forever
     assert [type(exc) for exc in raised] == [BrokenPipeError]
+
+
+@pytest.mark.parametrize("priority", [0, -3, 2**63 - 1])
+def test_a_job_queued_from_an_arbiter_keeps_its_priority(priority: int) -> None:
+    policy = Policy(MaxRetries.count(2), Backoff.linear(1.0), 5.0, None)
+    job = NewJob("tests.Job", "q", b"\x80", policy, 12.5, "key", priority)
+    raw = msgpack.unpackb(msgpack.packb(pack_new_job(job), use_bin_type=True), raw=False)
+    assert unpack_new_job(raw) == job

@@ -143,7 +143,7 @@ def real_run(storage: Storage, url: str, reopen: Callable[[], Storage]) -> Run:
         returned = manager.queue(Returns(value={"answer": 42}))
         dead = [manager.queue(AlwaysFails(tag=f"dies-{n}")) for n in range(3)]
         other_dead = manager.queue(AlwaysFails(tag="other"), queue="other")
-        scheduled = manager.schedule(Record(tag="later"), at=3600)
+        scheduled = manager.schedule(Record(tag="later"), at=3600, priority=-7)
         unserved = manager.queue(Record(tag="nobody"), queue="unserved")
         assert manager.wait(returned, timeout=TIMEOUT) == {"answer": 42}
         manager.wait(succeeded, timeout=TIMEOUT)
@@ -260,6 +260,9 @@ def reading(run: Run, cli: Callable[..., Ran]) -> None:
     statuses = {uuid.UUID(row["ID"]): row["STATUS"] for row in listed}
     assert [statuses[job] for job in [*run.dead, run.other_dead]] == ["dead"] * 4
     assert statuses[run.scheduled] == "scheduled"
+    assert {uuid.UUID(row["ID"]): row["PRIORITY"] for row in listed} == {
+        job: "-7" if job == run.scheduled else "0" for job in run.order
+    }
     assert (statuses[run.succeeded], statuses[run.unserved]) == ("succeeded", "pending")
     dead_rows = [row for row in listed if row["STATUS"] == "dead"]
     assert {row["ATTEMPTS"] for row in dead_rows} == {"3"}
@@ -276,7 +279,7 @@ def reading(run: Run, cli: Callable[..., Ran]) -> None:
     assert ids(dead) == [*run.dead, run.other_dead]
     assert dead[0]["attempts"] == 3 and "arguments" not in dead[0]
     later = cli("jobs", "--url", url, "--status", "scheduled", "--json").json()
-    assert ids(later["jobs"]) == [run.scheduled]
+    assert [(job["id"], job["priority"]) for job in later["jobs"]] == [(str(run.scheduled), -7)]
     other = cli("jobs", "--url", url, "--queue", "unserved", "--json").json()
     assert ids(other["jobs"]) == [run.unserved]
     named = cli("jobs", "--url", url, "--name", AlwaysFails.NAME, "--json").json()
@@ -290,6 +293,7 @@ def reading(run: Run, cli: Callable[..., Ran]) -> None:
     lines = record.out.splitlines()
     assert shown("ID", first) in lines
     assert shown("Status", "dead") in lines
+    assert shown("Priority", "0") in lines
     assert shown("Attempts", "3 (retries allowed: 2)") in lines
     assert shown("Last error", "ValueError: always fails: dies-0") in lines
     assert "Arguments" not in record.out

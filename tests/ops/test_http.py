@@ -645,6 +645,10 @@ def test_the_json_form_names_every_field(manager: Manager) -> None:
     assert {f.name for f in dataclasses.fields(ArbiterStats)} == arbiter.keys()
     assert jsonview.stats_from_json(json.loads(json.dumps(jsonview.stats_json(stats)))) == stats
     assert jsonview.job_from_json(json.loads(json.dumps(doc))) == info
+    urgent = dataclasses.replace(info, priority=-(2**63))
+    assert jsonview.job_from_json(json.loads(json.dumps(jsonview.job_json(urgent)))) == urgent
+    del doc["priority"]  # from a server before priorities: all had the default
+    assert jsonview.job_from_json(doc) == info
 
 
 def test_estimated_counts_keep_their_flag_in_json() -> None:
@@ -697,6 +701,7 @@ def test_a_record_with_undecodable_args_still_shows(manager: Manager) -> None:
         {"run_at": "2030-01-01T00:00:00"},  # no offset
         {"retry_count": 1.5},
         {"name": None},
+        {"priority": True},
     ],
 )
 def test_a_malformed_job_document_is_a_format_error(

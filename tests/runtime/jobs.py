@@ -75,6 +75,13 @@ class Record(Job):
 
 
 @dataclass
+class Urgent(Record):
+    """A Record whose class claims a higher priority than the default."""
+
+    PRIORITY = 5
+
+
+@dataclass
 class Sleepy(Job):
     """Notes its start and its end, with a sleep between."""
 
