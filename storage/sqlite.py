@@ -184,8 +184,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (
         "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
         "DROP INDEX jobs_pending",
-        "CREATE INDEX jobs_pending ON jobs (queue, priority, run_at, id)"
-        " WHERE status = 'pending'",
+        "CREATE INDEX jobs_pending ON jobs (queue, priority, run_at, id) WHERE status = 'pending'",
     ),
 ]
 
