@@ -468,7 +468,7 @@ def _old_rows(
 def test_a_schema_from_before_priorities_gives_its_jobs_the_default(
     dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dead, pending = _old_rows(dsn, schema, monkeypatch, version=4)
+    dead, pending = _old_rows(dsn, schema, monkeypatch, version=5)
     migrated = PostgresStorage(dsn, schema=schema).open()
     try:
         assert [j.priority for j in migrated.list()] == [0, 0]
