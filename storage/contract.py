@@ -69,8 +69,11 @@ class Storage(Protocol):
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
         """Claim up to ``limit`` due jobs of ``queue`` for ``runner``.
 
-        Stale claims come first, oldest expiry first; then pending jobs in
-        (run_at, id) order. Returns [] when nothing is due.
+        Stale claims come first, oldest expiry first; then due pending jobs
+        in (priority descending, run_at, id) order. A job not due yet never
+        holds back due jobs of a lower priority, and a claim reads no job
+        that is not due: the cost of the priority levels present in the
+        queue is the backend's to document. Returns [] when nothing is due.
         """
         ...
 
