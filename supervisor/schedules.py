@@ -145,6 +145,7 @@ class Scheduler:
         self._order = itertools.count()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._busy: _Entry | None = None  # the schedule the thread is queueing for
 
     def now_us(self) -> int:
         """The time ticks are measured by: the storage's clock, in µs."""
@@ -169,19 +170,22 @@ class Scheduler:
                     target=self._run, name="jobarbiter-schedules", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            self._cond.notify_all()
         log.info("schedule added", schedule=name, kind=timing.kind.value, spec=timing.spec)
         return Schedule(name, lambda: self.remove(name, order))
 
     def remove(self, name: str, order: int | None = None) -> bool:
         """Remove the schedule ``name`` (only if it is still the one added
-        as ``order``, when given); False when there is none."""
+        as ``order``, when given); False when there is none. Once it returns
+        the schedule queues nothing more: a tick being queued is waited for."""
         with self._cond:
             entry = self._entries.get(name)
             if entry is None or (order is not None and entry.order != order):
                 return False
             del self._entries[name]  # its heap item is dropped when it comes up
-            self._cond.notify()
+            self._cond.notify_all()
+            while self._busy is entry:
+                self._cond.wait()
         log.info("schedule removed", schedule=name)
         return True
 
@@ -206,7 +210,7 @@ class Scheduler:
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
-            self._cond.notify()
+            self._cond.notify_all()
 
     # -- the thread -------------------------------------------------------------------
 
@@ -225,10 +229,16 @@ class Scheduler:
                     tick = tick_to_queue(entry.timing, due, now, entry.catch_up)
                     entry.next_us = entry.timing.after(now)
                 heapq.heappush(self._heap, (entry.next_us, order, entry))
-            if since is not None:
-                tick = self._missed(entry, since)
-            if tick is not None:
-                self._queue(entry, tick)
+                self._busy = entry
+            try:
+                if since is not None:
+                    tick = self._missed(entry, since)
+                if tick is not None:
+                    self._queue(entry, tick)
+            finally:
+                with self._cond:
+                    self._busy = None
+                    self._cond.notify_all()
 
     def _wait_for_due(self) -> tuple[int, int, _Entry] | None:
         """The next due heap item of a schedule still here; None once stopped.
