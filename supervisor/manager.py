@@ -1,7 +1,8 @@
 """Manager: the public face of a running system.
 
 ``Manager`` is what ``WorkerConfig.start`` returns: queue jobs, inspect them,
-wait for them, operate the queues (pause, scale, list), stop. It owns the
+wait for them, operate the queues (pause, scale, list), run recurring
+schedules (``every``, ``cron``: supervisor/schedules.py), stop. It owns the
 host's StorageActor and the ManagerActor (supervisor/arbiters.py) that
 supervises the arbiter processes.
 """
@@ -150,7 +151,7 @@ class Manager(QueueHandle):
         super().__init__(self._host)
         self._schedules = Scheduler(
             push_tick=self._push_tick,
-            last_tick=lambda name: cast(int | None, self._storage.ask(LastTick(name))),
+            last_tick=self._last_tick,
             now=storage.now,
             shared=shared,
         )
@@ -251,7 +252,9 @@ class Manager(QueueHandle):
         checked = check_job(job, method)
         if name is None:
             name = default_name(checked.NAME, timing)
-        elif not isinstance(name, str) or not name:
+        elif not isinstance(name, str):
+            raise TypeError(f"{method} name= must be a str; got {name!r}")
+        elif not name:
             raise ValueError(f"{method} name= must be a non-empty str; got {name!r}")
         # Encoded once, now: a job that cannot be encoded is refused here, not at a tick.
         new = checked.to_new()
@@ -260,6 +263,9 @@ class Manager(QueueHandle):
     def _push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
         self._host.warn_unserved([job])
         return cast(uuid.UUID | None, self._storage.ask(PushTick(schedule, tick_us, job)))
+
+    def _last_tick(self, schedule: str) -> int | None:
+        return cast(int | None, self._storage.ask(LastTick(schedule)))
 
     # -- inspecting -------------------------------------------------------------------
 
