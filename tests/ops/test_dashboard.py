@@ -572,6 +572,11 @@ def test_schedules_page(manager: Manager, open_app: InProcess) -> None:
     assert cells["kind"] == "every" and cells["spec"].startswith("10800")
     assert cells["job"] == AlwaysFails.NAME and cells["queue"] == "default"
     assert cells["next_run"].endswith("UTC")
+    assert cells["shared"] == "this host's own"  # memory storage: per host
+    nightly = manager.cron("0 3 * * *", AlwaysFails(tag="nightly"), tz="Europe/Paris")
+    row = dom(open_app.get("/schedules")).one("tr", data_schedule=nightly.name)
+    cells = {td.attrs["data-field"]: td.text for td in row.find("td")}
+    assert cells["kind"] == "cron" and cells["spec"] == "0 3 * * * (Europe/Paris)"
 
 
 # -- mounted in a user's app ----------------------------------------------------------
