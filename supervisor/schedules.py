@@ -21,7 +21,9 @@ start the storage's last tick of the schedule says whether any was missed: a
 schedule never run before has missed nothing.
 
 A failing queue call is logged at error with the schedule's name, and the
-schedule goes on at its next tick: the thread never dies of it.
+schedule goes on at its next tick: the thread never dies of it. Ticks missed
+because this host was held up are a warning; the latest of those missed
+while no host ran the schedule, queued at start, an info.
 """
 
 from __future__ import annotations
@@ -233,6 +235,8 @@ class Scheduler:
             try:
                 if since is not None:
                     tick = self._missed(entry, since)
+                elif tick != due:
+                    self._held_up(entry, due, now, tick)
                 if tick is not None:
                     self._queue(entry, tick)
             finally:
@@ -263,7 +267,26 @@ class Scheduler:
         except Exception as exc:
             self._failed(entry, "schedule could not read its last tick; it goes on", exc)
             return None
-        return missed_at_start(entry.timing, last, since, entry.catch_up)
+        tick = missed_at_start(entry.timing, last, since, entry.catch_up)
+        if tick is not None and last is not None:
+            log.info(
+                "schedule missed ticks while no host ran it; queueing the latest",
+                schedule=entry.name,
+                last=utc(last).isoformat(),
+                tick=utc(tick).isoformat(),
+            )
+        return tick
+
+    def _held_up(self, entry: _Entry, due: int, now: int, tick: int | None) -> None:
+        # Not a fault of the schedule: this host (its process, its machine)
+        # was held up past a whole tick, and said so once.
+        log.warning(
+            "schedule missed ticks: this host was held up",
+            schedule=entry.name,
+            missed_from=utc(due).isoformat(),
+            late=f"{(now - due) / _US:.3f}s",
+            queued="none" if tick is None else utc(tick).isoformat(),
+        )
 
     def _queue(self, entry: _Entry, tick: int) -> None:
         try:

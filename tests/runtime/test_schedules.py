@@ -56,7 +56,8 @@ def test_a_seconds_field_cron_fires_once_a_second(managers: list[Manager]) -> No
     queued = ticks(manager)
     assert abs(len(queued) - (int(ended) - int(began))) <= 1, queued
     assert all(t == int(t) for t in queued)  # on the second
-    assert [b - a for a, b in itertools.pairwise(queued)] == [1.0] * (len(queued) - 1)
+    # Whole seconds apart, each second once (a host held up a whole second skips one).
+    assert all(b - a >= 1.0 for a, b in itertools.pairwise(queued))
     assert all(began < t <= ended for t in queued)
 
 
