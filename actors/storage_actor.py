@@ -43,11 +43,13 @@ from actors.ops import (
     Heartbeat,
     HostFigures,
     Info,
+    LastTick,
     ListJobs,
     Pause,
     Pop,
     PurgeDead,
     Push,
+    PushTick,
     Release,
     Reply,
     Requeue,
@@ -400,6 +402,14 @@ class StorageActor(pykka.ThreadingActor):
                 for queue in {job.queue for job in jobs}:
                     self._parked.serve(queue)
                 return ids
+            case PushTick(schedule, tick_us, job):
+                self._due_changed()
+                queued = storage.push_tick(schedule, tick_us, job)
+                if queued is not None:
+                    self._parked.serve(job.queue)
+                return queued
+            case LastTick(schedule):
+                return storage.last_tick(schedule)
             case Heartbeat(runner, job_ids):
                 return storage.heartbeat(runner, job_ids)
             case Release(runner, result):

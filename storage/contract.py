@@ -26,6 +26,16 @@ the storage and past a restart of a durable one. The storage only keeps the
 flag: a paused queue's jobs are pushed, popped, listed and counted as any
 other's. The runtime (the StorageActor) reads ``paused()`` and does not claim
 them.
+
+Schedule ticks: ``push_tick`` queues the job of one tick of a recurring
+schedule together with a durable record of that tick, in one transaction,
+so that however many hosts run the same schedule on a shared storage each
+tick is queued once: a tick at or before the newest one recorded for its
+schedule is refused (None). Only the newest tick per schedule is kept, which
+bounds the record and is all the rule needs; ``last_tick`` reads it (what a
+host restarted after downtime missed). A job's ``unique_key`` would not
+do: it is given up once the job ends, so a host that comes to the tick after
+its job ran (a second later, its clock a little behind) would queue it again.
 """
 
 from __future__ import annotations
@@ -64,6 +74,21 @@ class Storage(Protocol):
 
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         """Store many jobs, in order; returns their ids in the same order."""
+        ...
+
+    def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        """Store ``job`` as the tick ``tick_us`` (µs since the epoch) of
+        ``schedule``, and record that tick, in one transaction; returns the
+        job's id (as ``push``), or None, storing nothing, when a tick of
+        ``schedule`` at or after ``tick_us`` is recorded already: another
+        host, or this one before a restart, queued it. Two hosts pushing one
+        tick at once store one job: the second waits for the first's commit
+        and gets None.
+        """
+        ...
+
+    def last_tick(self, schedule: str) -> int | None:
+        """The newest tick (µs) recorded for ``schedule`` (None: none yet)."""
         ...
 
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:

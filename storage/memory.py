@@ -193,6 +193,7 @@ class MemoryStorage:
         self._records: dict[tuple[str, int], _Records] = {}
         self._recorded: dict[str, list[_Records]] = {}
         self._paused: set[str] = set()  # stored pauses: the runtime reads them
+        self._ticks: dict[str, int] = {}  # schedule -> newest tick queued (µs)
 
     # -- time ---------------------------------------------------------------
 
@@ -247,6 +248,17 @@ class MemoryStorage:
             # One sort for a batch, not a search per job.
             self._pending_of(queue).update(added)
         return ids
+
+    def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        last = self._ticks.get(schedule)
+        if last is not None and last >= tick_us:
+            return None
+        job_id = self.push_many((job,))[0]
+        self._ticks[schedule] = tick_us  # only once the job is in: nothing rolls back here
+        return job_id
+
+    def last_tick(self, schedule: str) -> int | None:
+        return self._ticks.get(schedule)
 
     def _pending_of(self, queue: str) -> SortedList:
         pending = self._pending.get(queue)

@@ -33,6 +33,13 @@ clock is injected (tests), in which case that clock provides every time.
 ``<schema>.queues`` holds the stored pauses: a row per queue ever paused,
 ``paused_at`` (µs) while it is paused, NULL once resumed.
 
+``<schema>.schedule_ticks`` holds the newest tick (µs) queued per recurring
+schedule. ``push_tick`` moves it forward with one upsert whose update is
+conditional (``WHERE tick < excluded.tick``), in the transaction that
+inserts the tick's job: a second host pushing the same tick waits on the
+row (or on the first's insert of it) until that transaction ends, then sees
+the committed tick and stores nothing. No leader, no advisory lock.
+
 Partial indexes serve each path: pending ``(queue, run_at, id)``, held
 ``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)`` and
 ``(queue, id)``, cancelled ``(queue, id)``, pending retries ``(queue,
@@ -268,6 +275,13 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_retrying ON {s}.jobs (queue, run_at)"
         " WHERE status = 0 AND retry_count > 0",
         "CREATE STATISTICS {s}.jobs_queue_status (mcv) ON queue, status FROM {s}.jobs",
+    ],
+    # Recurring schedules: the newest tick queued per schedule (push_tick).
+    [
+        """CREATE TABLE {s}.schedule_ticks (
+    name text COLLATE "C" PRIMARY KEY,
+    tick bigint NOT NULL
+)""",
     ],
 ]
 
@@ -573,6 +587,11 @@ _ESTIMATED = {
     "scheduled": "status = 0 AND queue = %(queue)s AND run_at > %(at)s AND retry_count = 0",
 }
 
+_ADVANCE_TICK = """INSERT INTO {ticks} AS t (name, tick) VALUES (%(name)s, %(tick)s)
+ON CONFLICT (name) DO UPDATE SET tick = excluded.tick WHERE t.tick < excluded.tick
+RETURNING 1"""
+_LAST_TICK = "SELECT tick FROM {ticks} WHERE name = %(name)s"
+
 # A claim may be taken once its expiry is strictly in the past: one µs after.
 _NEXT_DUE = """SELECT least(
     (SELECT min(run_at) FROM {jobs} WHERE queue = %(queue)s AND status = 0),
@@ -589,12 +608,14 @@ class _Statements:
     def __init__(self, schema: str) -> None:
         jobs = f"{quote_ident(schema)}.jobs"
         queues = f"{quote_ident(schema)}.queues"
+        ticks = f"{quote_ident(schema)}.schedule_ticks"
 
         def fmt(template: str, **extra: str) -> LiteralString:
             return _q(
                 template.format(
                     jobs=jobs,
                     queues=queues,
+                    ticks=ticks,
                     now=_NOW,
                     expires=_EXPIRES.format(now=_NOW),
                     visible=_VISIBLE.format(now=_NOW),
@@ -634,6 +655,8 @@ class _Statements:
         }
         self.next_due = fmt(_NEXT_DUE)
         self.live_keys = fmt(_LIVE_KEYS)
+        self.advance_tick = fmt(_ADVANCE_TICK)
+        self.last_tick = fmt(_LAST_TICK)
 
     def listing(
         self, *, queue: bool, status: int | None, scheduled: bool | None, name: bool, after: bool
@@ -1074,6 +1097,15 @@ class PostgresStorage:
             for key, job_id in zip(gone, self.push_many([retry[k] for k in gone]), strict=True):
                 found[key] = job_id
         return found
+
+    def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        if not self._rows(self._sql.advance_tick, {"name": schedule, "tick": tick_us}):
+            return None
+        return self.push_many([job])[0]
+
+    def last_tick(self, schedule: str) -> int | None:
+        rows = self._alone(self._sql.last_tick, {"name": schedule})
+        return None if not rows else int(rows[0][0])
 
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
         return self._complete_and_pop([], [(queue, runner, limit)], may_commit=False)[1][0]

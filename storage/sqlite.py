@@ -47,6 +47,10 @@ that was waiting.
 release() finds a runner's jobs through ``jobs_held``: few jobs are running at
 once, and an index on runner would cost a page write on most commits.
 
+``schedule_ticks`` holds the newest tick queued per schedule (µs), one row
+each: ``push_tick`` moves it forward in the savepoint that stores the tick's
+job, and refuses a tick at or before it.
+
 ``unique_keys`` maps a key to the one live job that holds it: a requeued dead
 job may share its key with another live job without holding it, which a
 unique index on ``jobs`` could not express.
@@ -166,6 +170,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX jobs_dead_ids ON jobs (queue, id) WHERE status = 'dead'",
         "CREATE INDEX jobs_cancelled ON jobs (queue, id) WHERE status = 'cancelled'",
     ),
+    # Recurring schedules: the newest tick queued per schedule (push_tick).
+    ("CREATE TABLE schedule_ticks (name TEXT PRIMARY KEY, tick INTEGER NOT NULL) WITHOUT ROWID",),
 ]
 
 # What JobInfo is built from, in this order (see _job).
@@ -486,6 +492,21 @@ class SqliteStorage:
                 [(key, _blob(job_id)) for key, job_id in keys.items()],
             )
         return ids
+
+    @_atomic
+    def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        advanced = self._conn.execute(
+            "INSERT INTO schedule_ticks VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET tick = excluded.tick WHERE tick < excluded.tick RETURNING 1",
+            (schedule, tick_us),
+        ).fetchall()
+        return self.push_many((job,))[0] if advanced else None
+
+    def last_tick(self, schedule: str) -> int | None:
+        row = self._conn.execute(
+            "SELECT tick FROM schedule_ticks WHERE name = ?", (schedule,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     @_atomic
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:

@@ -26,6 +26,7 @@ from supervisor.config import DEFAULT_WORKER_COUNT, WorkerConfig
 from supervisor.errors import CrashLoopError, JobCancelled, JobFailed, JobNotFound, ManagerStopped
 from supervisor.handle import QueueHandle
 from supervisor.manager import Manager
+from supervisor.schedules import CatchUp, Schedule
 from supervisor.stats import (
     ENDINGS,
     ArbiterState,
@@ -33,6 +34,8 @@ from supervisor.stats import (
     Histogram,
     ManagerStats,
     QueueFigures,
+    ScheduleInfo,
+    ScheduleKind,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ __all__ = [
     "ArbiterState",
     "ArbiterStats",
     "Backoff",
+    "CatchUp",
     "CrashLoopError",
     "Ended",
     "Histogram",
@@ -78,6 +82,9 @@ __all__ = [
     "QueueFigures",
     "QueueHandle",
     "QueueStats",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleKind",
     "SqliteStorage",
     "Status",
     "Storage",
