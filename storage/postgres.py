@@ -495,7 +495,11 @@ SELECT * FROM kept UNION ALL SELECT * FROM gone"""
 # twice. (A join with unnest() of the arrays cost more than these lookups in
 # the arrays, which hold a round's few completions.) ``note`` is read by the
 # last SELECT only so that it runs: one pg_notify per ENDED_PER_NOTIFY ended
-# ids (rows -1, which the caller skips).
+# ids (rows -1, which the caller skips). A parent (``has_children``) is left
+# to the locking path: ``held_parents`` names it (rows -2). It looks only at
+# the successes not stored (none, mostly: no look-up at all), and by a
+# locking read, which sees the mark of a push that committed while ``kept``
+# waited for its lock; the snapshot the CTEs share does not.
 _COMPLETE_AND_POP = """WITH kept AS (
     UPDATE {jobs} j SET status = 3, runner = NULL, live_key = NULL, mark = 0,
         result = (%(results)s::bytea[])[array_position(%(done)s::uuid[], j.id)],
@@ -510,13 +514,19 @@ _COMPLETE_AND_POP = """WITH kept AS (
     RETURNING j.id
 ), done AS (
     SELECT id FROM kept UNION ALL SELECT id FROM gone
+), held_parents AS (
+    SELECT j.id, j.has_children AS parent FROM {jobs} j
+    WHERE j.id = ANY(ARRAY(SELECT unnest(%(done)s::uuid[]) EXCEPT SELECT id FROM done))
+        AND j.runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], j.id)]
+    FOR UPDATE
 ), note AS (
     SELECT pg_notify(%(ended)s, %(origin)s || ':' || string_agg(e.id::text, ','))
     FROM (SELECT id, (row_number() OVER () - 1) / {per_notify} AS chunk FROM done) AS e
     GROUP BY e.chunk
 ), stale AS MATERIALIZED (
     SELECT id, mark AS k FROM {jobs}
-    WHERE queue = %(queue)s AND status = 1 AND mark < {now} AND id NOT IN (SELECT id FROM done)
+    WHERE queue = %(queue)s AND status = 1 AND mark < {now}
+        AND id NOT IN (SELECT id FROM done UNION ALL SELECT id FROM held_parents)
     ORDER BY mark, id LIMIT %(total)s
     FOR UPDATE SKIP LOCKED
 ), due AS MATERIALIZED (
@@ -537,6 +547,8 @@ _COMPLETE_AND_POP = """WITH kept AS (
 SELECT * FROM claimed
 UNION ALL
 SELECT 0, id, {nulls} FROM done
+UNION ALL
+SELECT -2, id, {nulls} FROM held_parents WHERE parent
 UNION ALL
 SELECT -1, NULL, {nulls} FROM note"""
 
@@ -1391,7 +1403,7 @@ class PostgresStorage:
         for at, (queue, _, _) in enumerate(pops):
             by_queue.setdefault(queue, []).append(at)
         popped: list[list[Claim]] = [[] for _ in pops]
-        unstored: list[int] = []  # places of successes the round statement did not store
+        unstored: list[int] = []  # places of parents' successes, for the locking path
         if done and not by_queue:
             by_queue[""] = []  # successes alone: the statement with no claims
         run = self._alone if may_commit and len(by_queue) == 1 else self._rows
@@ -1410,11 +1422,14 @@ class PostgresStorage:
             }
             rows = run(self._sql.complete_and_pop, params)
             stored = {row[1] for row in rows if row[0] == 0}
+            parents = {row[1] for row in rows if row[0] == -2}
             for job_id, at in done.items():
                 if job_id in stored:
                     settled[at] = Disposition.FINISHED
-                else:
+                elif job_id in parents:
                     unstored.append(at)
+                else:
+                    settled[at] = Disposition.NOT_HELD
             done = {}
             claims = sorted((row for row in rows if row[0] > 0), key=lambda row: row[0])
             slot = 0
@@ -1424,7 +1439,6 @@ class PostgresStorage:
                 slot += share
         released = bool(self._released)
         for at in unstored:
-            # Not held, or a parent (has_children), which the locking path settles.
             job_id, runner, result = completions[at]
             ended = self._settle(self._sql.held_one, {"id": job_id, "runner": runner}, result)
             settled[at] = ended[0][1] if ended else Disposition.NOT_HELD
