@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from storage.model import Status
+from storage.model import NewJob, Status
 
 
 class UnknownParent(LookupError):  # noqa: N818 - the name says what was wrong
@@ -111,6 +111,15 @@ def standing(
         if status is not Status.SUCCEEDED:
             waiting.append(parent)
     return Standing(None, tuple(waiting))
+
+
+def any_after(jobs: Sequence[NewJob]) -> bool:
+    """Whether a job of ``jobs`` has parents: a plain loop, since every push
+    asks (a generator would be an object per push for the collector)."""
+    for job in jobs:  # noqa: SIM110 - see above
+        if job.after:
+            return True
+    return False
 
 
 def check_after(after: Sequence[uuid.UUID | int], position: int) -> None:

@@ -272,7 +272,7 @@ class MemoryStorage:
         now = self._now_us()
         keys: dict[str, list[int]] = {}
         to_uuid = self._ids.as_uuid
-        if any(job.after for job in jobs):
+        if dependencies.any_after(jobs):
             self._check_parents(jobs, now)  # before anything is stored
             ids: list[uuid.UUID] = []
             for job in jobs:

@@ -1130,7 +1130,7 @@ class PostgresStorage:
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         if not jobs:
             return []
-        if any(job.after for job in jobs):
+        if dependencies.any_after(jobs):
             return self._push_children(jobs)
         out: list[uuid.UUID | str] = []  # an id, or the unique key whose holder it is
         first_of_key: dict[str, uuid.UUID] = {}

@@ -466,7 +466,7 @@ class SqliteStorage:
     @_atomic
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         now = self._now_us()
-        if any(job.after for job in jobs):
+        if dependencies.any_after(jobs):
             return self._push_children(jobs, now)
         ids: list[uuid.UUID] = []
         rows = []

@@ -250,6 +250,8 @@ def new_job(
 
 def parent_ids(after: object, what: str) -> tuple[uuid.UUID, ...]:
     """The job ids ``after`` names (UUIDs or their str forms)."""
+    if after == ():
+        return ()  # the default, on every queue() call: nothing to check
     if isinstance(after, str | uuid.UUID) or not isinstance(after, Iterable):
         raise TypeError(f"{what} takes an iterable of job ids; got {_got(after)}")
     return tuple(job_id(parent) for parent in after)
