@@ -43,6 +43,7 @@ from actors.async_worker import AsyncWorker, EventLoop, QueueState
 from actors.executor import InFlight, Running, Slot, ThreadExecutor
 from actors.middleware import Middleware
 from actors.protocol import (
+    UNKNOWN_PARENT,
     Answer,
     Beat,
     Bye,
@@ -79,6 +80,7 @@ from actors.worker import (
     describe,
 )
 from storage import Job, NewJob, Status
+from storage.dependencies import UnknownParent
 
 EXIT_FATAL = 3
 REQUEST_TIMEOUT = 60.0
@@ -173,6 +175,8 @@ class LinkTransport:
         self._link.send(encode(PushJobs(request, [pack_new_job(job) for job in jobs])))
         ok, payload = future.get(timeout=REQUEST_TIMEOUT)
         if not ok:
+            if isinstance(payload, list) and payload[:1] == [UNKNOWN_PARENT]:
+                raise UnknownParent(uuid.UUID(bytes=payload[1]))
             raise RuntimeError(f"the host refused the jobs: {payload}")
         return [uuid.UUID(bytes=raw) for raw in payload]
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push, Start, WaitFor
 from actors.protocol import (
+    UNKNOWN_PARENT,
     Answer,
     Beat,
     Bye,
@@ -46,7 +47,7 @@ from actors.protocol import (
 from actors.waiters import Ended
 from actors.wire import FrameError, FrameWriter, read_frames, unpack_new_job
 from storage import Claim, JobResult, Outcome
-from storage.dependencies import pack
+from storage.dependencies import UnknownParent, pack
 from storage.ids import uuid_from_bytes
 
 # What a link tells its owner: ("ready", None) once the arbiter's workers are
@@ -319,7 +320,11 @@ class HostLink:
         def answer(answers: list[Any]) -> None:
             for index, request in requests:
                 result = answers[index]
-                if isinstance(result, Exception):
+                if isinstance(result, UnknownParent):
+                    # By name, so that the job that queued them gets the same error.
+                    refused = [UNKNOWN_PARENT, result.parent.bytes]
+                    self._writer.buffer(encode(Answer(request, False, refused)))
+                elif isinstance(result, Exception):
                     self._writer.buffer(encode(Answer(request, False, str(result))))
                 else:
                     self._writer.buffer(encode(Answer(request, True, [i.bytes for i in result])))

@@ -139,7 +139,12 @@ class Deliver(NamedTuple):
 class Answer(NamedTuple):
     request: int
     ok: bool
-    payload: Any  # the pushed jobs' ids, or the error's text
+    # The pushed jobs' ids, or the error's text; [UNKNOWN_PARENT, id] when
+    # a parent named in after= is not stored.
+    payload: Any
+
+
+UNKNOWN_PARENT = "unknown_parent"
 
 
 class StopJob(NamedTuple):

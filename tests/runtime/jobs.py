@@ -484,3 +484,18 @@ class RemoteGather(Gather):
     """A Gather on a queue of its own, for a host that runs only those."""
 
     QUEUE = "joins"
+
+
+@dataclass
+class QueuesAfter(Job):
+    """Queues a Returns after ``parent`` from inside a job: the child's id,
+    or the name of the error the queueing raised."""
+
+    parent: str
+
+    def run(self, state: Any) -> str:
+        handle: QueueHandle = state["handle"]
+        try:
+            return str(handle.queue(Returns(value="child"), after=[self.parent]))
+        except LookupError as exc:
+            return f"{type(exc).__name__}: {exc}"

@@ -15,7 +15,7 @@ import pytest
 
 from supervisor import JobCancelled, Manager, Status, UnknownParent, WorkerConfig
 
-from .jobs import AlwaysFails, Gather, Returns, counting_state
+from .jobs import AlwaysFails, Gather, QueuesAfter, Returns, counting_state
 from .support import start
 
 
@@ -30,6 +30,7 @@ def config() -> WorkerConfig:
         .register(Returns)
         .register(Gather)
         .register(AlwaysFails)
+        .register(QueuesAfter)
         .set_worker_count("default", 4)
     )
 
@@ -99,3 +100,16 @@ def test_an_unknown_parent_is_refused_at_queue(managers: list[Manager]) -> None:
         manager.queue_many([Returns(value=1), Gather()], after={1: [1]})
     with pytest.raises(TypeError, match="after="):
         manager.queue(Gather(), after=str(unknown))  # type: ignore[arg-type]
+
+
+def test_a_job_queues_a_child_after_a_parent_from_inside(managers: list[Manager]) -> None:
+    manager = start(managers, config(), processes=1)
+    parent = manager.queue(Returns(value="parent", seconds=0.2))
+    child = uuid.UUID(str(manager.wait(manager.queue(QueuesAfter(parent=str(parent))), timeout=20)))
+    assert manager.wait(child, timeout=20) == "child"
+    info = manager.info(child)
+    assert info is not None and info.parents == (parent,)
+
+    unknown = uuid.UUID(int=9)
+    refused = manager.wait(manager.queue(QueuesAfter(parent=str(unknown))), timeout=20)
+    assert refused == f"UnknownParent: {UnknownParent(unknown)}"
