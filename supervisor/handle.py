@@ -191,7 +191,8 @@ class QueueHandle:
         """Block until the job ends; what its ``run`` returned. Raises as
         ``Manager.wait`` does (JobFailed, JobCancelled, JobNotFound,
         TimeoutError). Inside a job, ``wait`` on one of its parents
-        (``current_job().parents``) returns at once: they all succeeded."""
+        (``current_job().parents``) returns at once: they all succeeded (and
+        their records are kept for their RESULT_TTL)."""
         checked = _parse_id(job_id)
         return waiting.value_of(checked, self._transport.wait(checked, timeout))
 
