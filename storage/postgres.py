@@ -1013,6 +1013,10 @@ class PostgresStorage:
         self._notify = False
         self._ended = []
         self._cancels = []
+        # Read by the runtime after each operation, before the commit: left
+        # over only from a transaction that failed, and then untrue.
+        self._released = set()
+        self._cancelled = []
 
     def _notifications(self) -> dict[str, list[str]]:
         channels: list[str] = []

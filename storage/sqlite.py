@@ -391,6 +391,10 @@ class SqliteStorage:
 
     def commit(self) -> None:
         conn = self._conn
+        # The runtime reads dependents() after each operation, before this:
+        # what is left was never asked for (an operator's own storage).
+        self._released = set()
+        self._cancelled = []
         if self._lost is not None:
             lost, self._lost = self._lost, None
             if conn.in_transaction:
@@ -412,6 +416,10 @@ class SqliteStorage:
             raise
 
     def _undo(self, exc: BaseException) -> None:
+        # What the failed operation did to children is undone with it; the
+        # runtime read what the operations before it did as each returned.
+        self._released = set()
+        self._cancelled = []
         conn = self._conn
         try:
             if conn.in_transaction:
