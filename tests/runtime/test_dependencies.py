@@ -79,15 +79,18 @@ def test_a_dead_parent_cancels_its_waiting_child(managers: list[Manager]) -> Non
     assert manager.stats().queues["default"].ended["cancelled"] == 2
 
 
-def test_cancel_of_a_waiting_job(managers: list[Manager]) -> None:
+def test_join_waits_for_a_waiting_job_and_cancel_ends_it(managers: list[Manager]) -> None:
     manager = start(managers, config(), processes=1)
     parent = manager.schedule(Returns(value=1), at=60)
     child = manager.queue(Gather(), after=[parent])
     assert manager.stats().queues["default"].waiting == 1
+    with pytest.raises(TimeoutError):
+        manager.join(timeout=0.3)  # a waiting job is live work (its parent is for later)
     assert manager.cancel(child)
     with pytest.raises(JobCancelled):
         manager.wait(child, timeout=5)
     assert manager.stats().queues["default"].waiting == 0
+    manager.join(timeout=10)  # the parent scheduled for later is not waited for
 
 
 def test_an_unknown_parent_is_refused_at_queue(managers: list[Manager]) -> None:
