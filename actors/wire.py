@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -164,12 +165,20 @@ def pack_new_job(job: NewJob) -> list[Any]:
         p.timeout,
         job.run_at,
         job.unique_key,
+        # Parents: an id as its 16 bytes, a position in the batch as an int.
+        [p.bytes if isinstance(p, uuid.UUID) else p for p in job.after],
     ]
 
 
 def unpack_new_job(raw: list[Any]) -> NewJob:
-    name, queue, args, limit, kind, value, cap, heartbeat, timeout, run_at, unique_key = raw
+    name, queue, args, limit, kind, value, cap, heartbeat, timeout, run_at, unique_key, after = raw
     policy = Policy(MaxRetries(limit), Backoff(kind, value, cap), heartbeat, timeout)
     return NewJob(
-        name=name, queue=queue, args=args, policy=policy, run_at=run_at, unique_key=unique_key
+        name=name,
+        queue=queue,
+        args=args,
+        policy=policy,
+        run_at=run_at,
+        unique_key=unique_key,
+        after=tuple(uuid.UUID(bytes=p) if isinstance(p, bytes) else p for p in after),
     )

@@ -21,6 +21,10 @@ removes them without a scan of live jobs (an index on the expiry time).
 ``stats`` counts live and dead jobs only, so kept records never make a
 queue look busy; ``list`` gives them with the rest, in id order.
 
+Dependencies: a job pushed with ``NewJob.after`` waits (Status.WAITING) for
+its parents, as storage/dependencies.py says; every backend keeps those rules
+and reports what the ends of parents did through ``dependents()``.
+
 Pauses: ``set_paused`` stores that a queue is paused, for every host sharing
 the storage and past a restart of a durable one. The storage only keeps the
 flag: a paused queue's jobs are pushed, popped, listed and counted as any
@@ -45,6 +49,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from storage.dependencies import Dependents
 from storage.model import Claim, Disposition, JobInfo, JobResult, NewJob, QueueStats, Status
 
 STALE_HEARTBEATS = 5  # a claim goes stale after this many missed heartbeat intervals
@@ -73,7 +78,20 @@ class Storage(Protocol):
         ...
 
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
-        """Store many jobs, in order; returns their ids in the same order."""
+        """Store many jobs, in order; returns their ids in the same order.
+
+        A job's ``after`` may name earlier jobs of the same call by position.
+        A parent id the storage does not know raises UnknownParent, and a
+        position that is not an earlier one ValueError: nothing is stored.
+        """
+        ...
+
+    def dependents(self) -> Dependents:
+        """What the ends of parents did to their waiting children since the
+        last call (queues where children became pending, children
+        cancelled), and forget it: the runtime asks after each operation that
+        may end a job, and serves those queues and tells those waiters.
+        Cheap when nothing happened (``dependencies.NONE``)."""
         ...
 
     def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
@@ -129,7 +147,8 @@ class Storage(Protocol):
     def cancel(self, job_id: uuid.UUID, reason: str) -> Status | None:
         """Cancel a job; returns the status it had (None: no such record).
 
-        PENDING (due, scheduled or waiting out a backoff): it is CANCELLED now
+        PENDING (due, scheduled or waiting out a backoff) or WAITING (for
+        its parents; its own waiting children are cancelled with it): it is CANCELLED now
         and never runs; ``reason`` is its last error, ``started_at`` None, and
         its record is kept for its result_ttl (0: removed), its unique key
         free again. RUNNING: nothing changes here; the runtime asks its runner

@@ -19,11 +19,19 @@ class Status(enum.Enum):
     DEAD = "dead"  # out of retries; kept until requeued or purged
     SUCCEEDED = "succeeded"  # ended well; its record is kept for its result_ttl
     CANCELLED = "cancelled"  # cancelled before or while it ran; kept for its result_ttl
+    # Queued after parents (``NewJob.after``) that have not all succeeded yet:
+    # live work, never claimed; pending once the last parent succeeds.
+    WAITING = "waiting"
 
 
 class NewJob(NamedTuple):
     """A job about to be stored. ``run_at=None`` means now. A NamedTuple:
-    one is made per job queued."""
+    one is made per job queued.
+
+    ``after`` names the job's parents: it waits (Status.WAITING) until every
+    one of them succeeded. A UUID is a stored job; an int is the position of
+    an earlier job of the same ``push_many`` call (see storage/dependencies.py).
+    """
 
     name: str
     queue: str
@@ -31,6 +39,7 @@ class NewJob(NamedTuple):
     policy: Policy
     run_at: float | None = None
     unique_key: str | None = None
+    after: tuple[uuid.UUID | int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,8 @@ class JobInfo:
     # Until when a succeeded or cancelled record is kept; None for live and
     # dead jobs (dead ones are kept until requeued or purged).
     expires_at: dt.datetime | None = None
+    # The jobs it was queued after (``NewJob.after``), in the order given.
+    parents: tuple[uuid.UUID, ...] = ()
 
     @property
     def attempts(self) -> int:
@@ -120,6 +131,7 @@ class JobInfo:
         started_us: int | None = None,
         finished_us: int | None = None,
         expires_us: int | None = None,
+        parents: tuple[uuid.UUID, ...] = (),
     ) -> JobInfo:
         """The record of a stored job, as every backend keeps one: times in µs
         since the epoch, and the enqueue time read from its UUIDv7 id."""
@@ -143,6 +155,7 @@ class JobInfo:
             started_at=_at(started_us),
             finished_at=_at(finished_us),
             expires_at=_at(expires_us),
+            parents=parents,
         )
 
 
@@ -164,6 +177,7 @@ class Claim(NamedTuple):
     args: bytes
     retry_count: int
     timeout: float | None
+    parents: tuple[uuid.UUID, ...] = ()  # what ``current_job().parents`` gives
 
 
 class Outcome(enum.Enum):
@@ -232,7 +246,8 @@ class QueueStats:
     not exact: a backend may estimate a count only above its ``count_cap``
     (see ``storage.counts``), so a small count is always exact,
     and whether ``pending == scheduled`` (nothing due or retrying) is always
-    right. Empty: every count is exact."""
+    right. Empty: every count is exact. ``waiting`` counts the jobs waiting
+    for their parents (Status.WAITING): live work, not part of ``pending``."""
 
     pending: int
     running: int
@@ -240,7 +255,8 @@ class QueueStats:
     scheduled: int = 0
     oldest_due_at: float | None = None
     estimated: frozenset[str] = frozenset()
+    waiting: int = 0
 
 
 # The counts of QueueStats that a backend may estimate.
-ESTIMABLE = frozenset({"pending", "running", "dead", "scheduled"})
+ESTIMABLE = frozenset({"pending", "running", "dead", "scheduled", "waiting"})

@@ -22,6 +22,7 @@ from storage import (
     Status,
     Storage,
 )
+from storage.dependencies import UnknownParent
 from supervisor.config import DEFAULT_WORKER_COUNT, WorkerConfig
 from supervisor.errors import CrashLoopError, JobCancelled, JobFailed, JobNotFound, ManagerStopped
 from supervisor.handle import QueueHandle
@@ -88,6 +89,7 @@ __all__ = [
     "SqliteStorage",
     "Status",
     "Storage",
+    "UnknownParent",
     "WorkerConfig",
     "current_job",
 ]

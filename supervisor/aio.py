@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import pykka
@@ -45,6 +45,7 @@ class AsyncHandle:
         timeout: float | None = None,
         unique_key: str | None = None,
         result_ttl: float | None = None,
+        after: Iterable[uuid.UUID | str] = (),
     ) -> uuid.UUID:
         """``Manager.queue``, awaited."""
         self._check("queue")
@@ -55,13 +56,19 @@ class AsyncHandle:
             timeout=timeout,
             unique_key=unique_key,
             result_ttl=result_ttl,
+            after=after,
         )
         return (await self._push([new]))[0]
 
-    async def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
+    async def queue_many(
+        self,
+        jobs: Iterable[Job],
+        *,
+        after: Mapping[int, Iterable[int | uuid.UUID | str]] | None = None,
+    ) -> list[uuid.UUID]:
         """``Manager.queue_many``, awaited."""
         self._check("queue_many")
-        return await self._push(new_jobs(jobs))
+        return await self._push(new_jobs(jobs, after))
 
     async def schedule(
         self,
@@ -72,6 +79,7 @@ class AsyncHandle:
         timeout: float | None = None,
         unique_key: str | None = None,
         result_ttl: float | None = None,
+        after: Iterable[uuid.UUID | str] = (),
     ) -> uuid.UUID:
         """``Manager.schedule``, awaited."""
         self._check("schedule")
@@ -83,6 +91,7 @@ class AsyncHandle:
             unique_key=unique_key,
             at=at,
             result_ttl=result_ttl,
+            after=after,
         )
         return (await self._push([new]))[0]
 

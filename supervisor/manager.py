@@ -13,7 +13,7 @@ import datetime as dt
 import signal
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -171,9 +171,14 @@ class Manager(QueueHandle):
         self._check("queue")
         return super().queue(job, **options)
 
-    def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
+    def queue_many(
+        self,
+        jobs: Iterable[Job],
+        *,
+        after: Mapping[int, Iterable[int | uuid.UUID | str]] | None = None,
+    ) -> list[uuid.UUID]:
         self._check("queue_many")
-        return super().queue_many(jobs)
+        return super().queue_many(jobs, after=after)
 
     def schedule(self, job: Job, at: Any, **options: Any) -> uuid.UUID:
         self._check("schedule")
@@ -300,7 +305,8 @@ class Manager(QueueHandle):
     def cancel(self, job_id: uuid.UUID | str, *, grace: float = CANCEL_GRACE) -> bool:
         """Cancel a job; False if it has already ended or has no record.
 
-        A pending or scheduled job is cancelled at once and never runs. A
+        A pending, scheduled or waiting job is cancelled at once and never
+        runs (its waiting children are cancelled with it). A
         running one is asked to stop (``current_job().cancelled`` turns true,
         then its thread gets JobInterrupted; an async job's task is
         cancelled); one still running ``grace`` s later is stopped for real,
@@ -316,7 +322,7 @@ class Manager(QueueHandle):
         if status is Status.RUNNING and runner is not None:
             # Ours, or another host's (a shared storage told it already).
             self._actor.tell(CancelRunning(runner, job, reason, float(grace)))
-        return status in (Status.PENDING, Status.RUNNING)
+        return status in (Status.PENDING, Status.WAITING, Status.RUNNING)
 
     def dead_jobs(self, queue: str | None = None, *, limit: int = 1000) -> list[JobInfo]:
         self._check("dead_jobs")

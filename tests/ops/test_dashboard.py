@@ -528,7 +528,8 @@ def test_overview_live_and_throughput(manager: Manager, open_app: InProcess) -> 
     default = overview.one("tr", data_queue="default")
     fields = [td.attrs["data-field"] for td in default.find("td") if "data-field" in td.attrs]
     assert fields == [
-        "pending", "scheduled", "running", "dead", "paused", "slots", "workers", "oldest", "rate",
+        "pending", "scheduled", "waiting", "running", "dead",
+        "paused", "slots", "workers", "oldest", "rate",
     ]  # fmt: skip
     assert float(default.one("td", data_field="rate").text) > 0
     recent = manager.stats().queues["default"].recent
