@@ -43,6 +43,7 @@ from actors.async_worker import AsyncWorker, EventLoop, QueueState
 from actors.executor import InFlight, Running, Slot, ThreadExecutor
 from actors.middleware import Middleware
 from actors.protocol import (
+    UNKNOWN_PARENT,
     Answer,
     Beat,
     Bye,
@@ -58,11 +59,13 @@ from actors.protocol import (
     Spec,
     Stop,
     StopJob,
+    WaitJob,
     decode,
     encode,
 )
 from actors.refs import load, resolve
 from actors.stalls import Stalls
+from actors.waiters import Ended
 from actors.wire import FrameError, FrameWriter, pack_new_job, read_frames
 from actors.worker import (
     Recycle,
@@ -76,7 +79,8 @@ from actors.worker import (
     WorkerStopped,
     describe,
 )
-from storage import Job, NewJob
+from storage import Job, NewJob, Status
+from storage.dependencies import UnknownParent
 
 EXIT_FATAL = 3
 REQUEST_TIMEOUT = 60.0
@@ -154,7 +158,8 @@ class ScaleSlots:
 
 
 class LinkTransport:
-    """Pushes jobs to the host over the link: a QueueHandle's transport inside an arbiter."""
+    """A QueueHandle's transport inside an arbiter: pushes jobs to the host
+    over the link, and waits there for a job's end (``wait``)."""
 
     def __init__(self, link: FrameWriter) -> None:
         self._link = link
@@ -170,8 +175,29 @@ class LinkTransport:
         self._link.send(encode(PushJobs(request, [pack_new_job(job) for job in jobs])))
         ok, payload = future.get(timeout=REQUEST_TIMEOUT)
         if not ok:
+            if isinstance(payload, list) and payload[:1] == [UNKNOWN_PARENT]:
+                raise UnknownParent(uuid.UUID(bytes=payload[1]))
             raise RuntimeError(f"the host refused the jobs: {payload}")
         return [uuid.UUID(bytes=raw) for raw in payload]
+
+    def wait(self, job_id: uuid.UUID, timeout: float | None) -> Ended | None:
+        """How ``job_id`` ended, once it has (None: no record); TimeoutError
+        after ``timeout`` s. The host answers as its StorageActor settles it."""
+        future: pykka.ThreadingFuture[tuple[bool, Any]] = pykka.ThreadingFuture()
+        with self._lock:
+            request = next(self._ids)
+            self._waiting[request] = future
+        self._link.send(encode(WaitJob(request, job_id.bytes)))
+        try:
+            _, payload = future.get(timeout=timeout)
+        except pykka.Timeout:
+            with self._lock:
+                self._waiting.pop(request, None)
+            raise TimeoutError(f"job {job_id} did not end within {timeout:g} s") from None
+        if payload is None:
+            return None
+        status, error, result = payload
+        return Ended(job_id, Status(status), error, result)
 
     def answer(self, request: int, ok: bool, payload: Any) -> None:
         with self._lock:

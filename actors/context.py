@@ -3,7 +3,8 @@
 Contract: while a job's ``run`` runs in an arbiter, ``current_job()``
 returns its JobContext, a frozen value: its id, name, queue, attempt (its
 retry count: 0 on the first run), when it was queued (read from its UUIDv7
-id) and its deadline when a TIMEOUT applies. ``cancelled`` is the one live
+id), its deadline when a TIMEOUT applies, and its parents (the ids it was
+queued after, each of which succeeded before it could start). ``cancelled`` is the one live
 part: it turns True once a cancel was asked for the job, so that a job in a
 loop can check it and stop cleanly. Outside a running job ``current_job()``
 raises RuntimeError: a None would only fail later, further from the slip.
@@ -24,6 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from storage.dependencies import unpack
 from storage.ids import id_time, uuid_from_bytes
 
 
@@ -43,6 +45,9 @@ class JobContext:
     attempt: int  # the retry count: 0 on the first run
     enqueued_at: dt.datetime
     deadline: dt.datetime | None = None  # when its TIMEOUT ends it, if it has one
+    # The jobs it was queued after (``after=``), in the order given: all
+    # succeeded, so ``wait`` on each returns its value at once.
+    parents: tuple[uuid.UUID, ...] = ()
     _state: CancelState | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -82,5 +87,6 @@ def build(job: Any, started: float, state: CancelState | None) -> JobContext:
         attempt=job.retry_count,
         enqueued_at=dt.datetime.fromtimestamp(id_time(job_id.int), dt.UTC),
         deadline=None if timeout is None else dt.datetime.fromtimestamp(started + timeout, dt.UTC),
+        parents=unpack(job.parents),
         _state=state,
     )

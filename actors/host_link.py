@@ -20,8 +20,9 @@ from time import monotonic
 from time import time as wall
 from typing import Any
 
-from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push, Start
+from actors.ops import Batch, Complete, Drain, Heartbeat, Pop, Push, Start, WaitFor
 from actors.protocol import (
+    UNKNOWN_PARENT,
     Answer,
     Beat,
     Bye,
@@ -38,12 +39,15 @@ from actors.protocol import (
     Started,
     Stop,
     StopJob,
+    WaitJob,
     Want,
     decode,
     encode,
 )
+from actors.waiters import Ended
 from actors.wire import FrameError, FrameWriter, read_frames, unpack_new_job
 from storage import Claim, JobResult, Outcome
+from storage.dependencies import UnknownParent, pack
 from storage.ids import uuid_from_bytes
 
 # What a link tells its owner: ("ready", None) once the arbiter's workers are
@@ -110,7 +114,17 @@ class HostLink:
             if job.timeout is not None:
                 self._timed.add(raw)
             messages.append(
-                encode(Deliver(token, raw, job.name, job.args, job.retry_count, job.timeout))
+                encode(
+                    Deliver(
+                        token,
+                        raw,
+                        job.name,
+                        job.args,
+                        job.retry_count,
+                        job.timeout,
+                        pack(job.parents) if job.parents else b"",
+                    )
+                )
             )
         self._writer.buffer_many(messages)
 
@@ -249,6 +263,8 @@ class HostLink:
             elif isinstance(message, PushJobs):
                 requests.append((len(ops), message.request))
                 ops.append(Push(tuple(unpack_new_job(raw) for raw in message.jobs)))
+            elif isinstance(message, WaitJob):
+                ops.append(WaitFor((uuid_from_bytes(message.job_id),), self._waiter(message)))
             elif isinstance(message, Recycling):
                 # In order: wants sent after this must find the runner drained.
                 ops.append(Drain(runner))
@@ -286,11 +302,29 @@ class HostLink:
         queue = None if delivered is None else delivered[0]
         return Complete(uuid_from_bytes(job_id), self.runner, result, queue, ran, waited)
 
+    def _waiter(self, message: WaitJob) -> Callable[[uuid.UUID, Ended | None], None]:
+        """Answers ``message`` once its job has ended (on the StorageActor's
+        thread, after the commit that stored the end)."""
+
+        def answer(_: uuid.UUID, end: Ended | None) -> None:
+            told = None if end is None else [end.status.value, end.error, end.result]
+            self._writer.buffer(encode(Answer(message.request, True, told)))
+            try:
+                self._writer.flush()
+            except OSError:
+                pass  # the arbiter is gone: nobody waits any more
+
+        return answer
+
     def _answerer(self, requests: list[tuple[int, int]]) -> Callable[[list[Any]], None]:
         def answer(answers: list[Any]) -> None:
             for index, request in requests:
                 result = answers[index]
-                if isinstance(result, Exception):
+                if isinstance(result, UnknownParent):
+                    # By name, so that the job that queued them gets the same error.
+                    refused = [UNKNOWN_PARENT, result.parent.bytes]
+                    self._writer.buffer(encode(Answer(request, False, refused)))
+                elif isinstance(result, Exception):
                     self._writer.buffer(encode(Answer(request, False, str(result))))
                 else:
                     self._writer.buffer(encode(Answer(request, True, [i.bytes for i in result])))

@@ -38,6 +38,21 @@ class Push(NamedTuple):
     jobs: tuple[NewJob, ...]
 
 
+class PushTick(NamedTuple):
+    """Queue ``job`` as the tick ``tick_us`` of ``schedule`` (Storage.push_tick):
+    answered with its id, or None when that tick was queued already."""
+
+    schedule: str
+    tick_us: int
+    job: NewJob
+
+
+class LastTick(NamedTuple):
+    """The newest tick (µs) queued for ``schedule``, or None."""
+
+    schedule: str
+
+
 class Pop(NamedTuple):
     """Claim due jobs. With ``reply`` set and nothing due, the pop is parked and
     answered through ``reply.deliver(token, jobs)`` when a job is due; its

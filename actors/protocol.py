@@ -10,6 +10,7 @@ as msgpack bin, never decoded on the way.
     Want(queue, n, idle) credits: n more     Spec(fields)       first, once
     Started(job_id)     a job began to run   Deliver(...)       a job to run
     Done(job_id, ...)   a job ended          Answer(request...) to a PushJobs
+    WaitJob(request, job_id)  a job waits for another's end (its Answer then)
     Beat(job_ids)       held jobs are alive  Stop()             finish and leave
     PushJobs(request, jobs)  jobs queue jobs
     LoopBlocked(job, seconds) the event loop is stuck
@@ -69,6 +70,15 @@ class PushJobs(NamedTuple):
     jobs: list[list[Any]]  # see actors.wire.pack_new_job
 
 
+class WaitJob(NamedTuple):
+    """A running job waits for ``job_id`` to end (a parent's result, say);
+    answered by an Answer with the same ``request`` once it has ended:
+    ``[status, last error, result]``, or None when it has no record."""
+
+    request: int
+    job_id: bytes
+
+
 class LoopBlocked(NamedTuple):
     """The arbiter's event loop has not turned for ``seconds``: ``job`` (a
     name and id, if one was found on it) is blocking it."""
@@ -123,12 +133,18 @@ class Deliver(NamedTuple):
     args: bytes
     retry_count: int
     timeout: float | None
+    parents: bytes = b""  # the job's parent ids, storage.dependencies.pack'd
 
 
 class Answer(NamedTuple):
     request: int
     ok: bool
-    payload: Any  # the pushed jobs' ids, or the error's text
+    # The pushed jobs' ids, or the error's text; [UNKNOWN_PARENT, id] when
+    # a parent named in after= is not stored.
+    payload: Any
+
+
+UNKNOWN_PARENT = "unknown_parent"
 
 
 class StopJob(NamedTuple):
@@ -160,6 +176,7 @@ _TYPES: tuple[type, ...] = (
     Done,
     Beat,
     PushJobs,
+    WaitJob,
     LoopBlocked,
     Ready,
     Recycling,

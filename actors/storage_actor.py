@@ -12,6 +12,11 @@ time, so nothing polls. Jobs with a TIMEOUT are watched from their start
 (actors/rounds.py): one storage call, one commit. Every answer leaves after
 the commit, so an acknowledged job is durable.
 
+Dependencies: after each operation that may end a job (a round, a release,
+a cancel, a push), the actor asks the storage what the ends of parents did
+(``Storage.dependents()``): it serves the parked pops of the queues where
+children became pending, and tells the waiters of the children cancelled.
+
 Waiting for a job (``WaitFor``) registers a callback that is called once the
 job has ended (actors/waiters.py), as the actor settles it or, on a storage
 shared by hosts, when another host says it did; never by polling. Records
@@ -43,11 +48,13 @@ from actors.ops import (
     Heartbeat,
     HostFigures,
     Info,
+    LastTick,
     ListJobs,
     Pause,
     Pop,
     PurgeDead,
     Push,
+    PushTick,
     Release,
     Reply,
     Requeue,
@@ -68,6 +75,7 @@ from actors.tally import Tally, is_timeout
 from actors.waiters import Ended, Waiters
 from actors.waker import Waker
 from storage import Claim, Disposition, JobResult, Outcome, Status, Storage
+from storage.dependencies import UnknownParent
 from storage.events import EventLog, last_line
 
 __all__ = [
@@ -339,7 +347,24 @@ class StorageActor(pykka.ThreadingActor):
                 share = jobs[taken : taken + pop.limit]
                 taken += len(share)
                 self._parked.hand_out(pop, share)
+        self._dependents()
         return dispositions
+
+    def _dependents(self) -> None:
+        """Act on what the ends of parents did to their children: serve the
+        queues where some became pending, tell the waiters of those cancelled."""
+        told = self._storage.dependents()
+        if not told:
+            return
+        self._settled_since_idle_check = True
+        if told.released:
+            self._due_changed()
+        for child in told.cancelled:
+            self.tally.ended(child.queue, "cancelled")
+            self._waiters.ended(child.id, Ended(child.id, Status.CANCELLED, child.reason))
+            log.info("job cancelled, for its parent", job_id=child.id, reason=child.reason)
+        for queue in told.released:
+            self._parked.serve(queue)
 
     def _commit(self) -> StorageError | None:
         try:
@@ -359,7 +384,7 @@ class StorageActor(pykka.ThreadingActor):
     def _run_safely(self, op: object) -> Any:
         try:
             return self._run(op)
-        except StorageError as exc:
+        except (StorageError, UnknownParent) as exc:
             return exc
         except Exception as exc:
             return self._failed(op, exc)
@@ -382,8 +407,8 @@ class StorageActor(pykka.ThreadingActor):
     def _run(self, op: object) -> Any:
         try:
             return self._dispatch(op)
-        except StorageError:
-            raise
+        except (StorageError, UnknownParent):
+            raise  # UnknownParent: bad input, the caller's to hear, not a storage failure
         except Exception as exc:
             raise self._failed(op, exc) from exc
 
@@ -399,7 +424,16 @@ class StorageActor(pykka.ThreadingActor):
                 ids = storage.push_many(jobs)
                 for queue in {job.queue for job in jobs}:
                     self._parked.serve(queue)
+                self._dependents()  # a child of a dead parent is cancelled as it is stored
                 return ids
+            case PushTick(schedule, tick_us, job):
+                self._due_changed()
+                queued = storage.push_tick(schedule, tick_us, job)
+                if queued is not None:
+                    self._parked.serve(job.queue)
+                return queued
+            case LastTick(schedule):
+                return storage.last_tick(schedule)
             case Heartbeat(runner, job_ids):
                 return storage.heartbeat(runner, job_ids)
             case Release(runner, result):
@@ -499,13 +533,14 @@ class StorageActor(pykka.ThreadingActor):
     def _cancel(self, job_id: uuid.UUID, reason: str) -> tuple[Status | None, str | None]:
         before = self._storage.info(job_id)  # its queue, for the tally: kept or not after
         status = self._storage.cancel(job_id, reason)
-        if status is Status.PENDING:
+        if status is Status.PENDING or status is Status.WAITING:
             if before is not None:
                 self.tally.ended(before.queue, "cancelled")
             self._due_changed()
             self._settled_since_idle_check = True  # it may have been the last one
             self._waiters.ended(job_id, Ended(job_id, Status.CANCELLED, reason))
             log.info("job cancelled before it ran", job_id=job_id, reason=reason)
+            self._dependents()  # its waiting children go with it
             return status, None
         if status is Status.RUNNING:
             return status, None if before is None else before.runner
@@ -580,6 +615,7 @@ class StorageActor(pykka.ThreadingActor):
         for job_id, disposition in settled:
             self._waiters.settled(job_id, result, disposition)
             self._settled(job_id, runner, result, disposition, together=together)
+        self._dependents()
         back = sum(d is Disposition.REQUEUED for _, d in settled)
         if together and back:
             log.info("jobs put back", count=back, runner=runner, outcome=result.outcome.value)
@@ -785,8 +821,10 @@ class StorageActor(pykka.ThreadingActor):
 
     def _is_idle(self) -> bool:
         # Jobs scheduled for later do not count: join() would wait for them.
+        # Children waiting for their parents are live work: they do.
         return all(
-            s.pending == s.scheduled and s.running == 0 for s in self._storage.stats().values()
+            s.pending == s.scheduled and s.running == 0 and s.waiting == 0
+            for s in self._storage.stats().values()
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -165,13 +166,14 @@ def pack_new_job(job: NewJob) -> list[Any]:
         job.run_at,
         job.unique_key,
         job.priority,
+        # Parents: an id as its 16 bytes, a position in the batch as an int.
+        [p.bytes if isinstance(p, uuid.UUID) else p for p in job.after],
     ]
 
 
 def unpack_new_job(raw: list[Any]) -> NewJob:
-    name, queue, args, limit, kind, value, cap, heartbeat, timeout, run_at, unique_key, priority = (
-        raw
-    )
+    (name, queue, args, limit, kind, value, cap, heartbeat, timeout, run_at, unique_key, priority,
+     after) = raw  # fmt: skip
     policy = Policy(MaxRetries(limit), Backoff(kind, value, cap), heartbeat, timeout)
     return NewJob(
         name=name,
@@ -181,4 +183,5 @@ def unpack_new_job(raw: list[Any]) -> NewJob:
         run_at=run_at,
         unique_key=unique_key,
         priority=priority,
+        after=tuple(uuid.UUID(bytes=p) if isinstance(p, bytes) else p for p in after),
     )

@@ -21,11 +21,25 @@ removes them without a scan of live jobs (an index on the expiry time).
 ``stats`` counts live and dead jobs only, so kept records never make a
 queue look busy; ``list`` gives them with the rest, in id order.
 
+Dependencies: a job pushed with ``NewJob.after`` waits (Status.WAITING) for
+its parents, as storage/dependencies.py says; every backend keeps those rules
+and reports what the ends of parents did through ``dependents()``.
+
 Pauses: ``set_paused`` stores that a queue is paused, for every host sharing
 the storage and past a restart of a durable one. The storage only keeps the
 flag: a paused queue's jobs are pushed, popped, listed and counted as any
 other's. The runtime (the StorageActor) reads ``paused()`` and does not claim
 them.
+
+Schedule ticks: ``push_tick`` queues the job of one tick of a recurring
+schedule together with a durable record of that tick, in one transaction,
+so that however many hosts run the same schedule on a shared storage each
+tick is queued once: a tick at or before the newest one recorded for its
+schedule is refused (None). Only the newest tick per schedule is kept, which
+bounds the record and is all the rule needs; ``last_tick`` reads it (what a
+host restarted after downtime missed). A job's ``unique_key`` would not
+do: it is given up once the job ends, so a host that comes to the tick after
+its job ran (a second later, its clock a little behind) would queue it again.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from storage.dependencies import Dependents
 from storage.model import Claim, Disposition, JobInfo, JobResult, NewJob, QueueStats, Status
 
 STALE_HEARTBEATS = 5  # a claim goes stale after this many missed heartbeat intervals
@@ -63,7 +78,35 @@ class Storage(Protocol):
         ...
 
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
-        """Store many jobs, in order; returns their ids in the same order."""
+        """Store many jobs, in order; returns their ids in the same order.
+
+        A job's ``after`` may name earlier jobs of the same call by position.
+        A parent id the storage does not know raises UnknownParent, and a
+        position that is not an earlier one ValueError: nothing is stored.
+        """
+        ...
+
+    def dependents(self) -> Dependents:
+        """What the ends of parents did to their waiting children since the
+        last call (queues where children became pending, children
+        cancelled), and forget it: the runtime asks after each operation that
+        may end a job, and serves those queues and tells those waiters.
+        Cheap when nothing happened (``dependencies.NONE``)."""
+        ...
+
+    def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        """Store ``job`` as the tick ``tick_us`` (µs since the epoch) of
+        ``schedule``, and record that tick, in one transaction; returns the
+        job's id (as ``push``), or None, storing nothing, when a tick of
+        ``schedule`` at or after ``tick_us`` is recorded already: another
+        host, or this one before a restart, queued it. Two hosts pushing one
+        tick at once store one job: the second waits for the first's commit
+        and gets None.
+        """
+        ...
+
+    def last_tick(self, schedule: str) -> int | None:
+        """The newest tick (µs) recorded for ``schedule`` (None: none yet)."""
         ...
 
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
@@ -107,7 +150,8 @@ class Storage(Protocol):
     def cancel(self, job_id: uuid.UUID, reason: str) -> Status | None:
         """Cancel a job; returns the status it had (None: no such record).
 
-        PENDING (due, scheduled or waiting out a backoff): it is CANCELLED now
+        PENDING (due, scheduled or waiting out a backoff) or WAITING (for
+        its parents; its own waiting children are cancelled with it): it is CANCELLED now
         and never runs; ``reason`` is its last error, ``started_at`` None, and
         its record is kept for its result_ttl (0: removed), its unique key
         free again. RUNNING: nothing changes here; the runtime asks its runner

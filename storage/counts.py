@@ -43,6 +43,7 @@ class Read:
     due: int  # pending and due now
     retrying: int  # pending, not due, failed before: waiting out a backoff
     oldest_due_at: float | None = None
+    waiting: int = 0  # waiting for their parents (Status.WAITING)
 
 
 def check_cap(cap: object) -> int:
@@ -96,4 +97,5 @@ def queue_stats(read: Read, *, cap: int, estimate: Estimate) -> QueueStats:
         scheduled=scheduled,
         oldest_due_at=read.oldest_due_at,
         estimated=frozenset(estimated),
+        waiting=settled("waiting", read.waiting),
     )

@@ -41,6 +41,17 @@ looks at a live job. (Should the system clock step back, a record may be
 removed late by the step, never early: ``info`` and ``list`` compare each
 record's own expiry with the time.) A kept record's finish time is its expiry
 less its ttl, so it costs no slot of its own.
+
+Dependencies (storage/dependencies.py): a waiting child is in ``_jobs``, in
+no pending index, its seq in its queue's ``_waiting`` set; its ``_State``
+holds its parents and how many of them have not succeeded yet. ``_children``
+maps a parent's seq to its waiting children's, and is looked at only when it
+is not empty, so jobs without dependencies pay one truth test when they end.
+A parent that ends pops its entry: a success counts each child down (pending
+at zero, in the level of its own priority), a death or a cancel walks the
+subtree with a stack of its own.
+A child already gone from the waiting set when a later parent's entry names
+it (another parent cancelled it) is skipped there.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ from typing import Final, NamedTuple
 
 from sortedcontainers import SortedList
 
+from storage import dependencies
 from storage.clock import Clock, SystemClock
 from storage.contract import (
     STALE_HEARTBEATS,
@@ -64,6 +76,7 @@ from storage.contract import (
     page_is_empty,
     walked_status,
 )
+from storage.dependencies import CancelledChild, Dependents, UnknownParent
 from storage.ids import SeqIds
 from storage.model import (
     Claim,
@@ -111,8 +124,11 @@ class _Kind(NamedTuple):
 # A kept record: a plain tuple of atoms, which the garbage collector stops
 # tracking (it never untracks an object, nor a NamedTuple), read by these
 # indexes: its kind's number, args, run_at (µs), cancelled (else succeeded),
-# retry count, last error, started (µs; 0: never), value, expiry key, unique key.
-_Kept = tuple[int, bytes, int, bool, int, str | None, int, bytes | None, int, str | None]
+# retry count, last error, started (µs; 0: never), value, expiry key, unique key,
+# parents (dependencies.pack; None: none).
+_Kept = tuple[
+    int, bytes, int, bool, int, str | None, int, bytes | None, int, str | None, bytes | None
+]
 _KIND: Final = 0
 _ARGS: Final = 1
 _RUN_AT: Final = 2
@@ -123,26 +139,33 @@ _STARTED: Final = 6
 _VALUE: Final = 7
 _MARK: Final = 8
 _KEY: Final = 9
+_PARENTS: Final = 10
 
 
 class _State:
     """What a job has been through: made when it is first claimed, or queued
     with a unique key. ``mark`` is the claim's expiry key while running and
     the time of death (µs) while dead. ``started`` is when its latest claim
-    was taken (µs; 0: never, or cancelled before it ran again)."""
+    was taken (µs; 0: never, or cancelled before it ran again). A child
+    (queued ``after`` others) has its ``parents``, and while WAITING,
+    ``waiting``: how many of them have not succeeded yet."""
 
     __slots__ = (
         "last_error",
         "mark",
+        "parents",
         "retry_count",
         "runner",
         "started",
         "status",
         "unique_key",
+        "waiting",
     )
 
     def __init__(self, unique_key: str | None = None) -> None:
         self.status = Status.PENDING
+        self.parents: tuple[uuid.UUID, ...] = ()
+        self.waiting = 0
         self.retry_count = 0
         self.last_error: str | None = None
         self.runner: str | None = None
@@ -207,6 +230,13 @@ class MemoryStorage:
         self._records: dict[tuple[str, int], _Records] = {}
         self._recorded: dict[str, list[_Records]] = {}
         self._paused: set[str] = set()  # stored pauses: the runtime reads them
+        self._ticks: dict[str, int] = {}  # schedule -> newest tick queued (µs)
+        # Dependencies: waiting children per queue, and per parent seq.
+        self._waiting: dict[str, set[int]] = {}
+        self._children: dict[int, list[int]] = {}
+        # What the ends of parents did, until dependents() is asked.
+        self._released: set[str] = set()
+        self._cancelled: list[CancelledChild] = []
 
     # -- time ---------------------------------------------------------------
 
@@ -250,17 +280,133 @@ class MemoryStorage:
     # -- writing ------------------------------------------------------------
 
     def push(self, job: NewJob) -> uuid.UUID:
+        if job.after:
+            return self.push_many((job,))[0]
         return self._ids.as_uuid(self._insert(job, self._now_us()))
 
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         now = self._now_us()
         keys: dict[int, tuple[SortedList, list[int]]] = {}
         to_uuid = self._ids.as_uuid
-        ids = [to_uuid(self._insert(job, now, keys)) for job in jobs]
+        if dependencies.any_after(jobs):
+            self._check_parents(jobs, now)  # before anything is stored
+            ids: list[uuid.UUID] = []
+            for job in jobs:
+                if job.after:
+                    seq = self._insert_child(job, dependencies.resolve(job.after, ids), now)
+                else:
+                    seq = self._insert(job, now, keys)
+                ids.append(to_uuid(seq))
+        else:
+            ids = [to_uuid(self._insert(job, now, keys)) for job in jobs]
         for level, added in keys.values():
             # One sort for a batch, not a search per job.
             level.update(added)
         return ids
+
+    def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        last = self._ticks.get(schedule)
+        if last is not None and last >= tick_us:
+            return None
+        job_id = self.push_many((job,))[0]
+        self._ticks[schedule] = tick_us  # only once the job is in: nothing rolls back here
+        return job_id
+
+    def last_tick(self, schedule: str) -> int | None:
+        return self._ticks.get(schedule)
+
+    def _check_parents(self, jobs: Sequence[NewJob], now: int) -> None:
+        for position, job in enumerate(jobs):
+            dependencies.check_after(job.after, position)
+            for parent in job.after:
+                if isinstance(parent, uuid.UUID) and self._status(parent, now) is None:
+                    raise UnknownParent(parent)
+
+    def _status(self, job_id: uuid.UUID, now: int) -> Status | None:
+        """The status of the job or kept record ``job_id``; None: unknown."""
+        entry = self._entry(job_id)
+        if entry is not None:
+            return (entry.state or _FRESH).status
+        kept = self._kept_record(job_id, now)
+        return None if kept is None else _status(kept)
+
+    def _insert_child(self, job: NewJob, parents: tuple[uuid.UUID, ...], now: int) -> int:
+        """Store a job queued after ``parents``: pending if they all succeeded,
+        cancelled if one ended badly, else waiting for the rest."""
+        if job.unique_key is not None:
+            live = self._unique.get(job.unique_key)
+            if live is not None:
+                return live
+        stands = dependencies.standing(parents, lambda parent: self._status(parent, now))
+        seq = self._ids.next()
+        run_at = now if job.run_at is None else round(job.run_at * _US)
+        key = (run_at << _SEQ_BITS) | seq
+        state = _State(job.unique_key)
+        state.parents = parents
+        entry = self._jobs[seq] = _Entry(key, job.args, self._kind(job), state)
+        queue = job.queue
+        if stands.cancelled is not None:
+            why = state.last_error = stands.cancelled
+            self._end(seq, entry, state, Status.CANCELLED, now)
+            self._cancelled.append(CancelledChild(self._ids.as_uuid(seq), queue, why))
+            return seq
+        if job.unique_key is not None:
+            self._unique[job.unique_key] = seq
+        if not stands.waiting_for:
+            self._level(entry.kind).add(key)
+            return seq
+        state.status = Status.WAITING
+        state.waiting = len(stands.waiting_for)
+        self._waiting.setdefault(queue, set()).add(seq)
+        for parent in stands.waiting_for:
+            self._children.setdefault(self._ids.as_seq(parent), []).append(seq)  # type: ignore[arg-type]
+        return seq
+
+    def dependents(self) -> Dependents:
+        if not self._released and not self._cancelled:
+            return dependencies.NONE
+        told = Dependents(frozenset(self._released), tuple(self._cancelled))
+        self._released = set()
+        self._cancelled = []
+        return told
+
+    def _parent_ended(self, seq: int, status: Status, now: int) -> None:
+        """``seq`` ended with ``status``: release or cancel its waiting children."""
+        children = self._children.pop(seq, None)
+        if not children:
+            return
+        if status is Status.SUCCEEDED:
+            for child in children:
+                entry = self._jobs.get(child)
+                state = None if entry is None else entry.state
+                if entry is None or state is None or state.status is not Status.WAITING:
+                    continue  # cancelled meanwhile, for another parent
+                state.waiting -= 1
+                if not state.waiting:
+                    queue = entry.kind.queue
+                    self._waiting[queue].discard(child)
+                    state.status = Status.PENDING
+                    self._level(entry.kind).add(entry.key)
+                    self._released.add(queue)
+            return
+        root = self._ids.as_uuid(seq)
+        # (parent seq, child seq) still to cancel: a stack, not recursion, so
+        # that a chain of any length fits.
+        stack = [(seq, child) for child in reversed(children)]
+        while stack:
+            parent, child = stack.pop()
+            entry = self._jobs.get(child)
+            state = None if entry is None else entry.state
+            if entry is None or state is None or state.status is not Status.WAITING:
+                continue
+            why = dependencies.reason(self._ids.as_uuid(parent), root, status)
+            self._waiting[entry.kind.queue].discard(child)
+            state.last_error = why
+            self._end(child, entry, state, Status.CANCELLED, now)
+            self._cancelled.append(CancelledChild(self._ids.as_uuid(child), entry.kind.queue, why))
+            grandchildren = self._children.pop(child, None)
+            if grandchildren:
+                stack.extend((child, grand) for grand in reversed(grandchildren))
 
     def _level(self, kind: _Kind) -> SortedList:
         """The pending index of the kind's queue and priority, made if need be."""
@@ -403,6 +549,7 @@ class MemoryStorage:
             entry.args,
             state.retry_count,
             kind.policy.timeout,
+            state.parents,
         )
 
     def _hold(self, seq: int, entry: _Entry, state: _State, now: int) -> None:
@@ -442,6 +589,8 @@ class MemoryStorage:
                 self._keep(
                     seq, entry, state, cancelled=False, now=self._now_us(), value=result.value
                 )
+            if self._children:
+                self._parent_ended(seq, Status.SUCCEEDED, 0)
             return Disposition.FINISHED
         return self._settle(seq, entry, state, result, self._now_us())
 
@@ -482,9 +631,13 @@ class MemoryStorage:
             state.last_error = verdict.error
         if disposition is Disposition.FINISHED:
             self._end(seq, entry, state, Status.SUCCEEDED, now, value=result.value)
+            if self._children:
+                self._parent_ended(seq, Status.SUCCEEDED, now)
             return disposition
         if disposition is Disposition.CANCELLED:
             self._end(seq, entry, state, Status.CANCELLED, now)
+            if self._children:
+                self._parent_ended(seq, Status.CANCELLED, now)
             return disposition
         if disposition is Disposition.DEAD:
             state.status = Status.DEAD
@@ -495,6 +648,8 @@ class MemoryStorage:
             if dead is None:
                 dead = self._dead[queue] = {}
             dead[seq] = entry
+            if self._children:
+                self._parent_ended(seq, Status.DEAD, now)
             return disposition
         delay = verdict.delay_us
         run_at = entry.key >> _SEQ_BITS if delay is None else now + delay
@@ -545,6 +700,7 @@ class MemoryStorage:
             value,
             mark,
             state.unique_key,
+            dependencies.pack(state.parents) if state.parents else None,
         )
         held = self._kinds_kept.get(kind.number)
         if held is None:
@@ -560,17 +716,23 @@ class MemoryStorage:
             kept = self._kept_record(job_id, now)
             return None if kept is None else _status(kept)  # ended: left alone
         state = entry.state
-        if state is not None and state.status is not Status.PENDING:
-            return state.status  # running: its runner is told; dead: left alone
-        queue = entry.kind.queue
-        self._unpend(entry)
+        was = Status.PENDING if state is None else state.status
+        if was is not Status.PENDING and was is not Status.WAITING:
+            return was  # running: its runner is told; dead: left alone
+        queue, seq = entry.kind.queue, entry.key & _SEQ_MASK
         state = entry.grown()
-        if state.retry_count:
-            self._retrying[queue].remove(entry.key)
+        if was is Status.WAITING:
+            self._waiting[queue].discard(seq)
+        else:
+            self._unpend(entry)
+            if state.retry_count:
+                self._retrying[queue].remove(entry.key)
         state.last_error = reason
         state.started = 0  # no attempt of it ended it
-        self._end(entry.key & _SEQ_MASK, entry, state, Status.CANCELLED, now)
-        return Status.PENDING
+        self._end(seq, entry, state, Status.CANCELLED, now)
+        if self._children:
+            self._parent_ended(seq, Status.CANCELLED, now)
+        return was
 
     def expire(self) -> int:
         now = self._now_us()
@@ -698,6 +860,8 @@ class MemoryStorage:
             yield from (key & _SEQ_MASK for key in self._held.get(queue, ()))
         if status in (None, Status.DEAD):
             yield from self._dead.get(queue, {})
+        if status in (None, Status.WAITING):
+            yield from self._waiting.get(queue, ())
         for ended in (Status.SUCCEEDED, Status.CANCELLED):
             if status in (None, ended):
                 for records in self._recorded.get(queue, ()):
@@ -727,18 +891,18 @@ class MemoryStorage:
             yield from (key & _SEQ_MASK for key in backoffs)
 
     def _queues(self) -> set[str]:
-        return set(self._pending) | set(self._held) | set(self._dead)
+        return set(self._pending) | set(self._held) | set(self._dead) | set(self._waiting)
 
     def stats(self) -> dict[str, QueueStats]:
         stats = {}
         now = self._now_us()
         due = (now << _SEQ_BITS) | _SEQ_MASK  # every key of a job due now is <= it
         for queue in sorted(self._queues()):
-            waiting = later = 0
+            count = later = 0
             first = None
             for pending in self._pending.get(queue, {}).values():
                 if pending:
-                    waiting += len(pending)
+                    count += len(pending)
                     later += len(pending) - pending.bisect_right(due)
                     head = pending[0] >> _SEQ_BITS
                     first = head if first is None else min(first, head)
@@ -746,13 +910,14 @@ class MemoryStorage:
                 retrying = self._retrying.get(queue, ())
                 later -= len(retrying) - retrying.bisect_right(due) if retrying else 0
             counts = QueueStats(
-                pending=waiting,
+                pending=count,
                 running=len(self._held.get(queue, ())),
                 dead=len(self._dead.get(queue, ())),
                 scheduled=later,
                 oldest_due_at=first / _US if first is not None and first <= now else None,
+                waiting=len(self._waiting.get(queue, ())),
             )
-            if counts.pending or counts.running or counts.dead:
+            if counts.pending or counts.running or counts.dead or counts.waiting:
                 stats[queue] = counts
         return stats
 
@@ -785,6 +950,7 @@ class MemoryStorage:
             started_us=state.started or None,
             finished_us=finished,
             priority=kind.priority,
+            parents=state.parents,
         )
 
     def _kept_info(self, kept: _Kept) -> JobInfo:
@@ -809,6 +975,7 @@ class MemoryStorage:
             finished_us=expires - kind.records.ttl_us,
             expires_us=expires,
             priority=kind.priority,
+            parents=dependencies.unpack(kept[_PARENTS]),
         )
 
 

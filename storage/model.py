@@ -23,13 +23,21 @@ class Status(enum.Enum):
     DEAD = "dead"  # out of retries; kept until requeued or purged
     SUCCEEDED = "succeeded"  # ended well; its record is kept for its result_ttl
     CANCELLED = "cancelled"  # cancelled before or while it ran; kept for its result_ttl
+    # Queued after parents (``NewJob.after``) that have not all succeeded yet:
+    # live work, never claimed; pending once the last parent succeeds.
+    WAITING = "waiting"
 
 
 class NewJob(NamedTuple):
     """A job about to be stored. ``run_at=None`` means now. Among the due
     jobs of a queue a higher ``priority`` is claimed first (any int in
     PRIORITY_RANGE; see ``Job.PRIORITY``). A NamedTuple: one is made per job
-    queued."""
+    queued.
+
+    ``after`` names the job's parents: it waits (Status.WAITING) until every
+    one of them succeeded. A UUID is a stored job; an int is the position of
+    an earlier job of the same ``push_many`` call (see storage/dependencies.py).
+    """
 
     name: str
     queue: str
@@ -38,6 +46,7 @@ class NewJob(NamedTuple):
     run_at: float | None = None
     unique_key: str | None = None
     priority: int = 0
+    after: tuple[uuid.UUID | int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,8 @@ class JobInfo:
     expires_at: dt.datetime | None = None
     # Among the due jobs of its queue, a higher priority is claimed first.
     priority: int = 0
+    # The jobs it was queued after (``NewJob.after``), in the order given.
+    parents: tuple[uuid.UUID, ...] = ()
 
     @property
     def attempts(self) -> int:
@@ -130,6 +141,7 @@ class JobInfo:
         finished_us: int | None = None,
         expires_us: int | None = None,
         priority: int = 0,
+        parents: tuple[uuid.UUID, ...] = (),
     ) -> JobInfo:
         """The record of a stored job, as every backend keeps one: times in µs
         since the epoch, and the enqueue time read from its UUIDv7 id."""
@@ -154,6 +166,7 @@ class JobInfo:
             finished_at=_at(finished_us),
             expires_at=_at(expires_us),
             priority=priority,
+            parents=parents,
         )
 
 
@@ -175,6 +188,7 @@ class Claim(NamedTuple):
     args: bytes
     retry_count: int
     timeout: float | None
+    parents: tuple[uuid.UUID, ...] = ()  # what ``current_job().parents`` gives
 
 
 class Outcome(enum.Enum):
@@ -243,7 +257,8 @@ class QueueStats:
     not exact: a backend may estimate a count only above its ``count_cap``
     (see ``storage.counts``), so a small count is always exact,
     and whether ``pending == scheduled`` (nothing due or retrying) is always
-    right. Empty: every count is exact."""
+    right. Empty: every count is exact. ``waiting`` counts the jobs waiting
+    for their parents (Status.WAITING): live work, not part of ``pending``."""
 
     pending: int
     running: int
@@ -251,7 +266,8 @@ class QueueStats:
     scheduled: int = 0
     oldest_due_at: float | None = None
     estimated: frozenset[str] = frozenset()
+    waiting: int = 0
 
 
 # The counts of QueueStats that a backend may estimate.
-ESTIMABLE = frozenset({"pending", "running", "dead", "scheduled"})
+ESTIMABLE = frozenset({"pending", "running", "dead", "scheduled", "waiting"})

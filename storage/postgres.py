@@ -9,8 +9,8 @@ and kept for its result_ttl)::
 
     id          uuid    UUIDv7 made by the pushing host (storage.ids)
     queue       text    COLLATE "C", so queues sort as Python sorts str
-    status      int2    0 pending, 1 running, 2 dead, 3 succeeded, 4 cancelled
-                        (so ORDER BY status is the listing order)
+    status      int2    0 pending, 1 running, 2 dead, 3 succeeded, 4 cancelled,
+                        5 waiting (for its parents)
     run_at      int8    µs since the epoch: when the job is due
     priority    int8    among due jobs of a queue, higher is claimed first
     mark        int8    running: the claim's expiry (µs); dead: time of death
@@ -23,6 +23,9 @@ and kept for its result_ttl)::
     finished_at int8    µs: when it succeeded, died or was cancelled
     expires_at  int8    µs: succeeded or cancelled: until when it is kept
     result_ttl  float8  seconds an ended record is kept (0: deleted at once)
+    parents     uuid[]  the jobs it was queued after (NULL: none)
+    waiting_on  int4    while waiting: how many parents have not succeeded
+    has_children bool   a child was ever queued after it
     ...         the rest of the policy (max_retries, backoff, heartbeat,
                 timeout), args, retry_count, last_error, unique_key
 
@@ -33,6 +36,13 @@ clock is injected (tests), in which case that clock provides every time.
 
 ``<schema>.queues`` holds the stored pauses: a row per queue ever paused,
 ``paused_at`` (µs) while it is paused, NULL once resumed.
+
+``<schema>.schedule_ticks`` holds the newest tick (µs) queued per recurring
+schedule. ``push_tick`` moves it forward with one upsert whose update is
+conditional (``WHERE tick < excluded.tick``), in the transaction that
+inserts the tick's job: a second host pushing the same tick waits on the
+row (or on the first's insert of it) until that transaction ends, then sees
+the committed tick and stores nothing. No leader, no advisory lock.
 
 Partial indexes serve each path: pending ``(queue, priority, run_at, id)``, held
 ``(queue, mark, id)``, held by runner ``(runner)``, dead ``(mark, id)`` and
@@ -114,6 +124,21 @@ origin token, by which a listener skips its own, PgBouncer or not):
 * ``jobarbiter_<schema>_cancel``: a running job was cancelled: JSON
   ``[origin, job id, runner, reason]``, the reason cut to fit.
 
+Dependencies (storage/dependencies.py): a waiting child (status 5) is found
+from its parent through a GIN index on ``parents`` over waiting rows only.
+Hosts agree through row locks: a push of a child first marks each parent
+``has_children`` (an UPDATE, so it waits for a parent being settled, and
+reads what it became), and a parent so marked is never settled by the round
+statement above (its ``NOT has_children``), only by the locking path, whose
+next statements take a fresh snapshot and so see every child whose push
+committed while they waited. There, a success counts down each waiting
+child's ``waiting_on`` (pending at 0; concurrent parents of one child
+serialise on its row), and a death or a cancel walks the waiting subtree in
+one recursive statement, then cancels it in another with the reasons
+storage.dependencies words, and walks again from what it cancelled (a child
+pushed meanwhile under a cancelled one) until nothing is left. Children
+released wake the other hosts; children cancelled are told as ended.
+
 Listing is by keyset: ``id > after ORDER BY id LIMIT n``, never OFFSET,
 one statement per combination of filters, each with its status as a literal
 so that the planner may read that status's partial index (its queue's range,
@@ -155,6 +180,7 @@ except ImportError as exc:  # the optional ``postgres`` extra is not installed
         "PostgresStorage needs psycopg: pip install 'jobarbiter[postgres]'", name=exc.name
     ) from exc
 
+from storage import dependencies
 from storage.clock import Clock
 from storage.contract import (
     STALE_HEARTBEATS,
@@ -166,6 +192,7 @@ from storage.contract import (
     walked_status,
 )
 from storage.counts import COUNT_CAP, Read, check_cap, queue_stats
+from storage.dependencies import CancelledChild, Dependents, UnknownParent
 from storage.events import EventLog
 from storage.ids import IdGenerator, to_uuid
 from storage.model import (
@@ -184,13 +211,14 @@ from storage.settle import settle
 log = EventLog("storage.postgres")
 
 _US = 1_000_000
-_PENDING, _RUNNING, _DEAD, _SUCCEEDED, _CANCELLED = 0, 1, 2, 3, 4
+_PENDING, _RUNNING, _DEAD, _SUCCEEDED, _CANCELLED, _WAITING = 0, 1, 2, 3, 4, 5
 _STATUS = {
     _PENDING: Status.PENDING,
     _RUNNING: Status.RUNNING,
     _DEAD: Status.DEAD,
     _SUCCEEDED: Status.SUCCEEDED,
     _CANCELLED: Status.CANCELLED,
+    _WAITING: Status.WAITING,
 }
 _STATUS_CODE = {status: code for code, status in _STATUS.items()}
 _SETTLED_STATUS = {
@@ -291,6 +319,25 @@ MIGRATIONS: list[list[str]] = [
         "DROP INDEX {s}.jobs_pending",
         "CREATE INDEX jobs_pending ON {s}.jobs (queue, priority, run_at, id) WHERE status = 0",
     ],
+    # Dependencies: a child's parents and how many it still waits for, a
+    # parent's mark that it has children, status 5 (waiting), which holds its
+    # unique key like the other live ones.
+    [
+        """ALTER TABLE {s}.jobs ADD COLUMN parents uuid[],
+    ADD COLUMN waiting_on integer NOT NULL DEFAULT 0,
+    ADD COLUMN has_children boolean NOT NULL DEFAULT false""",
+        "CREATE INDEX jobs_waiting ON {s}.jobs USING gin (parents) WHERE status = 5",
+        "CREATE INDEX jobs_waiting_ids ON {s}.jobs (queue, id) WHERE status = 5",
+        """ALTER TABLE {s}.jobs DROP CONSTRAINT jobs_key_live,
+    ADD CONSTRAINT jobs_key_live CHECK (live_key IS NULL OR status IN (0, 1, 5))""",
+    ],
+    # Recurring schedules: the newest tick queued per schedule (push_tick).
+    [
+        """CREATE TABLE {s}.schedule_ticks (
+    name text COLLATE "C" PRIMARY KEY,
+    tick bigint NOT NULL
+)""",
+    ],
 ]
 
 
@@ -373,12 +420,12 @@ _VISIBLE = "(expires_at IS NULL OR expires_at > {now})"
 _COLUMNS = (
     "id, name, queue, args, retry_count, max_retries, backoff_kind, backoff_value, run_at,"
     " heartbeat_interval, timeout, status, last_error, runner, unique_key, backoff_max,"
-    " result_ttl, result, started_at, finished_at, expires_at, priority"
+    " result_ttl, result, started_at, finished_at, expires_at, priority, parents"
 )
 
 
 # What a Claim is built from, in this order.
-_CLAIM = "id, name, queue, args, retry_count, timeout"
+_CLAIM = "id, name, queue, args, retry_count, timeout, parents"
 
 
 def _returning(prefix: str) -> str:
@@ -411,6 +458,76 @@ _LEVELS = """levels AS (
     FROM levels l WHERE l.p IS NOT NULL
 )"""
 
+# A batch with dependencies: each row's status (0, 5, or 4: cancelled at
+# push), parents (an array literal each), waiting count, error and whether
+# a later job of the batch waits for it.
+_INSERT_CHILDREN = """INSERT INTO {jobs} (id, queue, name, args, status, run_at, max_retries,
+    backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease_us, timeout, unique_key,
+    live_key, result_ttl, parents, waiting_on, has_children, last_error, finished_at, expires_at,
+    priority)
+SELECT u.id, u.queue, u.name, u.args, u.status, coalesce(u.run_at, {now}), u.max_retries,
+    u.backoff_kind, u.backoff_value, u.backoff_max, u.heartbeat_interval, u.lease_us, u.timeout,
+    u.unique_key, CASE WHEN u.status <> 4 THEN u.unique_key END, u.result_ttl,
+    u.parents::uuid[], u.waiting_on, u.has_children, u.error,
+    CASE WHEN u.status = 4 THEN {now} END,
+    CASE WHEN u.status = 4 THEN {now} + (u.result_ttl * 1000000)::bigint END, u.priority
+FROM unnest(%(id)s::uuid[], %(queue)s::text[], %(name)s::text[], %(args)s::bytea[],
+    %(run_at)s::bigint[], %(max_retries)s::bigint[], %(backoff_kind)s::text[],
+    %(backoff_value)s::float8[], %(backoff_max)s::float8[], %(heartbeat)s::float8[],
+    %(lease)s::bigint[], %(timeout)s::float8[], %(unique_key)s::text[], %(ttl)s::float8[],
+    %(status)s::int2[], %(parents)s::text[], %(waiting_on)s::int4[], %(has_children)s::bool[],
+    %(error)s::text[], %(priority)s::bigint[])
+    AS u(id, queue, name, args, run_at, max_retries, backoff_kind, backoff_value, backoff_max,
+        heartbeat_interval, lease_us, timeout, unique_key, result_ttl, status, parents,
+        waiting_on, has_children, error, priority)
+ON CONFLICT (live_key) WHERE live_key IS NOT NULL DO NOTHING"""
+
+# The parents a push names, marked and so locked till its commit (a parent
+# being settled elsewhere is waited for, and read as it ended up).
+_MARK_PARENTS = """UPDATE {jobs} j SET has_children = true
+WHERE j.id = ANY(%(ids)s::uuid[]) AND {visible}
+RETURNING j.id, j.status"""
+
+# Parents that succeeded: each waiting child counts them down, pending at 0.
+_RELEASE = """WITH hits AS (
+    SELECT c.id, count(*)::int4 AS n
+    FROM unnest(%(ids)s::uuid[]) AS d(id)
+    JOIN {jobs} c ON c.status = 5 AND c.parents @> ARRAY[d.id]
+    GROUP BY c.id
+)
+UPDATE {jobs} c SET waiting_on = c.waiting_on - h.n,
+    status = CASE WHEN c.waiting_on - h.n <= 0 THEN 0 ELSE 5 END
+FROM hits h
+WHERE c.id = h.id AND c.status = 5
+RETURNING c.queue, c.status"""
+
+# The waiting subtree under parents that ended badly: each child once, with
+# the parent it was reached from and the root (and how the root ended).
+_WALK = """WITH RECURSIVE tree(id, parent, root, ended) AS (
+    SELECT c.id, f.id, f.root, f.ended
+    FROM unnest(%(ids)s::uuid[], %(roots)s::uuid[], %(ended)s::int2[]) AS f(id, root, ended)
+    JOIN {jobs} c ON c.status = 5 AND c.parents @> ARRAY[f.id]
+  UNION
+    SELECT c.id, t.id, t.root, t.ended
+    FROM tree t JOIN {jobs} c ON c.status = 5 AND c.parents @> ARRAY[t.id]
+)
+SELECT DISTINCT ON (id) id, parent, root, ended FROM tree ORDER BY id, parent"""
+
+# Cancel walked children that still wait: kept for their ttl, or deleted.
+_CANCEL_CHILDREN = """WITH u AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(reasons)s::text[]) AS u(id, reason)
+), kept AS (
+    UPDATE {jobs} j SET status = 4, last_error = u.reason, live_key = NULL, mark = 0,
+        started_at = NULL, finished_at = {now}, expires_at = {expires}
+    FROM u WHERE j.id = u.id AND j.status = 5 AND j.result_ttl > 0
+    RETURNING j.id, j.queue, u.reason
+), gone AS (
+    DELETE FROM {jobs} j USING u
+    WHERE j.id = u.id AND j.status = 5 AND j.result_ttl <= 0
+    RETURNING j.id, j.queue, u.reason
+)
+SELECT * FROM kept UNION ALL SELECT * FROM gone"""
+
 # One round of runners' messages in one statement: store the jobs completed
 # with success by their holders (``done``: kept as succeeded with the value of
 # the same place in ``results``, or deleted when their result_ttl is 0), tell
@@ -434,28 +551,38 @@ _LEVELS = """levels AS (
 # (A join with unnest() of the arrays cost more than these lookups in the
 # arrays, which hold a round's few completions.) ``note`` is read by the
 # last SELECT only so that it runs: one pg_notify per ENDED_PER_NOTIFY ended
-# ids (rows -1, which the caller skips).
+# ids (rows -1, which the caller skips). A parent (``has_children``) is left
+# to the locking path: ``held_parents`` names it (rows -2). It looks only at
+# the successes not stored (none, mostly: no look-up at all), and by a
+# locking read, which sees the mark of a push that committed while ``kept``
+# waited for its lock; the snapshot the CTEs share does not.
 _COMPLETE_AND_POP = """WITH RECURSIVE kept AS (
     UPDATE {jobs} j SET status = 3, runner = NULL, live_key = NULL, mark = 0,
         result = (%(results)s::bytea[])[array_position(%(done)s::uuid[], j.id)],
         finished_at = {now}, expires_at = {expires}
-    WHERE j.id = ANY(%(done)s::uuid[]) AND j.result_ttl > 0
+    WHERE j.id = ANY(%(done)s::uuid[]) AND j.result_ttl > 0 AND NOT j.has_children
         AND j.runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], j.id)]
     RETURNING j.id
 ), gone AS (
     DELETE FROM {jobs} j
-    WHERE j.id = ANY(%(done)s::uuid[]) AND j.result_ttl <= 0
+    WHERE j.id = ANY(%(done)s::uuid[]) AND j.result_ttl <= 0 AND NOT j.has_children
         AND j.runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], j.id)]
     RETURNING j.id
 ), done AS (
     SELECT id FROM kept UNION ALL SELECT id FROM gone
+), held_parents AS (
+    SELECT j.id, j.has_children AS parent FROM {jobs} j
+    WHERE j.id = ANY(ARRAY(SELECT unnest(%(done)s::uuid[]) EXCEPT SELECT id FROM done))
+        AND j.runner = (%(done_by)s::text[])[array_position(%(done)s::uuid[], j.id)]
+    FOR UPDATE
 ), note AS (
     SELECT pg_notify(%(ended)s, %(origin)s || ':' || string_agg(e.id::text, ','))
     FROM (SELECT id, (row_number() OVER () - 1) / {per_notify} AS chunk FROM done) AS e
     GROUP BY e.chunk
 ), stale AS MATERIALIZED (
     SELECT id, mark AS k FROM {jobs}
-    WHERE queue = %(queue)s AND status = 1 AND mark < {now} AND id NOT IN (SELECT id FROM done)
+    WHERE queue = %(queue)s AND status = 1 AND mark < {now}
+        AND id NOT IN (SELECT id FROM done UNION ALL SELECT id FROM held_parents)
     ORDER BY mark, id LIMIT %(total)s
     FOR UPDATE SKIP LOCKED
 ), {levels}, due AS MATERIALIZED (
@@ -481,6 +608,8 @@ SELECT * FROM claimed
 UNION ALL
 SELECT 0, id, {nulls} FROM done
 UNION ALL
+SELECT -2, id, {nulls} FROM held_parents WHERE parent
+UNION ALL
 SELECT -1, NULL, {nulls} FROM note"""
 
 _HEARTBEAT = """UPDATE {jobs} SET mark = {now} + lease_us
@@ -495,7 +624,7 @@ _ALL = "status = 1 AND runner = %(runner)s"
 # decides each, and one statement stores the decisions (_APPLY), another
 # deletes the ended ones kept for no time: the rule lives in Python alone.
 _HELD = """SELECT id, retry_count, max_retries, backoff_kind, backoff_value, backoff_max,
-    result_ttl
+    result_ttl, has_children
 FROM {jobs}
 WHERE {target} ORDER BY id FOR UPDATE"""
 
@@ -516,7 +645,7 @@ FROM unnest(%(ids)s::uuid[], %(statuses)s::int2[], %(counts)s::int4[], %(delays)
 WHERE j.id = u.id"""
 
 # cancel(): the record as it stands, locked, unless it is past its expiry.
-_CANCEL_LOOK = """SELECT status, runner, result_ttl FROM {jobs} j
+_CANCEL_LOOK = """SELECT status, runner, result_ttl, has_children FROM {jobs} j
 WHERE j.id = %(id)s AND (j.expires_at IS NULL OR j.expires_at > {now})
 FOR UPDATE"""
 
@@ -567,7 +696,8 @@ _PAUSED = "SELECT queue FROM {queues} WHERE paused_at IS NOT NULL"
 # The queues with a live or dead job (kept records are left out, so a queue
 # holding only those is absent): a skip scan of each status's partial index,
 # one descent per queue. Then each queue's counts, each read along its
-# index up to %(over)s rows (storage.counts), and its earliest run_at.
+# index up to %(over)s rows (storage.counts), and its earliest run_at; the
+# waiting (for their parents) last.
 _STATS = """WITH RECURSIVE
 pending(queue) AS (
     SELECT min(queue) FROM {jobs} WHERE status = 0
@@ -584,8 +714,14 @@ dead(queue) AS (
     UNION ALL
     SELECT (SELECT min(queue) FROM {jobs} WHERE status = 2 AND queue > d.queue)
     FROM dead d WHERE d.queue IS NOT NULL),
+waiting(queue) AS (
+    SELECT min(queue) FROM {jobs} WHERE status = 5
+    UNION ALL
+    SELECT (SELECT min(queue) FROM {jobs} WHERE status = 5 AND queue > w.queue)
+    FROM waiting w WHERE w.queue IS NOT NULL),
 queues(queue) AS (
-    SELECT queue FROM pending UNION SELECT queue FROM running UNION SELECT queue FROM dead)
+    SELECT queue FROM pending UNION SELECT queue FROM running UNION SELECT queue FROM dead
+    UNION SELECT queue FROM waiting)
 SELECT q.queue,
     (SELECT count(*) FROM (SELECT FROM {jobs}
         WHERE status = 0 AND queue = q.queue LIMIT %(over)s) c),
@@ -604,7 +740,9 @@ SELECT q.queue,
         LIMIT %(over)s) c) END,
     (SELECT min(h.run_at) FROM unnest(lv.ps) v(p), LATERAL (SELECT run_at FROM {jobs}
         WHERE status = 0 AND queue = q.queue AND priority = v.p ORDER BY run_at LIMIT 1) h),
-    {now}
+    {now},
+    (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 5 AND queue = q.queue LIMIT %(over)s) c)
 FROM queues q,
     -- The queue's priority levels (see Priorities), each a range of the
     -- pending index for the counts by run_at.
@@ -628,7 +766,13 @@ _ESTIMATED = {
     "running": "status = 1 AND queue = %(queue)s",
     "dead": "status = 2 AND queue = %(queue)s",
     "scheduled": "status = 0 AND queue = %(queue)s AND run_at > %(at)s AND retry_count = 0",
+    "waiting": "status = 5 AND queue = %(queue)s",
 }
+
+_ADVANCE_TICK = """INSERT INTO {ticks} AS t (name, tick) VALUES (%(name)s, %(tick)s)
+ON CONFLICT (name) DO UPDATE SET tick = excluded.tick WHERE t.tick < excluded.tick
+RETURNING 1"""
+_LAST_TICK = "SELECT tick FROM {ticks} WHERE name = %(name)s"
 
 # A claim may be taken once its expiry is strictly in the past: one µs after.
 # The earliest run_at is the least of the levels' heads.
@@ -650,12 +794,14 @@ class _Statements:
     def __init__(self, schema: str) -> None:
         jobs = f"{quote_ident(schema)}.jobs"
         queues = f"{quote_ident(schema)}.queues"
+        ticks = f"{quote_ident(schema)}.schedule_ticks"
 
         def fmt(template: str, **extra: str) -> LiteralString:
             return _q(
                 template.format(
                     jobs=jobs,
                     queues=queues,
+                    ticks=ticks,
                     now=_NOW,
                     expires=_EXPIRES.format(now=_NOW),
                     visible=_VISIBLE.format(now=_NOW),
@@ -666,6 +812,11 @@ class _Statements:
 
         self.insert = fmt(_INSERT)
         self.insert_returning = fmt(_INSERT + "\nRETURNING id")
+        self.insert_children = fmt(_INSERT_CHILDREN)
+        self.mark_parents = fmt(_MARK_PARENTS)
+        self.release = fmt(_RELEASE)
+        self.walk = fmt(_WALK)
+        self.cancel_children = fmt(_CANCEL_CHILDREN)
         nulls = ", ".join(["NULL"] * (len(_CLAIM.split(",")) - 1))
         self.complete_and_pop = fmt(
             _COMPLETE_AND_POP,
@@ -696,6 +847,8 @@ class _Statements:
         }
         self.next_due = fmt(_NEXT_DUE)
         self.live_keys = fmt(_LIVE_KEYS)
+        self.advance_tick = fmt(_ADVANCE_TICK)
+        self.last_tick = fmt(_LAST_TICK)
 
     def listing(
         self, *, queue: bool, status: int | None, scheduled: bool | None, name: bool, after: bool
@@ -838,6 +991,9 @@ class PostgresStorage:
         self._origin = secrets.token_hex(8)
         self._ended: list[uuid.UUID] = []  # ended in this transaction, not yet told
         self._cancels: list[str] = []  # cancel notifications for this transaction
+        # What the ends of parents did, until dependents() is asked.
+        self._released: set[str] = set()
+        self._cancelled: list[CancelledChild] = []
         self._ids = IdGenerator()
         self._backoffs: dict[tuple[str, float, float], Backoff] = {}
         self._max_retries: dict[int | None, MaxRetries] = {}
@@ -943,6 +1099,10 @@ class PostgresStorage:
         self._notify = False
         self._ended = []
         self._cancels = []
+        # Read by the runtime after each operation, before the commit: left
+        # over only from a transaction that failed, and then untrue.
+        self._released = set()
+        self._cancelled = []
 
     def _notifications(self) -> dict[str, list[str]]:
         channels: list[str] = []
@@ -1060,6 +1220,8 @@ class PostgresStorage:
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         if not jobs:
             return []
+        if dependencies.any_after(jobs):
+            return self._push_children(jobs)
         out: list[uuid.UUID | str] = []  # an id, or the unique key whose holder it is
         first_of_key: dict[str, uuid.UUID] = {}
         columns: dict[str, list[Any]] = {
@@ -1124,6 +1286,153 @@ class PostgresStorage:
             holder.update(self._live_holders(missing, jobs))
         return [holder[item] if isinstance(item, str) else item for item in out]
 
+    def _push_children(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
+        """``push_many`` of a batch in which some jobs have parents: ids and
+        statuses worked out here, the parents marked (and locked), then one
+        insert. A unique key a live job holds gives that job's id, as ever."""
+        for position, job in enumerate(jobs):
+            dependencies.check_after(job.after, position)
+        keys = [job.unique_key for job in jobs if job.unique_key is not None]
+        holders: dict[str, uuid.UUID] = {}
+        if keys:
+            rows = self._write(self._sql.live_keys, {"keys": keys, "now": None}).fetchall()
+            holders = {row[0]: row[1] for row in rows}
+        ids: list[uuid.UUID] = []
+        new: dict[int, tuple[uuid.UUID, ...]] = {}  # position stored -> its parents
+        for position, job in enumerate(jobs):
+            key = job.unique_key
+            if key is not None and key in holders:
+                ids.append(holders[key])
+                continue
+            job_id = to_uuid(self._ids.next_int())
+            if key is not None:
+                holders[key] = job_id  # a later job of the batch with this key gets it
+            ids.append(job_id)
+            new[position] = dependencies.resolve(job.after, ids[:position])
+        mine = {ids[position] for position in new}
+        outside = {p for parents in new.values() for p in parents if p not in mine}
+        outside.update(p for job in jobs for p in job.after if isinstance(p, uuid.UUID))
+        found: dict[uuid.UUID, Status] = {}
+        if outside:
+            rows = self._write(
+                self._sql.mark_parents,
+                {"ids": _uuid_array(outside), "now": self._now_param()},
+            ).fetchall()
+            found = {row[0]: _STATUS[row[1]] for row in rows}
+        for job in jobs:
+            for parent in job.after:
+                if isinstance(parent, uuid.UUID) and parent not in found:
+                    raise UnknownParent(parent)
+        columns: dict[str, list[Any]] = {name: [] for name in _CHILD_COLUMNS}
+        has_children: set[uuid.UUID] = set()
+        rows_at: dict[uuid.UUID, int] = {}
+        for position, parents in new.items():
+            job, job_id = jobs[position], ids[position]
+            stands = dependencies.standing(parents, found.get)
+            has_children.update(p for p in stands.waiting_for if p in mine)
+            if stands.cancelled is not None:
+                self._cancelled.append(CancelledChild(job_id, job.queue, stands.cancelled))
+                found[job_id] = Status.CANCELLED
+                if job.policy.result_ttl <= 0:
+                    continue  # cancelled, and kept for no time
+                code = _CANCELLED
+            else:
+                code = _WAITING if stands.waiting_for else _PENDING
+                found[job_id] = _STATUS[code]
+            rows_at[job_id] = len(columns["id"])
+            self._child_row(columns, job, job_id, status=code, parents=parents, stands=stands)
+        for parent in has_children:
+            if parent in rows_at:
+                columns["has_children"][rows_at[parent]] = True
+        if columns["id"]:
+            self._write(self._sql.insert_children, {"now": self._now_param(), **columns})
+        self._notify = True
+        return ids
+
+    def _child_row(
+        self,
+        columns: dict[str, list[Any]],
+        job: NewJob,
+        job_id: uuid.UUID,
+        *,
+        status: int,
+        parents: tuple[uuid.UUID, ...],
+        stands: dependencies.Standing,
+    ) -> None:
+        policy = job.policy
+        values = (
+            job_id,
+            job.queue,
+            job.name,
+            job.args,
+            None if job.run_at is None else round(job.run_at * _US),
+            policy.max_retries.limit,
+            policy.backoff.kind,
+            float(policy.backoff.value),
+            float(policy.backoff.max),
+            float(policy.heartbeat_interval),
+            round(STALE_HEARTBEATS * policy.heartbeat_interval * _US),
+            None if policy.timeout is None else float(policy.timeout),
+            job.unique_key,
+            float(policy.result_ttl),
+            status,
+            _uuid_array(parents) if parents else None,
+            len(stands.waiting_for),
+            False,
+            stands.cancelled,
+            job.priority,
+        )
+        for name, value in zip(_CHILD_COLUMNS, values, strict=True):
+            columns[name].append(value)
+
+    def dependents(self) -> Dependents:
+        if not self._released and not self._cancelled:
+            return dependencies.NONE
+        told = Dependents(frozenset(self._released), tuple(self._cancelled))
+        self._released = set()
+        self._cancelled = []
+        return told
+
+    def _parents_succeeded(self, ids: list[uuid.UUID]) -> None:
+        rows = self._rows(self._sql.release, {"ids": _uuid_array(ids)})
+        for queue, status in rows:
+            if status == _PENDING:
+                self._released.add(queue)
+                self._notify = True  # another host may serve its queue
+
+    def _parents_failed(self, roots: list[tuple[uuid.UUID, int]]) -> None:
+        """Cancel the waiting subtrees of ``roots`` ((id, status): dead or
+        cancelled): one walk, one update, again from what it cancelled till
+        a walk finds nothing (a child pushed under one while we worked)."""
+        frontier = [(root, root, code) for root, code in roots]
+        while frontier:
+            params = {
+                "ids": _uuid_array(f[0] for f in frontier),
+                "roots": _uuid_array(f[1] for f in frontier),
+                "ended": [f[2] for f in frontier],
+            }
+            walked = self._rows(self._sql.walk, params)
+            if not walked:
+                return
+            reasons = {
+                child: dependencies.reason(parent, root, _STATUS[ended])
+                for child, parent, root, ended in walked
+            }
+            roots_of = {child: (root, ended) for child, _, root, ended in walked}
+            cancelled = self._rows(
+                self._sql.cancel_children,
+                {
+                    "ids": _uuid_array(reasons),
+                    "reasons": _text_array(reasons.values()),
+                    "now": self._now_param(),
+                },
+            )
+            frontier = []
+            for child, queue, why in cancelled:
+                self._cancelled.append(CancelledChild(child, queue, why))
+                self._ended.append(child)
+                frontier.append((child, *roots_of[child]))
+
     def _live_holders(self, keys: list[str], jobs: Sequence[NewJob]) -> dict[str, uuid.UUID]:
         rows = self._write(self._sql.live_keys, {"keys": keys, "now": None}).fetchall()
         found: dict[str, uuid.UUID] = {row[0]: row[1] for row in rows}
@@ -1138,6 +1447,15 @@ class PostgresStorage:
             for key, job_id in zip(gone, self.push_many([retry[k] for k in gone]), strict=True):
                 found[key] = job_id
         return found
+
+    def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        if not self._rows(self._sql.advance_tick, {"name": schedule, "tick": tick_us}):
+            return None
+        return self.push_many([job])[0]
+
+    def last_tick(self, schedule: str) -> int | None:
+        rows = self._alone(self._sql.last_tick, {"name": schedule})
+        return None if not rows else int(rows[0][0])
 
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
         return self._complete_and_pop([], [(queue, runner, limit)], may_commit=False)[1][0]
@@ -1187,6 +1505,7 @@ class PostgresStorage:
         for at, (queue, _, _) in enumerate(pops):
             by_queue.setdefault(queue, []).append(at)
         popped: list[list[Claim]] = [[] for _ in pops]
+        unstored: list[int] = []  # places of parents' successes, for the locking path
         if done and not by_queue:
             by_queue[""] = []  # successes alone: the statement with no claims
         run = self._alone if may_commit and len(by_queue) == 1 else self._rows
@@ -1205,15 +1524,34 @@ class PostgresStorage:
             }
             rows = run(self._sql.complete_and_pop, params)
             stored = {row[1] for row in rows if row[0] == 0}
+            parents = {row[1] for row in rows if row[0] == -2}
             for job_id, at in done.items():
-                settled[at] = Disposition.FINISHED if job_id in stored else Disposition.NOT_HELD
+                if job_id in stored:
+                    settled[at] = Disposition.FINISHED
+                elif job_id in parents:
+                    unstored.append(at)
+                else:
+                    settled[at] = Disposition.NOT_HELD
             done = {}
             claims = sorted((row for row in rows if row[0] > 0), key=lambda row: row[0])
             slot = 0
             for at in places:
                 share = max(pops[at][2], 0)
-                popped[at] = [Claim._make(row[1:]) for row in claims[slot : slot + share]]
+                popped[at] = [_claim(row) for row in claims[slot : slot + share]]
                 slot += share
+        released = bool(self._released)
+        for at in unstored:
+            job_id, runner, result = completions[at]
+            ended = self._settle(self._sql.held_one, {"id": job_id, "runner": runner}, result)
+            settled[at] = ended[0][1] if ended else Disposition.NOT_HELD
+        if unstored and not released and self._released:
+            # Children those parents released are popped as if settled first.
+            for at, (queue, runner, limit) in enumerate(pops):
+                short = limit - len(popped[at])
+                if queue in self._released and short > 0:
+                    popped[at] += self._complete_and_pop(
+                        [], [(queue, runner, short)], may_commit=False
+                    )[1][0]
         return [d if d is not None else Disposition.NOT_HELD for d in settled], popped
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
@@ -1229,7 +1567,9 @@ class PostgresStorage:
         apply: dict[str, list[Any]] = {
             k: [] for k in ("ids", "statuses", "counts", "delays", "errors", "results")
         }
-        for job_id, retry_count, limit, kind, value, cap, ttl in rows:
+        succeeded: list[uuid.UUID] = []  # parents, whose children are looked at after
+        failed: list[tuple[uuid.UUID, int]] = []
+        for job_id, retry_count, limit, kind, value, cap, ttl, parent in rows:
             max_retries, backoff = self._policy(limit, kind, value, cap)
             verdict = settle(
                 result,
@@ -1241,6 +1581,10 @@ class PostgresStorage:
             disposition = verdict.disposition
             settled.append((job_id, disposition))
             status = _SETTLED_STATUS[disposition]
+            if parent and status == _SUCCEEDED:
+                succeeded.append(job_id)
+            elif parent and status != _PENDING:
+                failed.append((job_id, status))
             if status != _PENDING:
                 self._ended.append(job_id)
                 if status != _DEAD and ttl <= 0:
@@ -1259,6 +1603,12 @@ class PostgresStorage:
         if apply["ids"]:
             values = _values(apply.pop("results"))
             self._write(self._sql.apply, {**apply, "results": values, "now": self._now_param()})
+        # Statements of their own, after the parents' rows were locked: they
+        # see every child pushed while we waited for those locks.
+        if succeeded:
+            self._parents_succeeded(succeeded)
+        if failed:
+            self._parents_failed(failed)
         return settled
 
     def _policy(
@@ -1299,13 +1649,15 @@ class PostgresStorage:
         row = self._write(self._sql.cancel_look, {"id": job_id, "now": now}).fetchone()
         if row is None:
             return None
-        status, runner, ttl = row
-        if status == _PENDING:
+        status, runner, ttl, parent = row
+        if status in (_PENDING, _WAITING):
             if ttl > 0:
                 self._write(self._sql.cancel_keep, {"id": job_id, "reason": reason, "now": now})
             else:
                 self._write(self._sql.delete, {"ids": [job_id]})
             self._ended.append(job_id)
+            if parent:
+                self._parents_failed([(job_id, _CANCELLED)])
         elif status == _RUNNING:
             # Its runner stops it and completes it as cancelled; the host
             # whose runner that is may be another one.
@@ -1371,7 +1723,7 @@ class PostgresStorage:
         cap = self._count_cap
         rows = self._alone(self._sql.stats, {"now": self._now_param(), "over": cap + 1})
         stats = {}
-        for queue, pending, running, dead, later, due, retrying, first, now in rows:
+        for queue, pending, running, dead, later, due, retrying, first, now, waiting in rows:
             read = Read(
                 pending=pending,
                 running=running,
@@ -1380,6 +1732,7 @@ class PostgresStorage:
                 due=due or 0,
                 retrying=retrying or 0,
                 oldest_due_at=first / _US if first is not None and first <= now else None,
+                waiting=waiting,
             )
             stats[queue] = queue_stats(
                 read, cap=cap, estimate=functools.partial(self._estimate, queue, now)
@@ -1414,7 +1767,7 @@ class PostgresStorage:
     def _info(self, row: Row, start: int) -> JobInfo:
         (job_id, name, queue, args, retry_count, max_retries, kind, value, run_at, heartbeat,
          timeout, status, last_error, runner, unique_key, cap, ttl, result, started, finished,
-         expires, priority) = row[start:]  # fmt: skip
+         expires, priority, parents) = row[start:]  # fmt: skip
         limit, backoff = self._policy(max_retries, kind, value, cap)
         return JobInfo.stored(
             id=job_id,
@@ -1433,7 +1786,38 @@ class PostgresStorage:
             finished_us=finished,
             expires_us=expires,
             priority=priority,
+            parents=tuple(parents) if parents else (),
         )
+
+
+def _claim(row: Row) -> Claim:
+    """A Claim from a claimed row of the round statement (its place first)."""
+    parents = row[7]
+    return Claim._make((*row[1:7], tuple(parents) if parents else ()))
+
+
+_CHILD_COLUMNS = (
+    "id",
+    "queue",
+    "name",
+    "args",
+    "run_at",
+    "max_retries",
+    "backoff_kind",
+    "backoff_value",
+    "backoff_max",
+    "heartbeat",
+    "lease",
+    "timeout",
+    "unique_key",
+    "ttl",
+    "status",
+    "parents",
+    "waiting_on",
+    "has_children",
+    "error",
+    "priority",
+)
 
 
 # Arrays travel as literals: psycopg dumps a list element by element, which on

@@ -60,6 +60,10 @@ that was waiting.
 release() finds a runner's jobs through ``jobs_held``: few jobs are running at
 once, and an index on runner would cost a page write on most commits.
 
+``schedule_ticks`` holds the newest tick queued per schedule (µs), one row
+each: ``push_tick`` moves it forward in the savepoint that stores the tick's
+job, and refuses a tick at or before it.
+
 ``unique_keys`` maps a key to the one live job that holds it: a requeued dead
 job may share its key with another live job without holding it, which a
 unique index on ``jobs`` could not express.
@@ -73,7 +77,17 @@ power cut. The file is opened with an exclusive lock, so one host owns it;
 that is what makes it safe to treat every running job found on open as held
 by a host that died.
 
-Pending/running/dead counts per queue are kept in Python (kept records are
+Dependencies (storage/dependencies.py): a child's ``parents`` column holds
+its parent ids packed, and while it is ``waiting``, ``waiting_on`` counts the
+parents not yet succeeded; ``children (parent, child)`` holds an edge per
+parent a waiting child still waits for, so that a parent that ends finds its
+children through its primary key, and its edges go with that look-up (a
+DELETE ... RETURNING). The edges are counted in Python: while there are
+none, which is most of the time, a success costs no look-up at all. A death
+or a cancel walks the subtree in a loop, one look-up per child, never
+recursing; ``jobs_waiting (queue, id)`` lists and counts the waiting.
+
+Pending/running/dead/waiting counts per queue are kept in Python (kept records are
 not counted): the actor asks for
 stats() after every settled message while someone waits in join(), and a
 COUNT over the table each time would make draining quadratic. So are the
@@ -99,6 +113,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sortedcontainers import SortedList
 
+from storage import dependencies
 from storage.clock import Clock, SystemClock
 from storage.contract import (
     STALE_HEARTBEATS,
@@ -109,6 +124,7 @@ from storage.contract import (
     page_is_empty,
     walked_status,
 )
+from storage.dependencies import CancelledChild, Dependents, UnknownParent
 from storage.events import EventLog
 from storage.ids import IdGenerator, to_uuid
 from storage.model import (
@@ -186,22 +202,40 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "DROP INDEX jobs_pending",
         "CREATE INDEX jobs_pending ON jobs (queue, priority, run_at, id) WHERE status = 'pending'",
     ),
+    # Dependencies: a child's parents (packed ids), how many it still waits
+    # for, and an edge per parent it waits for.
+    (
+        "ALTER TABLE jobs ADD COLUMN parents BLOB",
+        "ALTER TABLE jobs ADD COLUMN waiting_on INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX jobs_waiting ON jobs (queue, id) WHERE status = 'waiting'",
+        "CREATE TABLE children (parent BLOB NOT NULL, child BLOB NOT NULL,"
+        " PRIMARY KEY (parent, child)) WITHOUT ROWID",
+    ),
+    # Recurring schedules: the newest tick queued per schedule (push_tick).
+    ("CREATE TABLE schedule_ticks (name TEXT PRIMARY KEY, tick INTEGER NOT NULL) WITHOUT ROWID",),
 ]
 
 # What JobInfo is built from, in this order (see _job).
 _COLUMNS = (
     "id, name, queue, args, status, run_at, retry_count, last_error, runner, unique_key,"
     " max_retries, backoff_kind, backoff_value, heartbeat_interval, timeout, backoff_max,"
-    " result, started_at, coalesce(finished_at, died_at), expires_at, priority"
+    " result, started_at, coalesce(finished_at, died_at), expires_at, priority, parents"
 )
 # A row that info and list may show: not a record past its expiry.
 _SHOWN = "(expires_at IS NULL OR expires_at > ?)"
 # What a Claim is built from, in this order (see pop).
-_CLAIM = "id, name, queue, args, retry_count, timeout"
+_CLAIM = "id, name, queue, args, retry_count, timeout, parents"
 # What settling a held job needs, in this order (see _settle).
 _HELD = (
     "id, queue, retry_count, unique_key, max_retries, backoff_kind, backoff_value, backoff_max,"
     " result_ttl_us"
+)
+
+_INSERT = (
+    "INSERT INTO jobs (id, name, queue, args, status, run_at, unique_key, max_retries,"
+    " backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease, timeout,"
+    " result_ttl_us, parents, waiting_on, last_error, finished_at, expires_at, priority)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 _STATUS = {status.value: status for status in Status}
@@ -213,9 +247,10 @@ _LISTED_BY = {
     Status.RUNNING: "jobs_held",
     Status.DEAD: "jobs_dead_ids",
     Status.CANCELLED: "jobs_cancelled",
+    Status.WAITING: "jobs_waiting",
 }
-_PENDING, _RUNNING, _DEAD = 0, 1, 2  # positions in a queue's counts
-_COUNTED = {"pending": _PENDING, "running": _RUNNING, "dead": _DEAD}
+_PENDING, _RUNNING, _DEAD, _WAITING = 0, 1, 2, 3  # positions in a queue's counts
+_COUNTED = {"pending": _PENDING, "running": _RUNNING, "dead": _DEAD, "waiting": _WAITING}
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -247,6 +282,11 @@ def _atomic(
 _IN_CHUNK = 500
 
 
+def _run_at(job: NewJob, now: int) -> int:
+    """When ``job`` is due, in µs: its run_at, or ``now``."""
+    return now if job.run_at is None else round(job.run_at * _US)
+
+
 def _blob(job_id: int) -> bytes:
     return job_id.to_bytes(16, "big")
 
@@ -274,6 +314,10 @@ class SqliteStorage:
         self._policies: dict[tuple[Any, ...], Policy] = {}
         self._counts: dict[str, list[int]] = {}
         self._later: dict[str, SortedList] = {}  # see the module docstring
+        self._edges = 0  # rows in children: none, and a success looks up nothing
+        # What the ends of parents did, until dependents() is asked.
+        self._released: set[str] = set()
+        self._cancelled: list[CancelledChild] = []
         # Set when SQLite rolled back the whole open transaction on an error:
         # the next commit() must fail, for the operations it took with it.
         self._lost: BaseException | None = None
@@ -373,6 +417,10 @@ class SqliteStorage:
 
     def commit(self) -> None:
         conn = self._conn
+        # The runtime reads dependents() after each operation, before this:
+        # what is left was never asked for (an operator's own storage).
+        self._released = set()
+        self._cancelled = []
         if self._lost is not None:
             lost, self._lost = self._lost, None
             if conn.in_transaction:
@@ -394,6 +442,10 @@ class SqliteStorage:
             raise
 
     def _undo(self, exc: BaseException) -> None:
+        # What the failed operation did to children is undone with it; the
+        # runtime read what the operations before it did as each returned.
+        self._released = set()
+        self._cancelled = []
         conn = self._conn
         try:
             if conn.in_transaction:
@@ -448,10 +500,11 @@ class SqliteStorage:
     @_atomic
     def push_many(self, jobs: Sequence[NewJob]) -> list[uuid.UUID]:
         now = self._now_us()
+        if dependencies.any_after(jobs):
+            return self._push_children(jobs, now)
         ids: list[uuid.UUID] = []
         rows = []
         keys: dict[str, int] = {}  # taken in this batch
-        counts = self._counts
         for job in jobs:
             key = job.unique_key
             if key is not None:
@@ -464,50 +517,210 @@ class SqliteStorage:
             job_id = self._next_id()
             if key is not None:
                 keys[key] = job_id
-            run_at = now if job.run_at is None else round(job.run_at * _US)
+            run_at = _run_at(job, now)
             if run_at > now:
                 self._scheduled_for(job.queue, run_at)
-            policy = job.policy
-            backoff = policy.backoff
-            heartbeat = policy.heartbeat_interval
-            rows.append(
-                (
-                    _blob(job_id),
-                    job.name,
-                    job.queue,
-                    job.args,
-                    run_at,
-                    key,
-                    policy.max_retries.limit,
-                    backoff.kind,
-                    backoff.value,
-                    backoff.max,
-                    heartbeat,
-                    round(STALE_HEARTBEATS * heartbeat * _US),
-                    policy.timeout,
-                    round(policy.result_ttl * _US),
-                    job.priority,
-                )
-            )
-            count = counts.get(job.queue)
-            if count is None:
-                count = counts[job.queue] = [0, 0, 0]
-            count[_PENDING] += 1
+            rows.append(self._row(job, job_id, now))
+            self._count(job.queue)[_PENDING] += 1
             ids.append(to_uuid(job_id))
         conn = self._conn
-        conn.executemany(
-            "INSERT INTO jobs (id, name, queue, args, status, run_at, unique_key, max_retries,"
-            " backoff_kind, backoff_value, backoff_max, heartbeat_interval, lease, timeout,"
-            " result_ttl_us, priority)"
-            " VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+        conn.executemany(_INSERT, rows)
         if keys:
             conn.executemany(
                 "INSERT INTO unique_keys VALUES (?, ?)",
                 [(key, _blob(job_id)) for key, job_id in keys.items()],
             )
         return ids
+
+    def _count(self, queue: str) -> list[int]:
+        count = self._counts.get(queue)
+        if count is None:
+            count = self._counts[queue] = [0, 0, 0, 0]
+        return count
+
+    def _row(
+        self,
+        job: NewJob,
+        job_id: int,
+        now: int,
+        *,
+        status: str = "pending",
+        parents: bytes | None = None,
+        waiting_on: int = 0,
+        error: str | None = None,
+    ) -> tuple[Any, ...]:
+        """The values of ``_INSERT`` for ``job``, stored as ``job_id``."""
+        policy = job.policy
+        backoff = policy.backoff
+        heartbeat = policy.heartbeat_interval
+        ttl = round(policy.result_ttl * _US)
+        ended = status == "cancelled"
+        return (
+            _blob(job_id),
+            job.name,
+            job.queue,
+            job.args,
+            status,
+            _run_at(job, now),
+            job.unique_key,
+            policy.max_retries.limit,
+            backoff.kind,
+            backoff.value,
+            backoff.max,
+            heartbeat,
+            round(STALE_HEARTBEATS * heartbeat * _US),
+            policy.timeout,
+            ttl,
+            parents,
+            waiting_on,
+            error,
+            now if ended else None,
+            now + ttl if ended else None,
+            job.priority,
+        )
+
+    def _push_children(self, jobs: Sequence[NewJob], now: int) -> list[uuid.UUID]:
+        """``push_many`` of a batch in which some jobs have parents: one job
+        at a time, since a child reads what its parents are (which may be
+        jobs of this batch)."""
+        conn = self._conn
+        for position, job in enumerate(jobs):
+            dependencies.check_after(job.after, position)
+            for parent in job.after:
+                known = not isinstance(parent, uuid.UUID) or self._status_of(_blob(parent.int), now)
+                if not known:
+                    raise UnknownParent(parent)  # type: ignore[arg-type]
+        ids: list[uuid.UUID] = []
+        for job in jobs:
+            key = job.unique_key
+            live = None if key is None else self._holder(key)
+            if live is not None:
+                ids.append(to_uuid(live))
+                continue
+            job_id = self._next_id()
+            ids.append(to_uuid(job_id))
+            parents = dependencies.resolve(job.after, ids[:-1])
+            stands = dependencies.standing(
+                parents, lambda parent: self._status_of(_blob(parent.int), now)
+            )
+            waiting_on = [_blob(parent.int) for parent in stands.waiting_for]
+            packed = dependencies.pack(parents) if parents else None
+            if stands.cancelled is not None:
+                why = stands.cancelled
+                self._cancelled.append(CancelledChild(to_uuid(job_id), job.queue, why))
+                if job.policy.result_ttl > 0:
+                    row = self._row(job, job_id, now, status="cancelled", parents=packed, error=why)
+                    conn.execute(_INSERT, row)
+                continue
+            status_text = "waiting" if waiting_on else "pending"
+            row = self._row(
+                job, job_id, now, status=status_text, parents=packed, waiting_on=len(waiting_on)
+            )
+            conn.execute(_INSERT, row)
+            if key is not None:
+                conn.execute("INSERT INTO unique_keys VALUES (?, ?)", (key, _blob(job_id)))
+            self._count(job.queue)[_WAITING if waiting_on else _PENDING] += 1
+            run_at = _run_at(job, now)
+            if not waiting_on and run_at > now:
+                self._scheduled_for(job.queue, run_at)
+            if waiting_on:
+                conn.executemany(
+                    "INSERT INTO children VALUES (?, ?)",
+                    [(parent, _blob(job_id)) for parent in waiting_on],
+                )
+                self._edges += len(waiting_on)
+        return ids
+
+    def _status_of(self, blob: bytes, now: int) -> Status | None:
+        row = self._conn.execute(
+            f"SELECT status FROM jobs WHERE id = ? AND {_SHOWN}", (blob, now)
+        ).fetchone()
+        return None if row is None else _STATUS[row[0]]
+
+    def dependents(self) -> Dependents:
+        if not self._released and not self._cancelled:
+            return dependencies.NONE
+        told = Dependents(frozenset(self._released), tuple(self._cancelled))
+        self._released = set()
+        self._cancelled = []
+        return told
+
+    def _parents_succeeded(self, blobs: Sequence[bytes], now: int) -> None:
+        """Count down the waiting children of parents that succeeded; those
+        with none left to wait for become pending."""
+        conn = self._conn
+        waits: dict[bytes, int] = {}
+        for start in range(0, len(blobs), _IN_CHUNK):
+            chunk = blobs[start : start + _IN_CHUNK]
+            rows = conn.execute(
+                f"DELETE FROM children WHERE parent IN ({','.join('?' * len(chunk))})"
+                " RETURNING child",
+                chunk,
+            ).fetchall()
+            self._edges -= len(rows)
+            for (child,) in rows:
+                waits[child] = waits.get(child, 0) + 1
+        for child, done in waits.items():
+            row = conn.execute(
+                "UPDATE jobs SET waiting_on = waiting_on - ?1, status = CASE"
+                " WHEN waiting_on - ?1 <= 0 THEN 'pending' ELSE status END"
+                " WHERE id = ?2 AND status = 'waiting' RETURNING status, queue, run_at",
+                (done, child),
+            ).fetchone()
+            if row is not None and row[0] == "pending":
+                _, queue, run_at = row
+                count = self._count(queue)
+                count[_WAITING] -= 1
+                count[_PENDING] += 1
+                self._released.add(queue)
+                if run_at > now:  # a child never ran: scheduled for later
+                    self._scheduled_for(queue, run_at)
+
+    def _parent_failed(self, root: bytes, status: Status, now: int) -> None:
+        """Cancel the waiting subtree of ``root``, which ended ``status``
+        (DEAD or CANCELLED): a loop over a stack, never recursion."""
+        conn = self._conn
+        root_id = to_uuid(int.from_bytes(root, "big"))
+        stack = [(root, child) for child in reversed(self._take_children(root))]
+        while stack:
+            parent, child = stack.pop()
+            row = conn.execute(
+                "SELECT queue, unique_key, result_ttl_us FROM jobs"
+                " WHERE id = ? AND status = 'waiting'",
+                (child,),
+            ).fetchone()
+            if row is None:
+                continue  # cancelled already, for another parent
+            queue, key, ttl = row
+            parent_id = to_uuid(int.from_bytes(parent, "big"))
+            why = dependencies.reason(parent_id, root_id, status)
+            self._cancel_row(child, queue, key, ttl, reason=why, now=now, was=_WAITING)
+            child_id = to_uuid(int.from_bytes(child, "big"))
+            self._cancelled.append(CancelledChild(child_id, queue, why))
+            stack.extend((child, grand) for grand in reversed(self._take_children(child)))
+
+    def _take_children(self, parent: bytes) -> list[bytes]:
+        """The children of ``parent`` that waited for it, its edges gone."""
+        rows = self._conn.execute(
+            "DELETE FROM children WHERE parent = ? RETURNING child", (parent,)
+        ).fetchall()
+        self._edges -= len(rows)
+        return sorted(row[0] for row in rows)
+
+    @_atomic
+    def push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        advanced = self._conn.execute(
+            "INSERT INTO schedule_ticks VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+            " SET tick = excluded.tick WHERE tick < excluded.tick RETURNING 1",
+            (schedule, tick_us),
+        ).fetchall()
+        return self.push_many((job,))[0] if advanced else None
+
+    def last_tick(self, schedule: str) -> int | None:
+        row = self._conn.execute(
+            "SELECT tick FROM schedule_ticks WHERE name = ?", (schedule,)
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     @_atomic
     def pop(self, queue: str, runner: str, limit: int = 1) -> list[Claim]:
@@ -547,7 +760,15 @@ class SqliteStorage:
         count[_PENDING] -= taken
         count[_RUNNING] += taken
         return [
-            Claim(to_uuid(int.from_bytes(row[0], "big")), row[1], row[2], row[3], row[4], row[5])
+            Claim(
+                to_uuid(int.from_bytes(row[0], "big")),
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                dependencies.unpack(row[6]),
+            )
             for row in rows
         ]
 
@@ -586,6 +807,8 @@ class SqliteStorage:
                 self._forget_key(key, blob)
             if not ttl:
                 conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
+            if self._edges:
+                self._parents_succeeded([blob], self._now_us())
             return Disposition.FINISHED
         row = conn.execute(
             f"SELECT {_HELD} FROM jobs WHERE id = ? AND runner = ?", (blob, runner)
@@ -665,6 +888,8 @@ class SqliteStorage:
             settled[at] = Disposition.FINISHED
         if unkept:
             conn.execute(f"DELETE FROM jobs WHERE id IN ({','.join('?' * len(unkept))})", unkept)
+        if self._edges and gone:
+            self._parents_succeeded(list(gone), now)
 
     def release(self, runner: str, result: JobResult) -> list[tuple[uuid.UUID, Disposition]]:
         rows = self._conn.execute(
@@ -713,6 +938,11 @@ class SqliteStorage:
                 )
             if unique_key is not None:
                 self._forget_key(unique_key, blob)
+            if self._edges:
+                if disposition is Disposition.FINISHED:
+                    self._parents_succeeded([blob], now)
+                else:
+                    self._parent_failed(blob, Status.CANCELLED, now)
             return disposition
         if disposition is Disposition.DEAD:
             conn.execute(
@@ -723,6 +953,8 @@ class SqliteStorage:
             if unique_key is not None:
                 self._forget_key(unique_key, blob)
             count[_DEAD] += 1
+            if self._edges:
+                self._parent_failed(blob, Status.DEAD, now)
             return disposition
         # Pending again; with no delay it keeps its run_at, so its place in line.
         delay = verdict.delay_us
@@ -756,10 +988,28 @@ class SqliteStorage:
         later = self._later.get(queue)
         if later is not None and status == "pending" and run_at > now and not retry_count:
             later.discard(run_at)  # scheduled no more
-        if status != "pending":
+        if status not in {"pending", "waiting"}:
             # Running: its runner stops it and completes it CANCELLED (one
             # host per file: our runtime asks it). Ended: left as it is.
             return _STATUS[status]
+        self._cancel_row(blob, queue, key, ttl, reason=reason, now=now, was=_COUNTED[status])
+        if self._edges:
+            self._parent_failed(blob, Status.CANCELLED, now)
+        return _STATUS[status]
+
+    def _cancel_row(
+        self,
+        blob: bytes,
+        queue: str,
+        key: str | None,
+        ttl: int,
+        *,
+        reason: str,
+        now: int,
+        was: int,
+    ) -> None:
+        """Cancel the pending or waiting job ``blob`` (counted at ``was``)."""
+        conn = self._conn
         if not ttl:
             conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
         else:
@@ -771,8 +1021,7 @@ class SqliteStorage:
             )
         if key is not None:
             self._forget_key(key, blob)
-        self._counts[queue][_PENDING] -= 1
-        return Status.PENDING
+        self._counts[queue][was] -= 1
 
     @_atomic
     def expire(self) -> int:
@@ -842,13 +1091,14 @@ class SqliteStorage:
             ("jobs_pending", "pending"),
             ("jobs_held", "running"),
             ("jobs_dead", "dead"),
+            ("jobs_waiting", "waiting"),
         ):
             # One partial index each: the kept records, however many, are not read.
             for queue, number in self._conn.execute(
                 f"SELECT queue, count(*) FROM jobs INDEXED BY {index}"
                 f" WHERE status = '{status}' GROUP BY queue"
             ):
-                counts.setdefault(queue, [0, 0, 0])[_COUNTED[status]] = number
+                counts.setdefault(queue, [0, 0, 0, 0])[_COUNTED[status]] = number
         self._counts = counts
         later: dict[str, SortedList] = {}
         for queue, run_at in self._conn.execute(
@@ -858,6 +1108,7 @@ class SqliteStorage:
         ):
             later.setdefault(queue, SortedList()).add(run_at)
         self._later = later
+        self._edges = self._conn.execute("SELECT count(*) FROM children").fetchone()[0]
 
     def _scheduled_for(self, queue: str, run_at: int) -> None:
         """Note a job that became pending, never failed, not due until ``run_at``."""
@@ -906,6 +1157,7 @@ class SqliteStorage:
             finished_us=row[18],
             expires_us=row[19],
             priority=row[20],
+            parents=dependencies.unpack(row[21]),
         )
 
     def _row_job(self, row: Any) -> JobInfo:
@@ -1004,6 +1256,7 @@ class SqliteStorage:
                 dead=count[_DEAD],
                 scheduled=self._scheduled(queue, now),
                 oldest_due_at=oldest / _US if oldest is not None and oldest <= now else None,
+                waiting=count[_WAITING],
             )
         return stats
 

@@ -22,10 +22,12 @@ from storage import (
     Status,
     Storage,
 )
+from storage.dependencies import UnknownParent
 from supervisor.config import DEFAULT_WORKER_COUNT, WorkerConfig
 from supervisor.errors import CrashLoopError, JobCancelled, JobFailed, JobNotFound, ManagerStopped
 from supervisor.handle import QueueHandle
 from supervisor.manager import Manager
+from supervisor.schedules import CatchUp, Schedule
 from supervisor.stats import (
     ENDINGS,
     ArbiterState,
@@ -33,6 +35,8 @@ from supervisor.stats import (
     Histogram,
     ManagerStats,
     QueueFigures,
+    ScheduleInfo,
+    ScheduleKind,
 )
 
 if TYPE_CHECKING:
@@ -54,6 +58,7 @@ __all__ = [
     "ArbiterState",
     "ArbiterStats",
     "Backoff",
+    "CatchUp",
     "CrashLoopError",
     "Ended",
     "Histogram",
@@ -78,9 +83,13 @@ __all__ = [
     "QueueFigures",
     "QueueHandle",
     "QueueStats",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleKind",
     "SqliteStorage",
     "Status",
     "Storage",
+    "UnknownParent",
     "WorkerConfig",
     "current_job",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import pykka
@@ -46,6 +46,7 @@ class AsyncHandle:
         unique_key: str | None = None,
         result_ttl: float | None = None,
         priority: int | None = None,
+        after: Iterable[uuid.UUID | str] = (),
     ) -> uuid.UUID:
         """``Manager.queue``, awaited."""
         self._check("queue")
@@ -57,13 +58,19 @@ class AsyncHandle:
             unique_key=unique_key,
             result_ttl=result_ttl,
             priority=priority,
+            after=after,
         )
         return (await self._push([new]))[0]
 
-    async def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
+    async def queue_many(
+        self,
+        jobs: Iterable[Job],
+        *,
+        after: Mapping[int, Iterable[int | uuid.UUID | str]] | None = None,
+    ) -> list[uuid.UUID]:
         """``Manager.queue_many``, awaited."""
         self._check("queue_many")
-        return await self._push(new_jobs(jobs))
+        return await self._push(new_jobs(jobs, after))
 
     async def schedule(
         self,
@@ -75,6 +82,7 @@ class AsyncHandle:
         unique_key: str | None = None,
         result_ttl: float | None = None,
         priority: int | None = None,
+        after: Iterable[uuid.UUID | str] = (),
     ) -> uuid.UUID:
         """``Manager.schedule``, awaited."""
         self._check("schedule")
@@ -87,6 +95,7 @@ class AsyncHandle:
             at=at,
             result_ttl=result_ttl,
             priority=priority,
+            after=after,
         )
         return (await self._push([new]))[0]
 

@@ -88,7 +88,7 @@ def add_operator_commands(
     add(
         "stats",
         "every queue's counts and pause (and a service's arbiters)",
-        "Every queue's stored counts (pending, scheduled, running, dead), how long\n"
+        "Every queue's stored counts (pending, scheduled, waiting, running, dead), how long\n"
         "its oldest due job has waited, and whether it is paused; from a running\n"
         "service also its workers and arbiters.",
     )
@@ -230,14 +230,23 @@ def _stats(ops: Operations, args: argparse.Namespace) -> str:
 def _stats_table(stats: ManagerStats) -> str:
     # Workers, slots and counts since start are a host's: shown only from one.
     hosted = bool(stats.arbiters)
-    headers = ["QUEUE", "PENDING", "SCHEDULED", "RUNNING", "DEAD", "OLDEST DUE", "PAUSED"]
+    headers = [
+        "QUEUE",
+        "PENDING",
+        "SCHEDULED",
+        "WAITING",
+        "RUNNING",
+        "DEAD",
+        "OLDEST DUE",
+        "PAUSED",
+    ]
     if hosted:
         headers += ["WORKERS", "SLOTS", "SUCCEEDED", "FAILED"]
     rows = []
     for name, q in sorted(stats.queues.items()):
         paused = "yes" if q.paused_everywhere else "local" if q.paused else "no"
         age = "-" if q.oldest_pending_age is None else _age(q.oldest_pending_age)
-        row = [name, q.pending, q.scheduled, q.running, q.dead, age, paused]
+        row = [name, q.pending, q.scheduled, q.waiting, q.running, q.dead, age, paused]
         if hosted:
             row += [q.workers, q.slots, q.succeeded, q.failed]
         rows.append(row)

@@ -102,6 +102,7 @@ def _figures_json(q: QueueFigures) -> Json:
         "dead": q.dead,
         "scheduled": q.scheduled,
         "oldest_pending_age": q.oldest_pending_age,
+        "waiting": q.waiting,
         "paused": q.paused,
         "paused_everywhere": q.paused_everywhere,
         "workers": q.workers,
@@ -125,6 +126,8 @@ def _figures_from_json(data: object) -> QueueFigures:
         dead=_int(q["dead"]),
         scheduled=_int(q["scheduled"]),
         oldest_pending_age=None if age is None else float(age),
+        # A document from a version before dependencies has none.
+        waiting=_int(q.get("waiting", 0)),
         paused=bool(q["paused"]),
         paused_everywhere=bool(q["paused_everywhere"]),
         workers=_int(q["workers"]),
@@ -300,6 +303,7 @@ def job_json(value: JobInfo, *, arguments: bool = False) -> Json:
         "started_at": _optional_time(job.started_at),
         "finished_at": _optional_time(job.finished_at),
         "expires_at": _optional_time(job.expires_at),
+        "parents": [str(parent) for parent in job.parents],
     }
     if arguments:
         try:
@@ -336,6 +340,8 @@ def job_from_json(data: object) -> JobInfo:
             expires_at=_optional_from_time(j["expires_at"]),
             # A server from before priorities sends none: they all had 0.
             priority=_int(j.get("priority", 0)),
+            # A document from a version before dependencies has none.
+            parents=tuple(uuid.UUID(_str(p)) for p in j.get("parents", ())),
         )
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, FormatError):

@@ -1,7 +1,8 @@
 """Manager: the public face of a running system.
 
 ``Manager`` is what ``WorkerConfig.start`` returns: queue jobs, inspect them,
-wait for them, operate the queues (pause, scale, list), stop. It owns the
+wait for them, operate the queues (pause, scale, list), run recurring
+schedules (``every``, ``cron``: supervisor/schedules.py), stop. It owns the
 host's StorageActor and the ManagerActor (supervisor/arbiters.py) that
 supervises the arbiter processes.
 """
@@ -12,7 +13,7 @@ import datetime as dt
 import signal
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,9 +25,11 @@ from actors.ops import (
     Figures,
     HostFigures,
     Info,
+    LastTick,
     ListJobs,
     Pause,
     PurgeDead,
+    PushTick,
     Requeue,
     WhenIdle,
 )
@@ -51,7 +54,6 @@ from supervisor.arbiters import (
     WhenCrashLooping,
 )
 from supervisor.errors import CrashLoopError, ManagerStopped
-from supervisor.every import Recurring
 from supervisor.handle import (
     QueueHandle,
     StorageTransport,
@@ -62,7 +64,9 @@ from supervisor.handle import (
 )
 from supervisor.handle import job_id as parse_job_id
 from supervisor.operations import list_filter
+from supervisor.schedules import CatchUp, Schedule, Scheduler, catch_up_of, default_name
 from supervisor.stats import ManagerStats, queue_figures
+from supervisor.ticks import Cron, Every, Timing
 
 if TYPE_CHECKING:
     from supervisor.http import HttpServer
@@ -145,7 +149,12 @@ class Manager(QueueHandle):
         served = frozenset(q for q, n in spec.queues if n > 0 and processes > 0)
         self._host = _HostTransport(self._storage, None if shared else served)
         super().__init__(self._host)
-        self._recurring = Recurring(self.queue)
+        self._schedules = Scheduler(
+            push_tick=self._push_tick,
+            last_tick=self._last_tick,
+            now=storage.now,
+            shared=shared,
+        )
         self._actor = ManagerActor.start(spec, processes, self._storage)
         relay.target = self._actor
         self._stopped = False
@@ -162,9 +171,14 @@ class Manager(QueueHandle):
         self._check("queue")
         return super().queue(job, **options)
 
-    def queue_many(self, jobs: Iterable[Job]) -> list[uuid.UUID]:
+    def queue_many(
+        self,
+        jobs: Iterable[Job],
+        *,
+        after: Mapping[int, Iterable[int | uuid.UUID | str]] | None = None,
+    ) -> list[uuid.UUID]:
         self._check("queue_many")
-        return super().queue_many(jobs)
+        return super().queue_many(jobs, after=after)
 
     def schedule(self, job: Job, at: Any, **options: Any) -> uuid.UUID:
         self._check("schedule")
@@ -183,8 +197,24 @@ class Manager(QueueHandle):
         self._check("handle")
         return QueueHandle(self._host)
 
-    def every(self, interval: dt.timedelta | float, job: Job) -> None:
-        """Queue ``job`` every ``interval``, first after one interval, until stop."""
+    def every(
+        self,
+        interval: dt.timedelta | float,
+        job: Job,
+        *,
+        name: str | None = None,
+        catch_up: CatchUp | str = CatchUp.SKIP,
+    ) -> Schedule:
+        """Queue ``job`` at every multiple of ``interval`` since the epoch
+        (UTC), from the first after now, until removed or stopped.
+
+        On a shared storage (PostgreSQL) each tick is queued once however
+        many hosts run the schedule, known by its ``name``: by default the
+        job's NAME and the interval, so hosts running the same ``every`` share
+        it. Ticks missed while no host ran it are skipped, or the latest of
+        them queued with ``catch_up="latest"``. Returns a handle whose
+        ``remove()`` stops it (or ``remove_schedule(name)``).
+        """
         self._check("every")
         if isinstance(interval, dt.timedelta):
             seconds = interval.total_seconds()
@@ -192,7 +222,55 @@ class Manager(QueueHandle):
             seconds = float(interval)
         else:
             raise TypeError(f"every() takes a timedelta or seconds, got {type(interval).__name__}")
-        self._recurring.add(seconds, check_job(job, "every()"))
+        return self._add_schedule("every()", Every.of(seconds), job, name, catch_up)
+
+    def cron(
+        self,
+        expression: str,
+        job: Job,
+        *,
+        tz: str = "UTC",
+        name: str | None = None,
+        catch_up: CatchUp | str = CatchUp.SKIP,
+    ) -> Schedule:
+        """Queue ``job`` at the instants of a cron ``expression`` in the zone
+        ``tz``: croniter's syntax, five fields (minute hour day month
+        weekday) or six with seconds last (``"* * * * * */5"``: every 5 s).
+        A bad expression or zone raises ValueError here. Otherwise as
+        ``every``: one job per tick across hosts on a shared storage, missed
+        ticks skipped unless ``catch_up="latest"``, a handle to ``remove()``.
+        """
+        self._check("cron")
+        timing = Cron.of(expression, tz, self._schedules.now_us())
+        return self._add_schedule("cron()", timing, job, name, catch_up)
+
+    def remove_schedule(self, name: str) -> bool:
+        """Stop the schedule ``name`` on this host; False when there is none."""
+        self._check("remove_schedule")
+        if not isinstance(name, str):
+            raise TypeError(f"remove_schedule() takes a schedule's name (a str); got {name!r}")
+        return self._schedules.remove(name)
+
+    def _add_schedule(
+        self, method: str, timing: Timing, job: Job, name: str | None, catch_up: CatchUp | str
+    ) -> Schedule:
+        checked = check_job(job, method)
+        if name is None:
+            name = default_name(checked.NAME, timing)
+        elif not isinstance(name, str):
+            raise TypeError(f"{method} name= must be a str; got {name!r}")
+        elif not name:
+            raise ValueError(f"{method} name= must be a non-empty str; got {name!r}")
+        # Encoded once, now: a job that cannot be encoded is refused here, not at a tick.
+        new = checked.to_new()
+        return self._schedules.add(name, timing, new, catch_up_of(catch_up))
+
+    def _push_tick(self, schedule: str, tick_us: int, job: NewJob) -> uuid.UUID | None:
+        self._host.warn_unserved([job])
+        return cast(uuid.UUID | None, self._storage.ask(PushTick(schedule, tick_us, job)))
+
+    def _last_tick(self, schedule: str) -> int | None:
+        return cast(int | None, self._storage.ask(LastTick(schedule)))
 
     # -- inspecting -------------------------------------------------------------------
 
@@ -227,7 +305,8 @@ class Manager(QueueHandle):
     def cancel(self, job_id: uuid.UUID | str, *, grace: float = CANCEL_GRACE) -> bool:
         """Cancel a job; False if it has already ended or has no record.
 
-        A pending or scheduled job is cancelled at once and never runs. A
+        A pending, scheduled or waiting job is cancelled at once and never
+        runs (its waiting children are cancelled with it). A
         running one is asked to stop (``current_job().cancelled`` turns true,
         then its thread gets JobInterrupted; an async job's task is
         cancelled); one still running ``grace`` s later is stopped for real,
@@ -243,7 +322,7 @@ class Manager(QueueHandle):
         if status is Status.RUNNING and runner is not None:
             # Ours, or another host's (a shared storage told it already).
             self._actor.tell(CancelRunning(runner, job, reason, float(grace)))
-        return status in (Status.PENDING, Status.RUNNING)
+        return status in (Status.PENDING, Status.WAITING, Status.RUNNING)
 
     def dead_jobs(self, queue: str | None = None, *, limit: int = 1000) -> list[JobInfo]:
         self._check("dead_jobs")
@@ -299,14 +378,14 @@ class Manager(QueueHandle):
         return cast(int, self._storage.ask(PurgeDead(seconds)))
 
     def stats(self) -> ManagerStats:
-        """Every queue's figures (see QueueFigures), every arbiter's, and the
-        ``every()`` schedules."""
+        """Every queue's figures (see QueueFigures), every arbiter's, and this
+        host's schedules (``every``, ``cron``) with their next runs."""
         self._check("stats")
         figures = cast(Figures, self._storage.ask(HostFigures()))
         supervised = cast(Supervised, self._actor.ask(Snapshot()))
         queues = queue_figures(figures, supervised.arbiters, supervised.workers)
         return ManagerStats(
-            queues=queues, arbiters=supervised.arbiters, schedules=self._recurring.schedules()
+            queues=queues, arbiters=supervised.arbiters, schedules=self._schedules.listing()
         )
 
     # -- operating ----------------------------------------------------------------
@@ -385,7 +464,7 @@ class Manager(QueueHandle):
             if self._stopped:
                 return
             self._stopped = True
-        self._recurring.stop()
+        self._schedules.stop()
         for server in self._servers:
             server.close()
         try:

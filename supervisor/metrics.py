@@ -19,7 +19,7 @@ histograms, this host's since start:
   (enqueue, or due time, to start).
 gauges:
   ``jobarbiter_jobs{queue,status}``: stored jobs, status pending, scheduled
-  (a part of pending), running, dead;
+  (a part of pending), waiting (for parents), running, dead;
   ``jobarbiter_jobs_estimated{queue,status}``: 1 where that count is an
   estimate (a big count on PostgreSQL, see ``storage.counts``), else 0;
   ``jobarbiter_oldest_pending_age_seconds{queue}``: 0 when no job is due;
@@ -54,7 +54,7 @@ __all__ = ["STATUSES", "render"]
 _le = cast(Callable[[float], str], floatToGoString)
 
 # The stored counts ``jobarbiter_jobs`` shows, as QueueFigures names them.
-STATUSES = ("pending", "scheduled", "running", "dead")
+STATUSES = ("pending", "scheduled", "waiting", "running", "dead")
 
 
 def render(stats: ManagerStats) -> tuple[bytes, str]:

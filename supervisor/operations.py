@@ -17,7 +17,7 @@ from typing import Protocol
 from storage import JobInfo, Status
 from supervisor.stats import ManagerStats
 
-LISTED = ("pending", "scheduled", "running", "dead", "succeeded", "cancelled")
+LISTED = ("pending", "scheduled", "waiting", "running", "dead", "succeeded", "cancelled")
 
 
 def list_filter(status: Status | str | None) -> tuple[Status | None, bool | None]:

@@ -81,9 +81,10 @@ class ArbiterStats:
 
 @dataclass(frozen=True, slots=True)
 class QueueFigures:
-    """One queue. ``pending``, ``running``, ``dead`` and ``scheduled`` count
-    stored jobs (``scheduled`` is the part of ``pending`` not due yet that
-    never failed); ``oldest_pending_age`` is how long, in seconds, the
+    """One queue. ``pending``, ``running``, ``dead``, ``scheduled`` and
+    ``waiting`` count stored jobs (``scheduled`` is the part of ``pending``
+    not due yet that never failed; ``waiting``, the jobs waiting for their
+    parents, are apart from ``pending``); ``oldest_pending_age`` is how long, in seconds, the
     longest-waiting due job has waited past its ``run_at`` (None: none due).
 
     ``paused``: this host hands out none of its jobs; ``paused_everywhere``:
@@ -111,6 +112,7 @@ class QueueFigures:
     dead: int = 0
     scheduled: int = 0
     oldest_pending_age: float | None = None
+    waiting: int = 0
     paused: bool = False
     paused_everywhere: bool = False
     workers: int = 0
@@ -194,6 +196,7 @@ def queue_figures(
             dead=0 if counts is None else counts.dead,
             scheduled=0 if counts is None else counts.scheduled,
             estimated=frozenset() if counts is None else counts.estimated,
+            waiting=0 if counts is None else counts.waiting,
             # Hosts' clocks differ a little: a job just due is not -0.01 s old.
             oldest_pending_age=None if due is None else max(0.0, figures.now - due),
             paused=queue in held,

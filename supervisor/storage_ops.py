@@ -232,14 +232,15 @@ class StorageOperations:
     def cancel(self, job_id: uuid.UUID | str) -> bool:
         """Cancel a job; False if it has already ended or has no record.
 
-        A pending or scheduled job is cancelled at once and never runs. A
-        running one can only be stopped by the host whose arbiter runs it:
-        on PostgreSQL the storage tells the other hosts, and that host stops
-        it; on SQLite no host runs while this file is open here.
+        A pending, scheduled or waiting job is cancelled at once and never
+        runs (its waiting children with it). A running one can only be
+        stopped by the host whose arbiter runs it: on PostgreSQL the storage
+        tells the other hosts, and that host stops it; on SQLite no host runs
+        while this file is open here.
         """
         status = self._storage.cancel(parse_id(job_id), "cancelled by an operator")
         self._storage.commit()
-        return status in (Status.PENDING, Status.RUNNING)
+        return status in (Status.PENDING, Status.WAITING, Status.RUNNING)
 
 
 def open_operations(url: str, *, auth: str | None = None) -> tuple[Operations, Callable[[], None]]:

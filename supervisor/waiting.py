@@ -52,6 +52,11 @@ class _One:
 
 def wait(storage: pykka.ActorRef[Any], job_id: uuid.UUID, timeout: float | None) -> object:
     """Block until ``job_id`` ends; its value, or what ``value_of`` raises."""
+    return value_of(job_id, ended(storage, job_id, timeout))
+
+
+def ended(storage: pykka.ActorRef[Any], job_id: uuid.UUID, timeout: float | None) -> Ended | None:
+    """Block until ``job_id`` ends; how it ended (None: it has no record)."""
     one = _One()
     storage.ask(WaitFor((job_id,), one))
     if not one.wait(timeout):
@@ -59,7 +64,7 @@ def wait(storage: pykka.ActorRef[Any], job_id: uuid.UUID, timeout: float | None)
         # It may have ended between the timeout and the withdrawal.
         if not one.wait(0):
             raise TimeoutError(f"job {job_id} did not end within {timeout:g} s")
-    return value_of(job_id, one.end)
+    return one.end
 
 
 def as_completed(

@@ -31,6 +31,7 @@ __all__ = [
 OVERVIEW_FIELDS = (
     "pending",
     "scheduled",
+    "waiting",
     "running",
     "dead",
     "paused",
@@ -63,6 +64,7 @@ def overview_cells(figures: QueueFigures) -> dict[str, Cell]:
     return {
         "pending": count("pending", figures.pending),
         "scheduled": count("scheduled", figures.scheduled),
+        "waiting": count("waiting", figures.waiting),
         "running": count("running", figures.running),
         "dead": count("dead", figures.dead),
         "paused": Cell("yes" if figures.paused else "no"),

@@ -145,6 +145,38 @@ def test_other_queues_keep_their_own_order(storage: Storage) -> None:
     assert ids(storage.list(status=Status.RUNNING)) == sorted([mine, other])
 
 
+# -- with dependencies ------------------------------------------------------------------
+
+
+def test_a_child_released_from_waiting_runs_at_its_own_priority(storage: Storage) -> None:
+    parent = storage.push(new_job(priority=2))
+    kids = [storage.push(new_job(priority=7)._replace(after=(parent,))) for _ in range(2)]
+    low = storage.push(new_job(priority=1))
+    assert [info(storage, kid).priority for kid in kids] == [7, 7]
+    assert popped(storage, 1) == [parent]
+    done(storage, [parent])
+    released = storage.stats()[QUEUE]
+    assert (released.pending, released.waiting) == (3, 0)
+    assert [(info(storage, kid).status, info(storage, kid).priority) for kid in kids] == [
+        (Status.PENDING, 7),
+        (Status.PENDING, 7),
+    ]
+    assert storage.cancel(kids[1], "not needed") is Status.PENDING
+    assert popped(storage) == [kids[0], low]
+
+
+def test_a_batch_with_edges_keeps_each_jobs_priority(storage: Storage) -> None:
+    parent, child, free = storage.push_many(
+        [new_job(priority=3), new_job(priority=9)._replace(after=(0,)), new_job(priority=5)]
+    )
+    assert [info(storage, job).priority for job in (parent, child, free)] == [3, 9, 5]
+    assert info(storage, child).status is Status.WAITING
+    assert popped(storage) == [free, parent]
+    later = storage.push(new_job(priority=8))
+    done(storage, [parent])
+    assert popped(storage) == [child, later]
+
+
 # -- what queue() takes: the same for every backend ------------------------------------
 
 

@@ -127,6 +127,7 @@ def contract_storage(clock: ManualClock) -> PostgresStorage:
     admin, schema = _contract
     admin.execute(f"DELETE FROM {quote_ident(schema)}.jobs")
     admin.execute(f"DELETE FROM {quote_ident(schema)}.queues")
+    admin.execute(f"DELETE FROM {quote_ident(schema)}.schedule_ticks")
     return PostgresStorage(dsn, clock=clock, schema=schema, pool_size=1).open()
 
 

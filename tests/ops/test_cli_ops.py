@@ -244,6 +244,7 @@ def reading(run: Run, cli: Callable[..., Ran]) -> None:
         "QUEUE": "default",
         "PENDING": "1",
         "SCHEDULED": "1",
+        "WAITING": "0",
         "RUNNING": "0",
         "DEAD": "3",
         "OLDEST DUE": "-",  # its one pending job is not due
@@ -642,7 +643,7 @@ def test_help_lists_the_operator_commands(capsys: pytest.CaptureFixture[str]) ->
     assert "--url URL the storage or service: sqlite:///jobs.db" in out
     assert "(default: $JOBARBITER_URL)" in out
     assert "--token TOKEN" in out and "$JOBARBITER_TOKEN" in out
-    assert "--status {pending,scheduled,running,dead,succeeded,cancelled}" in out
+    assert "--status {pending,scheduled,waiting,running,dead,succeeded,cancelled}" in out
 
 
 @pytest.mark.parametrize(

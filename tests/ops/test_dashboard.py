@@ -528,7 +528,8 @@ def test_overview_live_and_throughput(manager: Manager, open_app: InProcess) -> 
     default = overview.one("tr", data_queue="default")
     fields = [td.attrs["data-field"] for td in default.find("td") if "data-field" in td.attrs]
     assert fields == [
-        "pending", "scheduled", "running", "dead", "paused", "slots", "workers", "oldest", "rate",
+        "pending", "scheduled", "waiting", "running", "dead",
+        "paused", "slots", "workers", "oldest", "rate",
     ]  # fmt: skip
     assert float(default.one("td", data_field="rate").text) > 0
     recent = manager.stats().queues["default"].recent
@@ -564,14 +565,19 @@ def test_schedules_page(manager: Manager, open_app: InProcess) -> None:
     manager.every(dt.timedelta(hours=2), AlwaysFails(tag="every"))
     manager.every(dt.timedelta(hours=3), AlwaysFails(tag="every-again"))
     schedules = manager.stats().schedules
-    names = [s.name for s in schedules if s.job == AlwaysFails.NAME]
-    assert names == [AlwaysFails.NAME, f"{AlwaysFails.NAME} #2"]
+    names = {s.name for s in schedules if s.job == AlwaysFails.NAME}
+    assert names == {f"{AlwaysFails.NAME} every 7200", f"{AlwaysFails.NAME} every 10800"}
     page = dom(open_app.get("/schedules"))
-    row = page.one("tr", data_schedule=f"{AlwaysFails.NAME} #2")
+    row = page.one("tr", data_schedule=f"{AlwaysFails.NAME} every 10800")
     cells = {td.attrs["data-field"]: td.text for td in row.find("td")}
     assert cells["kind"] == "every" and cells["spec"].startswith("10800")
     assert cells["job"] == AlwaysFails.NAME and cells["queue"] == "default"
     assert cells["next_run"].endswith("UTC")
+    assert cells["shared"] == "this host's own"  # memory storage: per host
+    nightly = manager.cron("0 3 * * *", AlwaysFails(tag="nightly"), tz="Europe/Paris")
+    row = dom(open_app.get("/schedules")).one("tr", data_schedule=nightly.name)
+    cells = {td.attrs["data-field"]: td.text for td in row.find("td")}
+    assert cells["kind"] == "cron" and cells["spec"] == "0 3 * * * (Europe/Paris)"
 
 
 # -- mounted in a user's app ----------------------------------------------------------

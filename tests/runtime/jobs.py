@@ -467,3 +467,42 @@ class Forgotten(Cooperative):
     """A Cooperative whose record is not kept once it ends."""
 
     RESULT_TTL = 0
+
+
+# -- dependencies ----------------------------------------------------------------------
+
+
+@dataclass
+class Gather(Job):
+    """A join: returns its parents' ids and values, read from inside it
+    (current_job().parents, and a wait on each through its handle)."""
+
+    def run(self, state: Any) -> dict[str, Any]:
+        parents = current_job().parents
+        handle: QueueHandle = state["handle"]
+        return {
+            "parents": [str(parent) for parent in parents],
+            "values": [handle.wait(parent, timeout=5) for parent in parents],
+        }
+
+
+@dataclass
+class RemoteGather(Gather):
+    """A Gather on a queue of its own, for a host that runs only those."""
+
+    QUEUE = "joins"
+
+
+@dataclass
+class QueuesAfter(Job):
+    """Queues a Returns after ``parent`` from inside a job: the child's id,
+    or the name of the error the queueing raised."""
+
+    parent: str
+
+    def run(self, state: Any) -> str:
+        handle: QueueHandle = state["handle"]
+        try:
+            return str(handle.queue(Returns(value="child"), after=[self.parent]))
+        except LookupError as exc:
+            return f"{type(exc).__name__}: {exc}"
