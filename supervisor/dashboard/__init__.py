@@ -37,7 +37,7 @@ __all__ = ["routes"]
 
 def routes(operations: Operations, credentials: Credentials) -> list[BaseRoute]:
     """The dashboard's routes over ``operations``, for ``http.app`` to mount."""
-    renderer = Renderer(can_change=credentials.scheme is not None)
+    renderer = Renderer(credentials=credentials)
     pages = Pages(operations, credentials, renderer)
     actions = Actions(operations, credentials, renderer)
 

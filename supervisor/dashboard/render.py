@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from storage.events import EventLog
+from supervisor.access import Credentials
 from supervisor.dashboard import views
 from supervisor.fields import RequestError
 
@@ -63,11 +64,13 @@ def secured(response: Response) -> Response:
 
 class Renderer:
     """The templates, and the key that signs flash messages (so that only
-    this app's answers set what a page says it did). ``can_change``: the app
-    has credentials, so its action forms are usable."""
+    this app's answers set what a page says it did). ``credentials``: when
+    the app has some, its action forms are usable, and a page tells a
+    browser that sends them that it is signed in."""
 
-    def __init__(self, *, can_change: bool) -> None:
-        self.can_change = can_change
+    def __init__(self, *, credentials: Credentials) -> None:
+        self._credentials = credentials
+        self.can_change = credentials.scheme is not None
         self._env = jinja2.Environment(
             loader=jinja2.PackageLoader("supervisor.dashboard", "templates"),
             autoescape=True,
@@ -81,6 +84,7 @@ class Renderer:
         self._key = secrets.token_bytes(32)
 
     def text(self, template: str, **context: Any) -> str:
+        context.setdefault("signed_in", False)
         return self._env.get_template(template).render(can_change=self.can_change, **context)
 
     def page(
@@ -97,6 +101,7 @@ class Renderer:
         left = self._flash_of(request)
         body = self.text(
             template,
+            signed_in=self.can_change and self._credentials.refusal(request) is None,
             base=base(request),
             here=here(request),
             flash=flash if flash is not None else left,

@@ -378,6 +378,12 @@ def test_basic_login(manager: Manager, basic_app: InProcess) -> None:
     basic_app.post("/actions/resume", data={"queue": "dash-basic"}, headers=basic(*USER))
     # A token form is not a way around basic auth.
     assert basic_app.post("/login", data={"token": USER[1]}).status_code == 403
+    # The nav tells a browser that sends them that it is signed in, and no other.
+    assert (
+        dom(basic_app.get("/", headers=basic(*USER))).one("a", **{"class": "login"}).text
+        == "Signed in"
+    )
+    assert dom(basic_app.get("/")).one("a", **{"class": "login"}).text == "Log in"
 
 
 def test_token_login(manager: Manager, token_app: InProcess) -> None:
@@ -464,6 +470,16 @@ def test_job_page_fields(manager: Manager, open_app: InProcess) -> None:
     assert not page.find("form", data_action="cancel") and not page.find(
         "form", data_action="retry"
     )
+    assert page.one(id="last-error").text == "none" and not page.find(id="parents")
+
+
+def test_job_page_links_its_parents(manager: Manager, open_app: InProcess) -> None:
+    parent = succeeded_job(manager, "first")
+    child = manager.queue(Returns(value="second"), after=[parent])
+    manager.wait(child, timeout=TIMEOUT)
+    page = dom(open_app.get(f"/jobs/{child}"))
+    links = page.one("ul", id="parents").find("a")
+    assert [(a.attrs["href"], a.text) for a in links] == [(f"/jobs/{parent}", str(parent))]
 
 
 def test_jobs_filter_and_keyset_pages(manager: Manager, open_app: InProcess) -> None:
