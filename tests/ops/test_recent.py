@@ -13,6 +13,7 @@ import pytest
 
 from actors.tally import RECENT_BUCKETS, RECENT_STEP, Recent, Tally
 from supervisor import jsonview
+from supervisor.access import Credentials
 from supervisor.dashboard import views
 from supervisor.dashboard.render import Renderer
 from supervisor.stats import (
@@ -89,7 +90,7 @@ def test_estimated_counts_are_marked() -> None:
     cells = views.overview_cells(QueueFigures(pending=5, dead=2, estimated=frozenset({"pending"})))
     assert cells["pending"] == views.Cell("5", estimate=True)
     assert cells["dead"] == views.Cell("2", estimate=False)
-    row = Renderer(can_change=False).text(
+    row = Renderer(credentials=Credentials(None)).text(
         "_queue_row.html", base="", here="/", name="q", cells=cells, workers=1
     )
     assert '<td data-field="pending" data-estimate="1">≈5</td>' in row
