@@ -152,17 +152,18 @@ def _parse(buf: bytearray, max_frame: int) -> tuple[list[Any], int, FrameError |
 
 
 def pack_new_job(job: NewJob) -> list[Any]:
-    p = job.policy
+    policy = job.policy
     return [
         job.name,
         job.queue,
         job.args,
-        p.max_retries.limit,
-        p.backoff.kind,
-        p.backoff.value,
-        p.backoff.max,
-        p.heartbeat_interval,
-        p.timeout,
+        policy.max_retries.limit,
+        policy.backoff.kind,
+        policy.backoff.value,
+        policy.backoff.max,
+        policy.heartbeat_interval,
+        policy.timeout,
+        policy.result_ttl,
         job.run_at,
         job.unique_key,
         job.priority,
@@ -172,9 +173,9 @@ def pack_new_job(job: NewJob) -> list[Any]:
 
 
 def unpack_new_job(raw: list[Any]) -> NewJob:
-    (name, queue, args, limit, kind, value, cap, heartbeat, timeout, run_at, unique_key, priority,
-     after) = raw  # fmt: skip
-    policy = Policy(MaxRetries(limit), Backoff(kind, value, cap), heartbeat, timeout)
+    (name, queue, args, limit, kind, value, cap, heartbeat, timeout, result_ttl, run_at,
+     unique_key, priority, after) = raw  # fmt: skip
+    policy = Policy(MaxRetries(limit), Backoff(kind, value, cap), heartbeat, timeout, result_ttl)
     return NewJob(
         name=name,
         queue=queue,

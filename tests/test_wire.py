@@ -96,10 +96,10 @@ def test_a_failed_write_does_not_leave_waiting_senders_hanging() -> None:
 
 @pytest.mark.parametrize("priority", [0, -3, 2**63 - 1])
 @pytest.mark.parametrize("after", [(), (uuid.UUID(int=7), 0)])
-def test_a_job_queued_from_an_arbiter_keeps_its_priority_and_parents(
+def test_a_job_queued_from_an_arbiter_keeps_its_priority_parents_and_result_ttl(
     priority: int, after: tuple[uuid.UUID | int, ...]
 ) -> None:
-    policy = Policy(MaxRetries.count(2), Backoff.linear(1.0), 5.0, None)
+    policy = Policy(MaxRetries.count(2), Backoff.linear(1.0), 5.0, None, result_ttl=42.0)
     job = NewJob("tests.Job", "q", b"\x80", policy, 12.5, "key", priority, after)
     raw = msgpack.unpackb(msgpack.packb(pack_new_job(job), use_bin_type=True), raw=False)
     assert unpack_new_job(raw) == job
