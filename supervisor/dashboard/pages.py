@@ -33,6 +33,7 @@ _JOB_FIELDS = (
     "name",
     "queue",
     "status",
+    "priority",
     "attempts",
     "retry_count",
     "max_retries",
