@@ -460,8 +460,8 @@ def test_job_page_fields(manager: Manager, open_app: InProcess) -> None:
     card = page.one(id="job")
     fields = {e.attrs["data-field"]: e.text for e in card.find() if "data-field" in e.attrs}
     assert set(fields) == {
-        "id", "name", "queue", "status", "priority", "attempts", "retry_count", "max_retries", "run_at",
-        "enqueued_at", "started_at", "finished_at", "runner", "unique_key",
+        "id", "name", "queue", "status", "priority", "attempts", "retry_count", "max_retries",
+        "run_at", "enqueued_at", "started_at", "finished_at", "runner", "unique_key",
     }  # fmt: skip
     assert fields["id"] == str(job) and fields["status"] == "succeeded"
     assert fields["attempts"] == "1" and fields["name"] == Returns.NAME
