@@ -76,6 +76,30 @@ class Dependents:
 NONE = Dependents()
 
 
+class Told:
+    """What a backend gathers for ``dependents()`` as parents end: the
+    queues whose children were released and the children cancelled. A
+    backend clears it when a transaction rolls back (none of it happened)."""
+
+    __slots__ = ("cancelled", "released")
+
+    def __init__(self) -> None:
+        self.released: set[str] = set()
+        self.cancelled: list[CancelledChild] = []
+
+    def take(self) -> Dependents:
+        """What was gathered since the last take, and start again."""
+        if not self.released and not self.cancelled:
+            return NONE
+        told = Dependents(frozenset(self.released), tuple(self.cancelled))
+        self.clear()
+        return told
+
+    def clear(self) -> None:
+        self.released = set()
+        self.cancelled = []
+
+
 def reason(parent: uuid.UUID, root: uuid.UUID, root_status: Status) -> str:
     """Why a child of ``parent`` is cancelled, when ``root`` ended with
     ``root_status`` (DEAD or CANCELLED): the parent is named, and the root too

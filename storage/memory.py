@@ -235,8 +235,7 @@ class MemoryStorage:
         self._waiting: dict[str, set[int]] = {}
         self._children: dict[int, list[int]] = {}
         # What the ends of parents did, until dependents() is asked.
-        self._released: set[str] = set()
-        self._cancelled: list[CancelledChild] = []
+        self._told = dependencies.Told()
 
     # -- time ---------------------------------------------------------------
 
@@ -348,7 +347,7 @@ class MemoryStorage:
         if stands.cancelled is not None:
             why = state.last_error = stands.cancelled
             self._end(seq, entry, state, Status.CANCELLED, now)
-            self._cancelled.append(CancelledChild(self._ids.as_uuid(seq), queue, why))
+            self._told.cancelled.append(CancelledChild(self._ids.as_uuid(seq), queue, why))
             return seq
         if job.unique_key is not None:
             self._unique[job.unique_key] = seq
@@ -363,12 +362,7 @@ class MemoryStorage:
         return seq
 
     def dependents(self) -> Dependents:
-        if not self._released and not self._cancelled:
-            return dependencies.NONE
-        told = Dependents(frozenset(self._released), tuple(self._cancelled))
-        self._released = set()
-        self._cancelled = []
-        return told
+        return self._told.take()
 
     def _parent_ended(self, seq: int, status: Status, now: int) -> None:
         """``seq`` ended with ``status``: release or cancel its waiting children."""
@@ -387,7 +381,7 @@ class MemoryStorage:
                     self._waiting[queue].discard(child)
                     state.status = Status.PENDING
                     self._level(entry.kind).add(entry.key)
-                    self._released.add(queue)
+                    self._told.released.add(queue)
             return
         root = self._ids.as_uuid(seq)
         # (parent seq, child seq) still to cancel: a stack, not recursion, so
@@ -403,7 +397,8 @@ class MemoryStorage:
             self._waiting[entry.kind.queue].discard(child)
             state.last_error = why
             self._end(child, entry, state, Status.CANCELLED, now)
-            self._cancelled.append(CancelledChild(self._ids.as_uuid(child), entry.kind.queue, why))
+            cancelled = CancelledChild(self._ids.as_uuid(child), entry.kind.queue, why)
+            self._told.cancelled.append(cancelled)
             grandchildren = self._children.pop(child, None)
             if grandchildren:
                 stack.extend((child, grand) for grand in reversed(grandchildren))

@@ -992,8 +992,7 @@ class PostgresStorage:
         self._ended: list[uuid.UUID] = []  # ended in this transaction, not yet told
         self._cancels: list[str] = []  # cancel notifications for this transaction
         # What the ends of parents did, until dependents() is asked.
-        self._released: set[str] = set()
-        self._cancelled: list[CancelledChild] = []
+        self._told = dependencies.Told()
         self._ids = IdGenerator()
         self._backoffs: dict[tuple[str, float, float], Backoff] = {}
         self._max_retries: dict[int | None, MaxRetries] = {}
@@ -1101,8 +1100,7 @@ class PostgresStorage:
         self._cancels = []
         # Read by the runtime after each operation, before the commit: left
         # over only from a transaction that failed, and then untrue.
-        self._released = set()
-        self._cancelled = []
+        self._told.clear()
 
     def _notifications(self) -> dict[str, list[str]]:
         channels: list[str] = []
@@ -1331,7 +1329,7 @@ class PostgresStorage:
             stands = dependencies.standing(parents, found.get)
             has_children.update(p for p in stands.waiting_for if p in mine)
             if stands.cancelled is not None:
-                self._cancelled.append(CancelledChild(job_id, job.queue, stands.cancelled))
+                self._told.cancelled.append(CancelledChild(job_id, job.queue, stands.cancelled))
                 found[job_id] = Status.CANCELLED
                 if job.policy.result_ttl <= 0:
                     continue  # cancelled, and kept for no time
@@ -1386,18 +1384,13 @@ class PostgresStorage:
             columns[name].append(value)
 
     def dependents(self) -> Dependents:
-        if not self._released and not self._cancelled:
-            return dependencies.NONE
-        told = Dependents(frozenset(self._released), tuple(self._cancelled))
-        self._released = set()
-        self._cancelled = []
-        return told
+        return self._told.take()
 
     def _parents_succeeded(self, ids: list[uuid.UUID]) -> None:
         rows = self._rows(self._sql.release, {"ids": _uuid_array(ids)})
         for queue, status in rows:
             if status == _PENDING:
-                self._released.add(queue)
+                self._told.released.add(queue)
                 self._notify = True  # another host may serve its queue
 
     def _parents_failed(self, roots: list[tuple[uuid.UUID, int]]) -> None:
@@ -1429,7 +1422,7 @@ class PostgresStorage:
             )
             frontier = []
             for child, queue, why in cancelled:
-                self._cancelled.append(CancelledChild(child, queue, why))
+                self._told.cancelled.append(CancelledChild(child, queue, why))
                 self._ended.append(child)
                 frontier.append((child, *roots_of[child]))
 
@@ -1539,16 +1532,16 @@ class PostgresStorage:
                 share = max(pops[at][2], 0)
                 popped[at] = [_claim(row) for row in claims[slot : slot + share]]
                 slot += share
-        released = bool(self._released)
+        released = bool(self._told.released)
         for at in unstored:
             job_id, runner, result = completions[at]
             ended = self._settle(self._sql.held_one, {"id": job_id, "runner": runner}, result)
             settled[at] = ended[0][1] if ended else Disposition.NOT_HELD
-        if unstored and not released and self._released:
+        if unstored and not released and self._told.released:
             # Children those parents released are popped as if settled first.
             for at, (queue, runner, limit) in enumerate(pops):
                 short = limit - len(popped[at])
-                if queue in self._released and short > 0:
+                if queue in self._told.released and short > 0:
                     popped[at] += self._complete_and_pop(
                         [], [(queue, runner, short)], may_commit=False
                     )[1][0]

@@ -316,8 +316,7 @@ class SqliteStorage:
         self._later: dict[str, SortedList] = {}  # see the module docstring
         self._edges = 0  # rows in children: none, and a success looks up nothing
         # What the ends of parents did, until dependents() is asked.
-        self._released: set[str] = set()
-        self._cancelled: list[CancelledChild] = []
+        self._told = dependencies.Told()
         # Set when SQLite rolled back the whole open transaction on an error:
         # the next commit() must fail, for the operations it took with it.
         self._lost: BaseException | None = None
@@ -419,8 +418,7 @@ class SqliteStorage:
         conn = self._conn
         # The runtime reads dependents() after each operation, before this:
         # what is left was never asked for (an operator's own storage).
-        self._released = set()
-        self._cancelled = []
+        self._told.clear()
         if self._lost is not None:
             lost, self._lost = self._lost, None
             if conn.in_transaction:
@@ -444,8 +442,7 @@ class SqliteStorage:
     def _undo(self, exc: BaseException) -> None:
         # What the failed operation did to children is undone with it; the
         # runtime read what the operations before it did as each returned.
-        self._released = set()
-        self._cancelled = []
+        self._told.clear()
         conn = self._conn
         try:
             if conn.in_transaction:
@@ -607,7 +604,7 @@ class SqliteStorage:
             packed = dependencies.pack(parents) if parents else None
             if stands.cancelled is not None:
                 why = stands.cancelled
-                self._cancelled.append(CancelledChild(to_uuid(job_id), job.queue, why))
+                self._told.cancelled.append(CancelledChild(to_uuid(job_id), job.queue, why))
                 if job.policy.result_ttl > 0:
                     row = self._row(job, job_id, now, status="cancelled", parents=packed, error=why)
                     conn.execute(_INSERT, row)
@@ -638,12 +635,7 @@ class SqliteStorage:
         return None if row is None else _STATUS[row[0]]
 
     def dependents(self) -> Dependents:
-        if not self._released and not self._cancelled:
-            return dependencies.NONE
-        told = Dependents(frozenset(self._released), tuple(self._cancelled))
-        self._released = set()
-        self._cancelled = []
-        return told
+        return self._told.take()
 
     def _parents_succeeded(self, blobs: Sequence[bytes], now: int) -> None:
         """Count down the waiting children of parents that succeeded; those
@@ -672,7 +664,7 @@ class SqliteStorage:
                 count = self._count(queue)
                 count[_WAITING] -= 1
                 count[_PENDING] += 1
-                self._released.add(queue)
+                self._told.released.add(queue)
                 if run_at > now:  # a child never ran: scheduled for later
                     self._scheduled_for(queue, run_at)
 
@@ -696,7 +688,7 @@ class SqliteStorage:
             why = dependencies.reason(parent_id, root_id, status)
             self._cancel_row(child, queue, key, ttl, reason=why, now=now, was=_WAITING)
             child_id = to_uuid(int.from_bytes(child, "big"))
-            self._cancelled.append(CancelledChild(child_id, queue, why))
+            self._told.cancelled.append(CancelledChild(child_id, queue, why))
             stack.extend((child, grand) for grand in reversed(self._take_children(child)))
 
     def _take_children(self, parent: bytes) -> list[bytes]:
