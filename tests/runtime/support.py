@@ -6,6 +6,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+import psutil
+
 from supervisor import Manager, Status, WorkerConfig
 
 
@@ -43,4 +45,15 @@ def holding(manager: Manager) -> dict[str, tuple[int, int, int]]:
         name: (q.pending, q.running, q.dead)
         for name, q in manager.stats().queues.items()
         if q.pending or q.running or q.dead
+    }
+
+
+def listening_on(port: int) -> set[str]:
+    """The addresses this process listens on at ``port``: read from the
+    kernel's socket table, so a test can tell what a server is bound to
+    without sending traffic to any address but loopback."""
+    return {
+        c.laddr.ip
+        for c in psutil.Process().net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
     }
