@@ -55,7 +55,10 @@ def chromium_path() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: the sync API runs an event loop in this thread
+# while it is started, and the tests after the browser's would find it there
+# (asyncio.run() refuses to run inside a running loop).
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     try:
         from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional
