@@ -10,7 +10,9 @@ reads back as a valid job. The shapes:
   and dead jobs of another queue (2% due, 1% scheduled, 1% dead);
 * ``pending``: every job pending in one queue, 20% of them scheduled for
   later;
-* ``dead``: every job dead, in one queue.
+* ``dead``: every job dead, in one queue;
+* ``levels``: every job pending in one queue, over four priority levels,
+  30% of them scheduled for later.
 
 Then, on a storage opened as the operator CLI opens one (its open time is
 printed too: SQLite counts its live and dead jobs then), ``--repeats``
@@ -63,13 +65,14 @@ _US = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """A share of a table's rows: their queue and status; ``later`` pending
-    jobs are scheduled, not due."""
+    """A share of a table's rows: their queue, status and priority;
+    ``later`` pending jobs are scheduled, not due."""
 
     share: float
     queue: str
     status: Status
     later: bool = False
+    priority: int = 0
 
 
 SHAPES: dict[str, tuple[Part, ...]] = {
@@ -85,6 +88,15 @@ SHAPES: dict[str, tuple[Part, ...]] = {
         Part(0.2, "default", Status.PENDING, later=True),
     ),
     "dead": (Part(1.0, "default", Status.DEAD),),
+    # One queue's pending jobs over four priority levels, a part of each
+    # scheduled: what counting level by level costs.
+    "levels": (
+        Part(0.05, "default", Status.PENDING, priority=10),
+        Part(0.15, "default", Status.PENDING, priority=5),
+        Part(0.5, "default", Status.PENDING),
+        Part(0.1, "default", Status.PENDING, later=True),
+        Part(0.2, "default", Status.PENDING, later=True, priority=-5),
+    ),
 }
 BACKENDS = ("sqlite", "postgres")
 # The JSON API's stats, the dashboard's overview page, and what that page polls.
@@ -145,7 +157,13 @@ def fill_sqlite(path: Path, jobs: int, parts: Sequence[Part]) -> None:
         conn.execute("BEGIN")
         conn.execute("DELETE FROM jobs WHERE id = ?", (template.bytes,))
         for part, start, count in split(jobs, parts):
-            row = dict(copied, queue=part.queue, status=part.status.value, run_at=now - _US)
+            row = dict(
+                copied,
+                queue=part.queue,
+                status=part.status.value,
+                run_at=now - _US,
+                priority=part.priority,
+            )
             if part.later:
                 row["run_at"] = now + LATER_S * _US
             if part.status in (Status.SUCCEEDED, Status.CANCELLED):
@@ -203,6 +221,7 @@ def fill_postgres(dsn: str, schema: str, jobs: int, parts: Sequence[Part]) -> No
                 "queue": "%(queue)s",
                 "status": str(_PG_STATUS[part.status]),
                 "run_at": str(now + LATER_S * _US if part.later else now - _US),
+                "priority": str(part.priority),
             }
             if part.status in (Status.SUCCEEDED, Status.CANCELLED):
                 set_to["finished_at"] = str(now)
