@@ -17,7 +17,8 @@ levels present in the queue: few in practice (a queue at the default
 priority alone has one, and pays one dict lookup for it). A level that
 empties is dropped, unless it is the queue's only one, so a queue that
 drains and fills again at one priority makes no new index each time. stats
-and next_due read each level's head: O(L log n). A job's priority lives in
+and next_due read each level's head: O(L log n); stats counts each
+level's pending jobs exactly (``pending_by_priority``), its list's length. A job's priority lives in
 its kind (below), so it costs a job no slot.
 
 The low 60 bits of either key are the job's seq, the key of ``_jobs``: the
@@ -87,6 +88,7 @@ from storage.model import (
     Outcome,
     QueueStats,
     Status,
+    by_priority,
 )
 from storage.policy import Policy
 from storage.settle import settle
@@ -895,8 +897,10 @@ class MemoryStorage:
         for queue in sorted(self._queues()):
             count = later = 0
             first = None
-            for pending in self._pending.get(queue, {}).values():
+            levels = []
+            for priority, pending in self._pending.get(queue, {}).items():
                 if pending:
+                    levels.append((priority, len(pending)))
                     count += len(pending)
                     later += len(pending) - pending.bisect_right(due)
                     head = pending[0] >> _SEQ_BITS
@@ -911,6 +915,7 @@ class MemoryStorage:
                 scheduled=later,
                 oldest_due_at=first / _US if first is not None and first <= now else None,
                 waiting=len(self._waiting.get(queue, ())),
+                pending_by_priority=by_priority(levels),
             )
             if counts.pending or counts.running or counts.dead or counts.waiting:
                 stats[queue] = counts

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from storage.codec import decode
@@ -258,7 +260,14 @@ class QueueStats:
     (see ``storage.counts``), so a small count is always exact,
     and whether ``pending == scheduled`` (nothing due or retrying) is always
     right. Empty: every count is exact. ``waiting`` counts the jobs waiting
-    for their parents (Status.WAITING): live work, not part of ``pending``."""
+    for their parents (Status.WAITING): live work, not part of ``pending``.
+
+    ``pending_by_priority`` splits ``pending`` by priority level, highest
+    first, one entry per level present (none when nothing is pending): a
+    read-only mapping (see ``by_priority``). Its figures add up to
+    ``pending`` unless either is estimated; "pending_by_priority" is in
+    ``estimated`` when a figure of it is. It is left out of ``==``: compare
+    it by itself."""
 
     pending: int
     running: int
@@ -267,7 +276,23 @@ class QueueStats:
     oldest_due_at: float | None = None
     estimated: frozenset[str] = frozenset()
     waiting: int = 0
+    # Not compared nor hashed: a mapping has no hash, and QueueStats stays a
+    # hashable value whose == means the same counts as before the split.
+    pending_by_priority: Mapping[int, int] = field(default_factory=lambda: NO_LEVELS, compare=False)
 
 
 # The counts of QueueStats that a backend may estimate.
-ESTIMABLE = frozenset({"pending", "running", "dead", "scheduled", "waiting"})
+ESTIMABLE = frozenset({"pending", "running", "dead", "scheduled", "waiting", "pending_by_priority"})
+
+NO_LEVELS: Mapping[int, int] = MappingProxyType({})
+
+
+def by_priority(counts: Iterable[tuple[int, int]]) -> Mapping[int, int]:
+    """A read-only mapping of (priority, count) pairs, highest priority first
+    (a level given twice keeps its last count)."""
+    ordered = dict(sorted(counts, key=_level, reverse=True))
+    return MappingProxyType(ordered) if ordered else NO_LEVELS
+
+
+def _level(pair: tuple[int, int]) -> int:
+    return pair[0]

@@ -63,6 +63,9 @@ kept records are never read) and reads each count along its index up to
 (``EXPLAIN`` of that count's query: the table's statistics, as fresh as its
 last ANALYZE; extended statistics on (queue, status) let it see which queue
 holds which jobs), named in ``QueueStats.estimated``. See storage.counts.
+The same statement finds the queue's priority levels as a claim does (see
+Priorities) and, only when there are several, counts each level's range
+of the pending index the same way (``pending_by_priority``).
 No counter row is kept: every writer would queue behind it.
 
 Claim protocol: ``pop`` is one statement that locks candidates with
@@ -742,7 +745,12 @@ SELECT q.queue,
         WHERE status = 0 AND queue = q.queue AND priority = v.p ORDER BY run_at LIMIT 1) h),
     {now},
     (SELECT count(*) FROM (SELECT FROM {jobs}
-        WHERE status = 5 AND queue = q.queue LIMIT %(over)s) c)
+        WHERE status = 5 AND queue = q.queue LIMIT %(over)s) c),
+    lv.ps,
+    -- Each level's count only when there are several (see storage.counts).
+    CASE WHEN cardinality(lv.ps) > 1 THEN ARRAY(SELECT (SELECT count(*) FROM (SELECT FROM {jobs}
+        WHERE status = 0 AND queue = q.queue AND priority = v.p LIMIT %(over)s) c)
+        FROM unnest(lv.ps) WITH ORDINALITY v(p, o) ORDER BY v.o) END
 FROM queues q,
     -- The queue's priority levels (see Priorities), each a range of the
     -- pending index for the counts by run_at.
@@ -768,6 +776,7 @@ _ESTIMATED = {
     "scheduled": "status = 0 AND queue = %(queue)s AND run_at > %(at)s AND retry_count = 0",
     "waiting": "status = 5 AND queue = %(queue)s",
 }
+_ESTIMATED_LEVEL = "status = 0 AND queue = %(queue)s AND priority = %(priority)s"
 
 _ADVANCE_TICK = """INSERT INTO {ticks} AS t (name, tick) VALUES (%(name)s, %(tick)s)
 ON CONFLICT (name) DO UPDATE SET tick = excluded.tick WHERE t.tick < excluded.tick
@@ -845,6 +854,7 @@ class _Statements:
         self.estimates = {
             field: fmt(_ESTIMATE.replace("{where}", where)) for field, where in _ESTIMATED.items()
         }
+        self.estimate_level = fmt(_ESTIMATE.replace("{where}", _ESTIMATED_LEVEL))
         self.next_due = fmt(_NEXT_DUE)
         self.live_keys = fmt(_LIVE_KEYS)
         self.advance_tick = fmt(_ADVANCE_TICK)
@@ -1716,7 +1726,9 @@ class PostgresStorage:
         cap = self._count_cap
         rows = self._alone(self._sql.stats, {"now": self._now_param(), "over": cap + 1})
         stats = {}
-        for queue, pending, running, dead, later, due, retrying, first, now, waiting in rows:
+        for row in rows:
+            queue, pending, running, dead, later, due, retrying, first, now, waiting = row[:10]
+            levels, by_level = row[10:]
             read = Read(
                 pending=pending,
                 running=running,
@@ -1726,9 +1738,14 @@ class PostgresStorage:
                 retrying=retrying or 0,
                 oldest_due_at=first / _US if first is not None and first <= now else None,
                 waiting=waiting,
+                levels=levels or (),
+                by_level=by_level or (),
             )
             stats[queue] = queue_stats(
-                read, cap=cap, estimate=functools.partial(self._estimate, queue, now)
+                read,
+                cap=cap,
+                estimate=functools.partial(self._estimate, queue, now),
+                estimate_level=functools.partial(self._estimate_level, queue),
             )
         return stats
 
@@ -1737,6 +1754,12 @@ class PostgresStorage:
         # parameters, and this plan's estimate for these is what is wanted.
         params = {"queue": queue, "at": now}
         ((plan,),) = self._alone(self._sql.estimates[field], params, prepare=False)
+        return round(plan[0]["Plan"]["Plan Rows"]), False
+
+    def _estimate_level(self, queue: str, priority: int) -> tuple[int, bool]:
+        # Not prepared, as _estimate.
+        params = {"queue": queue, "priority": priority}
+        ((plan,),) = self._alone(self._sql.estimate_level, params, prepare=False)
         return round(plan[0]["Plan"]["Plan Rows"]), False
 
     def set_paused(self, queue: str, paused: bool) -> None:

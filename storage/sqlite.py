@@ -99,6 +99,13 @@ big the file (entries fall out once due), for about 44 bytes of memory per
 scheduled job. Every count is exact; none is an estimate. (Should the
 system clock step back, jobs that were due and are not again are not counted
 as scheduled until the file is next opened.)
+``pending_by_priority`` is ``{level: pending}`` for a queue at one level,
+at no cost (the levels are probed anyway, for the earliest run_at); with
+several, each level is counted along ``jobs_pending`` up to
+``COUNT_CAP + 1`` entries, the one past it being the pending count less
+the others (two or more past it, rare, are read whole). So a queue with
+several levels pays up to that many index entries per level on each
+stats(), as PostgreSQL does for each of its counts: bounded, not free.
 """
 
 from __future__ import annotations
@@ -113,7 +120,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sortedcontainers import SortedList
 
-from storage import dependencies
+from storage import counts, dependencies
 from storage.clock import Clock, SystemClock
 from storage.contract import (
     STALE_HEARTBEATS,
@@ -1234,14 +1241,25 @@ class SqliteStorage:
 
     def stats(self) -> dict[str, QueueStats]:
         """As the contract says, every count exact, from memory (see the
-        module docstring); the earliest run_at is the pending index's first
-        entry."""
+        module docstring); the earliest run_at is the least of the levels'
+        first entries in the pending index, and the levels (found for it)
+        are counted along it only when there are several (see
+        ``storage.counts.by_level``)."""
         stats = {}
         now = self._now_us()
         for queue, count in sorted(self._counts.items()):
             if not any(count):
                 continue
-            oldest = self._first_run_at(queue) if count[_PENDING] else None
+            levels = list(self._levels(queue)) if count[_PENDING] else []
+            oldest = self._first_run_at(queue, levels)
+            by_level, _ = counts.by_level(
+                levels,
+                [self._level_count(queue, level) for level in levels] if len(levels) > 1 else [],
+                pending=count[_PENDING],
+                pending_exact=True,
+                cap=counts.COUNT_CAP,
+                estimate=functools.partial(self._level_exact, queue),
+            )
             stats[queue] = QueueStats(
                 pending=count[_PENDING],
                 running=count[_RUNNING],
@@ -1249,12 +1267,30 @@ class SqliteStorage:
                 scheduled=self._scheduled(queue, now),
                 oldest_due_at=oldest / _US if oldest is not None and oldest <= now else None,
                 waiting=count[_WAITING],
+                pending_by_priority=by_level,
             )
         return stats
 
-    def _first_run_at(self, queue: str) -> int | None:
+    def _level_count(self, queue: str, priority: int, *, cap: int | None = counts.COUNT_CAP) -> int:
+        """The queue's pending jobs at ``priority``, read along the pending
+        index up to ``cap + 1`` (all of them: ``cap`` None)."""
+        limit = -1 if cap is None else cap + 1
+        return int(
+            self._conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
+                " WHERE status = 'pending' AND queue = ? AND priority = ? LIMIT ?)",
+                (queue, priority, limit),
+            ).fetchone()[0]
+        )
+
+    def _level_exact(self, queue: str, priority: int) -> tuple[int, bool]:
+        # Only when two levels or more are past the cap: then each is read whole.
+        return self._level_count(queue, priority, cap=None), True
+
+    def _first_run_at(self, queue: str, levels: Iterable[int] | None = None) -> int | None:
         """The queue's earliest run_at: the least of its levels' first
-        entries in the pending index, one probe each."""
+        entries in the pending index, one probe each (``levels``: found
+        already)."""
         execute = self._conn.execute
         heads = [
             execute(
@@ -1262,7 +1298,7 @@ class SqliteStorage:
                 " AND queue = ? AND priority = ?",
                 (queue, level),
             ).fetchone()[0]
-            for level in self._levels(queue)
+            for level in (self._levels(queue) if levels is None else levels)
         ]
         return min(heads, default=None)
 

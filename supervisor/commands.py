@@ -12,7 +12,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from storage import JobInfo, Status
@@ -89,8 +89,9 @@ def add_operator_commands(
         "stats",
         "every queue's counts and pause (and a service's arbiters)",
         "Every queue's stored counts (pending, scheduled, waiting, running, dead), how long\n"
-        "its oldest due job has waited, and whether it is paused; from a running\n"
-        "service also its workers and arbiters.",
+        "its oldest due job has waited, and whether it is paused; its pending jobs by\n"
+        "priority when they are at several levels; from a running service also its\n"
+        "workers and arbiters.",
     )
     jobs = add(
         "jobs",
@@ -242,6 +243,7 @@ def _stats_table(stats: ManagerStats) -> str:
     ]
     if hosted:
         headers += ["WORKERS", "SLOTS", "SUCCEEDED", "FAILED"]
+    headers.append("BY PRIORITY")
     rows = []
     for name, q in sorted(stats.queues.items()):
         paused = "yes" if q.paused_everywhere else "local" if q.paused else "no"
@@ -249,6 +251,10 @@ def _stats_table(stats: ManagerStats) -> str:
         row = [name, q.pending, q.scheduled, q.waiting, q.running, q.dead, age, paused]
         if hosted:
             row += [q.workers, q.slots, q.succeeded, q.failed]
+        # Last, as it may be long: only for a queue with more than one level
+        # (at one, the split says nothing that PENDING does not).
+        levels = q.pending_by_priority
+        row.append(_levels(levels, q.estimated) if len(levels) > 1 else "-")
         rows.append(row)
     text = _table(headers, rows) if rows else "no queues hold a job"
     if hosted:
@@ -268,6 +274,13 @@ def _stats_table(stats: ManagerStats) -> str:
         headers = ["ARBITER", "PID", "STATE", "RESTARTS", "RECYCLES", "RSS", "JOBS", "LAST ERROR"]
         text += "\n\n" + _table(headers, arbiters)
     return text
+
+
+def _levels(by_priority: Mapping[int, int], estimated: frozenset[str]) -> str:
+    """``10: 3, 0: 1200``, highest priority first; ``~`` before each figure
+    when they are estimates."""
+    mark = "~" if "pending_by_priority" in estimated else ""
+    return ", ".join(f"{level}: {mark}{count}" for level, count in by_priority.items())
 
 
 def _jobs(ops: Operations, args: argparse.Namespace) -> str:

@@ -3,7 +3,9 @@ place the HTTP API's format is defined.
 
 ``stats_json``/``stats_from_json`` and ``job_json``/``job_from_json`` are
 exact inverses: ``stats_from_json(stats_json(s)) == s`` and
-``job_from_json(job_json(j)) == j``, so a client of the HTTP API gets back the
+``job_from_json(job_json(j)) == j`` (and each queue's ``pending_by_priority``,
+which ``==`` leaves out, comes back the same too: a list of ``[priority,
+count]`` pairs in JSON, highest first), so a client of the HTTP API gets back the
 values a Manager answered. ``jobs_json`` is a page of ``/api/jobs``:
 ``{"jobs": [...], "next": id | null}``. Ids are strings, times ISO 8601
 strings with their UTC offset (to the microsecond), bytes (a job's ``args``
@@ -34,7 +36,7 @@ from types import MappingProxyType
 from typing import Any
 
 from storage import Backoff, JobInfo, MaxRetries, Status
-from storage.model import ESTIMABLE
+from storage.model import ESTIMABLE, by_priority
 from supervisor.stats import (
     ArbiterState,
     ArbiterStats,
@@ -113,6 +115,8 @@ def _figures_json(q: QueueFigures) -> Json:
         "wait_seconds": _histogram_json(q.wait_seconds),
         "recent": None if q.recent is None else _recent_json(q.recent),
         "estimated": sorted(q.estimated),
+        # Pairs, highest priority first: a JSON object's keys are strings.
+        "pending_by_priority": [[level, count] for level, count in q.pending_by_priority.items()],
     }
 
 
@@ -139,7 +143,16 @@ def _figures_from_json(data: object) -> QueueFigures:
         wait_seconds=_histogram_from_json(q["wait_seconds"]),
         recent=_recent_from_json(q.get("recent")),
         estimated=_estimated(q.get("estimated", [])),  # absent from an older service's
+        pending_by_priority=_levels(q.get("pending_by_priority", [])),  # so is this
     )
+
+
+def _levels(data: object) -> Mapping[int, int]:
+    if not isinstance(data, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 for pair in data
+    ):
+        raise FormatError(f"pending_by_priority is not a list of [priority, count]: {data!r}")
+    return by_priority((_int(level), _int(count)) for level, count in data)
 
 
 def _estimated(data: object) -> frozenset[str]:

@@ -54,6 +54,10 @@ __all__ = ["STATUSES", "render"]
 _le = cast(Callable[[float], str], floatToGoString)
 
 # The stored counts ``jobarbiter_jobs`` shows, as QueueFigures names them.
+# ``pending_by_priority`` has no gauge: a priority is any int64 a producer
+# picks (a deadline, a customer tier, a score), so a priority label has no
+# bound on its values, and each level's series would come and go as the level
+# fills and drains. /api/stats and the dashboard carry the split.
 STATUSES = ("pending", "scheduled", "waiting", "running", "dead")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from actors.ops import Figures
 from actors.tally import ENDINGS, Histogram, Recent
+from storage.model import NO_LEVELS
 
 __all__ = [
     "ENDINGS",
@@ -104,7 +105,11 @@ class QueueFigures:
 
     ``estimated`` names the stored counts that are estimates (see
     ``storage.QueueStats``: only a count above the backend's cap may be);
-    empty when all four are exact.
+    empty when all are exact.
+
+    ``pending_by_priority`` splits ``pending`` by priority level, highest
+    first (``storage.QueueStats.pending_by_priority``; read-only, and left
+    out of ``==`` as there).
     """
 
     pending: int = 0
@@ -123,6 +128,7 @@ class QueueFigures:
     wait_seconds: Histogram = field(default_factory=Histogram.empty, repr=False)
     recent: Recent | None = field(default=None, repr=False)
     estimated: frozenset[str] = frozenset()
+    pending_by_priority: Mapping[int, int] = field(default_factory=lambda: NO_LEVELS, compare=False)
 
     @property
     def succeeded(self) -> int:
@@ -197,6 +203,7 @@ def queue_figures(
             scheduled=0 if counts is None else counts.scheduled,
             estimated=frozenset() if counts is None else counts.estimated,
             waiting=0 if counts is None else counts.waiting,
+            pending_by_priority=NO_LEVELS if counts is None else counts.pending_by_priority,
             # Hosts' clocks differ a little: a job just due is not -0.01 s old.
             oldest_pending_age=None if due is None else max(0.0, figures.now - due),
             paused=queue in held,

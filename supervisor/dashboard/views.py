@@ -1,4 +1,5 @@
-"""What the dashboard shows, as plain text: one queue's overview cells, the
+"""What the dashboard shows, as plain text: one queue's overview cells (its
+pending jobs split by priority among them, in a cell of its own), the
 throughput chart's geometry, and the formats of ages, sizes and times. The
 pages and the overview's live JSON both take their values from here, so a
 cell reads the same rendered or updated.
@@ -24,12 +25,14 @@ __all__ = [
     "moment",
     "overview_cells",
     "pretty",
+    "priorities",
     "size",
     "summary",
 ]
 
 OVERVIEW_FIELDS = (
     "pending",
+    "priorities",
     "scheduled",
     "waiting",
     "running",
@@ -63,6 +66,7 @@ def overview_cells(figures: QueueFigures) -> dict[str, Cell]:
 
     return {
         "pending": count("pending", figures.pending),
+        "priorities": priorities(figures),
         "scheduled": count("scheduled", figures.scheduled),
         "waiting": count("waiting", figures.waiting),
         "running": count("running", figures.running),
@@ -73,6 +77,17 @@ def overview_cells(figures: QueueFigures) -> dict[str, Cell]:
         "oldest": Cell(age(figures.oldest_pending_age)),
         "rate": Cell("—" if recent is None else f"{recent.rate(RATE_WINDOW):.2f}"),
     }
+
+
+def priorities(figures: QueueFigures) -> Cell:
+    """The pending jobs per priority level, highest first ("10: 3 · 0: 1,200"),
+    when they are at more than one; "" when at one or none (it would only
+    repeat the pending cell)."""
+    levels = figures.pending_by_priority
+    if len(levels) < 2:
+        return Cell("")
+    text = " · ".join(f"{level}: {count:,}" for level, count in levels.items())
+    return Cell(text, estimate="pending_by_priority" in figures.estimated)
 
 
 @dataclass(frozen=True, slots=True)

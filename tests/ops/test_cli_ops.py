@@ -249,6 +249,7 @@ def reading(run: Run, cli: Callable[..., Ran]) -> None:
         "DEAD": "3",
         "OLDEST DUE": "-",  # its one pending job is not due
         "PAUSED": "no",
+        "BY PRIORITY": "-",  # its pending jobs are at one level
     }
     assert (rows["other"]["PENDING"], rows["other"]["DEAD"]) == ("0", "1")
     assert (rows["unserved"]["PENDING"], rows["unserved"]["PAUSED"]) == ("1", "no")
@@ -455,6 +456,27 @@ def test_an_unknown_job_is_named(cli: Callable[..., Ran], sqlite_url: str) -> No
     job = uuid.uuid4()
     for args in (["show", str(job)], ["requeue", str(job)], ["cancel", str(job)]):
         one_error(cli(*args, "--url", sqlite_url), 1, f"no job {job}: never queued")
+
+
+def test_stats_splits_pending_by_priority_when_there_are_several_levels(
+    cli: Callable[..., Ran], sqlite_url: str
+) -> None:
+    storage = SqliteStorage(sqlite_url.removeprefix("sqlite:///")).open()
+    try:
+        storage.push_many([Returns(value=1).to_new(queue="mail") for _ in range(2)])
+        urgent = Returns(value=1).to_new(queue="mail")._replace(priority=10)
+        storage.push_many([urgent, urgent, urgent, Returns(value=1).to_new(queue="one")])
+        storage.commit()
+    finally:
+        storage.close()
+    ran = cli("stats", "--url", sqlite_url)
+    assert ran.status == 0, ran.err
+    rows = {row["QUEUE"]: row for row in table(ran.out)}
+    assert (rows["mail"]["PENDING"], rows["mail"]["BY PRIORITY"]) == ("5", "10: 3, 0: 2")
+    assert rows["one"]["BY PRIORITY"] == "-"  # one level: PENDING says it
+    doc = cli("stats", "--json", "--url", sqlite_url).json()
+    assert doc["queues"]["mail"]["pending_by_priority"] == [[10, 3], [0, 2]]
+    assert doc["queues"]["one"]["pending_by_priority"] == [[0, 1]]
 
 
 def test_options_are_checked(cli: Callable[..., Ran], sqlite_url: str) -> None:

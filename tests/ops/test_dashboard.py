@@ -545,7 +545,7 @@ def test_overview_live_and_throughput(manager: Manager, open_app: InProcess) -> 
     default = overview.one("tr", data_queue="default")
     fields = [td.attrs["data-field"] for td in default.find("td") if "data-field" in td.attrs]
     assert fields == [
-        "pending", "scheduled", "waiting", "running", "dead",
+        "pending", "priorities", "scheduled", "waiting", "running", "dead",
         "paused", "slots", "workers", "oldest", "rate",
     ]  # fmt: skip
     assert float(default.one("td", data_field="rate").text) > 0
@@ -648,6 +648,23 @@ def test_storage_opened_directly() -> None:
     assert scaled.status_code == 501 and flash(scaled)
     paused = client.post("/actions/pause", data={"queue": "default"}, headers=BEARER)
     assert paused.status_code == 303 and storage.paused() == frozenset({"default"})
+
+
+def test_pending_by_priority_has_a_cell_kept_live() -> None:
+    storage = MemoryStorage()
+    storage.push_many([Returns(value=PAYLOAD).to_new() for _ in range(1200)])
+    client = InProcess(api.app(StorageOperations(storage), auth=TOKEN))
+    row = dom(client.get("/")).one("tr", data_queue="default")
+    assert row.one("td", data_field="priorities").text == ""  # one level: the pending cell says it
+    assert row.one("td", data_field="pending").text == "1200"
+    urgent = Returns(value=PAYLOAD).to_new()._replace(priority=10)
+    storage.push_many([urgent] * 3)
+    row = dom(client.get("/")).one("tr", data_queue="default")
+    cell = row.one("td", data_field="priorities")
+    assert cell.text == "10: 3 · 0: 1,200" and "data-estimate" not in cell.attrs
+    live = client.get("/live/overview").json()["queues"][0]
+    assert live["cells"]["priorities"] == {"text": "10: 3 · 0: 1,200", "estimate": False}
+    assert live["cells"]["pending"]["text"] == "1203"
 
 
 def test_served_by_serve_http(manager: Manager) -> None:

@@ -30,6 +30,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from storage import JobInfo, Status
+from storage.model import by_priority
 from supervisor import Manager, WorkerConfig, jsonview
 from supervisor import http as api
 from supervisor.http_client import (
@@ -660,6 +661,33 @@ def test_estimated_counts_keep_their_flag_in_json() -> None:
     doc["queues"]["q"]["estimated"] = ["slots"]
     with pytest.raises(jsonview.FormatError, match="estimated is not a list of dead, pending"):
         jsonview.stats_from_json(doc)
+
+
+def test_pending_by_priority_goes_through_json_as_pairs_highest_first() -> None:
+    split = by_priority([(0, 19_000), (-5, 1), (2**63 - 1, 999)])
+    stats = ManagerStats(
+        queues={
+            "q": QueueFigures(
+                pending=20_000,
+                pending_by_priority=split,
+                estimated=frozenset({"pending", "pending_by_priority"}),
+            )
+        },
+        arbiters=(),
+    )
+    doc = json.loads(json.dumps(jsonview.stats_json(stats)))
+    assert doc["queues"]["q"]["pending_by_priority"] == [[2**63 - 1, 999], [0, 19_000], [-5, 1]]
+    back = jsonview.stats_from_json(doc).queues["q"]
+    assert back == stats.queues["q"]
+    assert list(back.pending_by_priority.items()) == list(split.items())
+    with pytest.raises(TypeError):
+        back.pending_by_priority[1] = 1  # type: ignore[index]
+    del doc["queues"]["q"]["pending_by_priority"]  # an older service's answer
+    assert jsonview.stats_from_json(doc).queues["q"].pending_by_priority == {}
+    for bad in ({"0": 1}, [[0]], [[0, "1"]], [[True, 1]]):
+        doc["queues"]["q"]["pending_by_priority"] = bad
+        with pytest.raises(jsonview.FormatError):
+            jsonview.stats_from_json(doc)
 
 
 def test_plain_arguments() -> None:
