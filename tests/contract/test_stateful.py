@@ -29,6 +29,7 @@ Examples per backend: JOBARBITER_STATEFUL_EXAMPLES (default 200).
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import os
 import uuid
@@ -63,6 +64,7 @@ from storage import (
     Storage,
 )
 from storage.codec import encode
+from storage.model import by_priority
 
 from .backends import BACKENDS, BackendFactory, close
 
@@ -354,6 +356,11 @@ class Model:
                         if j.status is Status.PENDING and j.run_at <= self.now
                     ),
                     default=None,
+                ),
+                pending_by_priority=by_priority(
+                    collections.Counter(
+                        j.priority for j in jobs if j.status is Status.PENDING
+                    ).items()
                 ),
             )
         return stats
@@ -739,7 +746,11 @@ class StorageMachine(RuleBasedStateMachine):
 
     @invariant()
     def stats_agree(self) -> None:
-        assert self.storage.stats() == self.model.stats()
+        stored, expected = self.storage.stats(), self.model.stats()
+        assert stored == expected
+        # Left out of ==: compared in order, highest priority first.
+        split = {q: list(s.pending_by_priority.items()) for q, s in stored.items()}
+        assert split == {q: list(s.pending_by_priority.items()) for q, s in expected.items()}
 
     @invariant()
     def every_job_is_in_exactly_one_place(self) -> None:
