@@ -72,6 +72,23 @@ def test_counts_follow_running_jobs_without_reload(page: Page, manager: Manager)
     assert page.evaluate("window.notReloaded") is True
 
 
+def test_pending_by_priority_follows_without_reload(page: Page, manager: Manager) -> None:
+    queue = "ranked"
+    manager.pause(queue)  # nothing runs: the counts stand still
+    low = manager.queue(Quick(n=1), queue=queue)
+    page.goto("/")
+    expect(queue_cell(page, queue, "pending")).to_have_text(count_is(1))
+    expect(queue_cell(page, queue, "priorities")).to_have_text("")  # one level
+    high = [manager.queue(Quick(n=n), queue=queue, priority=10) for n in (2, 3)]
+    expect(queue_cell(page, queue, "priorities")).to_have_text("10: 2 · 0: 1")
+    assert list(manager.stats().queues[queue].pending_by_priority.items()) == [(10, 2), (0, 1)]
+    manager.cancel(low)
+    expect(queue_cell(page, queue, "priorities")).to_have_text("")
+    for job_id in high:
+        manager.cancel(job_id)
+    manager.resume(queue)
+
+
 def test_pause_and_resume_a_queue(page: Page, manager: Manager) -> None:
     page.goto("/")
     answer = submit(page, queue_row(page, "reports").locator('form[data-action="pause"]'))
