@@ -824,7 +824,7 @@ class StorageActor(pykka.ThreadingActor):
         # Children waiting for their parents are live work: they do.
         return all(
             s.pending == s.scheduled and s.running == 0 and s.waiting == 0
-            for s in self._storage.stats().values()
+            for s in self._storage.stats(levels=False).values()
         )
 
 

@@ -205,14 +205,17 @@ class Storage(Protocol):
         """Forget dead jobs that died more than ``older_than`` seconds ago (all if None)."""
         ...
 
-    def stats(self) -> dict[str, QueueStats]:
+    def stats(self, *, levels: bool = True) -> dict[str, QueueStats]:
         """Counts per queue, for every queue that holds a live or dead job
         (``QueueStats``: ``oldest_due_at`` is read off the pending index, so
         it costs no scan on any backend). A count above the backend's
         ``count_cap`` may be an estimate, named in ``estimated``; one at or
         below it never is, and ``pending == scheduled`` holds exactly when
         none of the queue's pending jobs is due or waiting out a backoff
-        (storage.counts)."""
+        (storage.counts). With ``levels=False`` a backend may leave
+        ``pending_by_priority`` empty where counting levels costs reads: the
+        runtime's idle check, asked after every settled message while
+        someone waits in join(), needs only the counts."""
         ...
 
     def set_paused(self, queue: str, paused: bool) -> None:

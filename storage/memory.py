@@ -890,17 +890,18 @@ class MemoryStorage:
     def _queues(self) -> set[str]:
         return set(self._pending) | set(self._held) | set(self._dead) | set(self._waiting)
 
-    def stats(self) -> dict[str, QueueStats]:
+    def stats(self, *, levels: bool = True) -> dict[str, QueueStats]:
+        # The levels' sizes are at hand: ``levels`` changes nothing here.
         stats = {}
         now = self._now_us()
         due = (now << _SEQ_BITS) | _SEQ_MASK  # every key of a job due now is <= it
         for queue in sorted(self._queues()):
             count = later = 0
             first = None
-            levels = []
+            found = []
             for priority, pending in self._pending.get(queue, {}).items():
                 if pending:
-                    levels.append((priority, len(pending)))
+                    found.append((priority, len(pending)))
                     count += len(pending)
                     later += len(pending) - pending.bisect_right(due)
                     head = pending[0] >> _SEQ_BITS
@@ -915,7 +916,7 @@ class MemoryStorage:
                 scheduled=later,
                 oldest_due_at=first / _US if first is not None and first <= now else None,
                 waiting=len(self._waiting.get(queue, ())),
-                pending_by_priority=by_priority(levels),
+                pending_by_priority=by_priority(found),
             )
             if counts.pending or counts.running or counts.dead or counts.waiting:
                 stats[queue] = counts

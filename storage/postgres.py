@@ -1720,15 +1720,17 @@ class PostgresStorage:
         }
         return [self._info(row, 0) for row in self._alone(sql, params)]
 
-    def stats(self) -> dict[str, QueueStats]:
+    def stats(self, *, levels: bool = True) -> dict[str, QueueStats]:
         """As the contract says: each count exact up to ``count_cap``, the
-        planner's estimate above it (see storage.counts)."""
+        planner's estimate above it (see storage.counts). The levels come
+        with the counts' one statement, capped like them, so ``levels=False``
+        saves nothing worth a second statement and changes nothing."""
         cap = self._count_cap
         rows = self._alone(self._sql.stats, {"now": self._now_param(), "over": cap + 1})
         stats = {}
         for row in rows:
             queue, pending, running, dead, later, due, retrying, first, now, waiting = row[:10]
-            levels, by_level = row[10:]
+            present, by_level = row[10:]
             read = Read(
                 pending=pending,
                 running=running,
@@ -1738,7 +1740,7 @@ class PostgresStorage:
                 retrying=retrying or 0,
                 oldest_due_at=first / _US if first is not None and first <= now else None,
                 waiting=waiting,
-                levels=levels or (),
+                levels=present or (),
                 by_level=by_level or (),
             )
             stats[queue] = queue_stats(

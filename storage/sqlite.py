@@ -1239,22 +1239,25 @@ class SqliteStorage:
         params.append(limit)
         return sql, params
 
-    def stats(self) -> dict[str, QueueStats]:
+    def stats(self, *, levels: bool = True) -> dict[str, QueueStats]:
         """As the contract says, every count exact, from memory (see the
         module docstring); the earliest run_at is the least of the levels'
         first entries in the pending index, and the levels (found for it)
         are counted along it only when there are several (see
-        ``storage.counts.by_level``)."""
+        ``storage.counts.by_level``) and ``levels`` asks for them: the idle
+        check after each settled message does not, so a queue of several
+        levels costs it no count."""
         stats = {}
         now = self._now_us()
         for queue, count in sorted(self._counts.items()):
             if not any(count):
                 continue
-            levels = list(self._levels(queue)) if count[_PENDING] else []
-            oldest = self._first_run_at(queue, levels)
+            present = list(self._levels(queue)) if count[_PENDING] else []
+            oldest = self._first_run_at(queue, present)
+            several = levels and len(present) > 1
             by_level, _ = counts.by_level(
-                levels,
-                [self._level_count(queue, level) for level in levels] if len(levels) > 1 else [],
+                present if levels else [],
+                [self._level_count(queue, level) for level in present] if several else [],
                 pending=count[_PENDING],
                 pending_exact=True,
                 cap=counts.COUNT_CAP,

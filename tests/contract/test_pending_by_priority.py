@@ -213,3 +213,14 @@ def test_the_rule_of_the_levels(case: Case) -> None:
 def test_the_rule_refuses_counts_that_do_not_match_the_levels() -> None:
     with pytest.raises(ValueError, match="2 priority levels but 1 counts"):
         by_level((1, 0), (3,), pending=3, pending_exact=True, cap=CAP, estimate=refused)
+
+
+def test_stats_without_levels_keeps_every_count(storage: Storage, clock: ManualClock) -> None:
+    # What the runtime's idle check asks: the counts alike, the split at
+    # most left out (where counting levels costs reads).
+    storage.push_many([new_job(priority=p) for p in (3, 0, 0, -1)])
+    storage.push(new_job(priority=3, run_at=clock.now() + 60))
+    full, lean = storage.stats()[QUEUE], storage.stats(levels=False)[QUEUE]
+    assert lean == full  # pending_by_priority takes no part in ==
+    assert dict(full.pending_by_priority) == {3: 2, 0: 2, -1: 1}
+    assert dict(lean.pending_by_priority) in ({}, dict(full.pending_by_priority))
