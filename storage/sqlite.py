@@ -99,13 +99,9 @@ big the file (entries fall out once due), for about 44 bytes of memory per
 scheduled job. Every count is exact; none is an estimate. (Should the
 system clock step back, jobs that were due and are not again are not counted
 as scheduled until the file is next opened.)
-``pending_by_priority`` is ``{level: pending}`` for a queue at one level,
-at no cost (the levels are probed anyway, for the earliest run_at); with
-several, each level is counted along ``jobs_pending`` up to
-``COUNT_CAP + 1`` entries, the one past it being the pending count less
-the others (two or more past it, rare, are read whole). So a queue with
-several levels pays up to that many index entries per level on each
-stats(), as PostgreSQL does for each of its counts: bounded, not free.
+``pending_by_priority`` is kept in Python too, per queue and level, beside
+the pending count it splits (and rebuilt with it on open and after a
+rollback), so it is exact and costs stats() no read however many levels.
 """
 
 from __future__ import annotations
@@ -120,7 +116,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sortedcontainers import SortedList
 
-from storage import counts, dependencies
+from storage import dependencies
 from storage.clock import Clock, SystemClock
 from storage.contract import (
     STALE_HEARTBEATS,
@@ -143,6 +139,7 @@ from storage.model import (
     Outcome,
     QueueStats,
     Status,
+    by_priority,
 )
 from storage.policy import Backoff, MaxRetries, Policy
 from storage.settle import settle
@@ -320,6 +317,9 @@ class SqliteStorage:
         self._ids = IdGenerator()
         self._policies: dict[tuple[Any, ...], Policy] = {}
         self._counts: dict[str, list[int]] = {}
+        # Pending jobs per queue and priority level, kept with _counts (and
+        # rebuilt with it), so stats() reads no index for levels.
+        self._by_level: dict[str, dict[int, int]] = {}
         self._later: dict[str, SortedList] = {}  # see the module docstring
         self._edges = 0  # rows in children: none, and a success looks up nothing
         # What the ends of parents did, until dependents() is asked.
@@ -526,6 +526,7 @@ class SqliteStorage:
                 self._scheduled_for(job.queue, run_at)
             rows.append(self._row(job, job_id, now))
             self._count(job.queue)[_PENDING] += 1
+            self._pend(job.queue, job.priority, 1)
             ids.append(to_uuid(job_id))
         conn = self._conn
         conn.executemany(_INSERT, rows)
@@ -541,6 +542,15 @@ class SqliteStorage:
         if count is None:
             count = self._counts[queue] = [0, 0, 0, 0]
         return count
+
+    def _pend(self, queue: str, priority: int, change: int) -> None:
+        """``change`` more (or fewer) pending jobs of ``queue`` at ``priority``."""
+        levels = self._by_level.setdefault(queue, {})
+        left = levels.get(priority, 0) + change
+        if left:
+            levels[priority] = left
+        else:
+            del levels[priority]
 
     def _row(
         self,
@@ -624,6 +634,8 @@ class SqliteStorage:
             if key is not None:
                 conn.execute("INSERT INTO unique_keys VALUES (?, ?)", (key, _blob(job_id)))
             self._count(job.queue)[_WAITING if waiting_on else _PENDING] += 1
+            if not waiting_on:
+                self._pend(job.queue, job.priority, 1)
             run_at = _run_at(job, now)
             if not waiting_on and run_at > now:
                 self._scheduled_for(job.queue, run_at)
@@ -663,14 +675,15 @@ class SqliteStorage:
             row = conn.execute(
                 "UPDATE jobs SET waiting_on = waiting_on - ?1, status = CASE"
                 " WHEN waiting_on - ?1 <= 0 THEN 'pending' ELSE status END"
-                " WHERE id = ?2 AND status = 'waiting' RETURNING status, queue, run_at",
+                " WHERE id = ?2 AND status = 'waiting' RETURNING status, queue, run_at, priority",
                 (done, child),
             ).fetchone()
             if row is not None and row[0] == "pending":
-                _, queue, run_at = row
+                _, queue, run_at, priority = row
                 count = self._count(queue)
                 count[_WAITING] -= 1
                 count[_PENDING] += 1
+                self._pend(queue, priority, 1)
                 self._told.released.add(queue)
                 if run_at > now:  # a child never ran: scheduled for later
                     self._scheduled_for(queue, run_at)
@@ -741,11 +754,14 @@ class SqliteStorage:
         stale = len(rows)
         if stale < limit and count[_PENDING]:
             for level in self._levels(queue):  # highest first
-                rows += conn.execute(
+                found = conn.execute(
                     f"SELECT {_CLAIM} FROM jobs WHERE queue = ? AND status = 'pending'"
                     " AND priority = ? AND run_at <= ? ORDER BY run_at, id LIMIT ?",
                     (queue, level, now, limit - len(rows)),
                 ).fetchall()
+                if found:
+                    rows += found
+                    self._pend(queue, level, -len(found))
                 if len(rows) >= limit:
                     break
         if not rows:
@@ -959,13 +975,14 @@ class SqliteStorage:
         delay = verdict.delay_us
         if delay and not verdict.retry_count:
             self._scheduled_for(queue, now + delay)  # put back for later, never failed
-        conn.execute(
+        (priority,) = conn.execute(
             "UPDATE jobs SET status = 'pending', runner = NULL, expires = NULL,"
             " run_at = coalesce(?, run_at), last_error = coalesce(?, last_error),"
-            " retry_count = ? WHERE id = ?",
+            " retry_count = ? WHERE id = ? RETURNING priority",
             (None if delay is None else now + delay, verdict.error, verdict.retry_count, blob),
-        )
+        ).fetchone()
         count[_PENDING] += 1
+        self._pend(queue, priority, 1)
         return disposition
 
     def _forget_key(self, key: str, blob: bytes) -> None:
@@ -1010,17 +1027,21 @@ class SqliteStorage:
         """Cancel the pending or waiting job ``blob`` (counted at ``was``)."""
         conn = self._conn
         if not ttl:
-            conn.execute("DELETE FROM jobs WHERE id = ?", (blob,))
+            (priority,) = conn.execute(
+                "DELETE FROM jobs WHERE id = ? RETURNING priority", (blob,)
+            ).fetchone()
         else:
             # No attempt of it ended it: started_at is cleared.
-            conn.execute(
+            (priority,) = conn.execute(
                 "UPDATE jobs SET status = 'cancelled', last_error = ?, started_at = NULL,"
-                " finished_at = ?, expires_at = ? WHERE id = ?",
+                " finished_at = ?, expires_at = ? WHERE id = ? RETURNING priority",
                 (reason, now, now + ttl, blob),
-            )
+            ).fetchone()
         if key is not None:
             self._forget_key(key, blob)
         self._counts[queue][was] -= 1
+        if was == _PENDING:
+            self._pend(queue, priority, -1)
 
     @_atomic
     def expire(self) -> int:
@@ -1034,11 +1055,12 @@ class SqliteStorage:
         blob = _blob(job_id.int)
         conn = self._conn
         row = conn.execute(
-            "SELECT queue, unique_key FROM jobs WHERE id = ? AND status = 'dead'", (blob,)
+            "SELECT queue, unique_key, priority FROM jobs WHERE id = ? AND status = 'dead'",
+            (blob,),
         ).fetchone()
         if row is None:
             return False
-        queue, key = row
+        queue, key, priority = row
         conn.execute(
             "UPDATE jobs SET status = 'pending', died_at = NULL, retry_count = 0, run_at = ?"
             " WHERE id = ?",
@@ -1050,6 +1072,7 @@ class SqliteStorage:
         count = self._counts[queue]
         count[_DEAD] -= 1
         count[_PENDING] += 1
+        self._pend(queue, priority, 1)
         return True
 
     @_atomic
@@ -1099,6 +1122,13 @@ class SqliteStorage:
             ):
                 counts.setdefault(queue, [0, 0, 0, 0])[_COUNTED[status]] = number
         self._counts = counts
+        by_level: dict[str, dict[int, int]] = {}
+        for queue, priority, number in self._conn.execute(
+            "SELECT queue, priority, count(*) FROM jobs INDEXED BY jobs_pending"
+            " WHERE status = 'pending' GROUP BY queue, priority"
+        ):
+            by_level.setdefault(queue, {})[priority] = number
+        self._by_level = by_level
         later: dict[str, SortedList] = {}
         for queue, run_at in self._conn.execute(
             "SELECT queue, run_at FROM jobs INDEXED BY jobs_pending WHERE status = 'pending'"
@@ -1241,28 +1271,18 @@ class SqliteStorage:
 
     def stats(self, *, levels: bool = True) -> dict[str, QueueStats]:
         """As the contract says, every count exact, from memory (see the
-        module docstring); the earliest run_at is the least of the levels'
-        first entries in the pending index, and the levels (found for it)
-        are counted along it only when there are several (see
-        ``storage.counts.by_level``) and ``levels`` asks for them: the idle
-        check after each settled message does not, so a queue of several
-        levels costs it no count."""
+        module docstring), the split by priority too (so ``levels`` changes
+        nothing); the earliest run_at is the least of the levels' first
+        entries in the pending index, one probe each."""
         stats = {}
         now = self._now_us()
         for queue, count in sorted(self._counts.items()):
             if not any(count):
                 continue
-            present = list(self._levels(queue)) if count[_PENDING] else []
+            kept = self._by_level.get(queue, {})
+            present = sorted(kept, reverse=True) if count[_PENDING] else []
             oldest = self._first_run_at(queue, present)
-            several = levels and len(present) > 1
-            by_level, _ = counts.by_level(
-                present if levels else [],
-                [self._level_count(queue, level) for level in present] if several else [],
-                pending=count[_PENDING],
-                pending_exact=True,
-                cap=counts.COUNT_CAP,
-                estimate=functools.partial(self._level_exact, queue),
-            )
+            by_level = by_priority([(level, kept[level]) for level in present])
             stats[queue] = QueueStats(
                 pending=count[_PENDING],
                 running=count[_RUNNING],
@@ -1273,22 +1293,6 @@ class SqliteStorage:
                 pending_by_priority=by_level,
             )
         return stats
-
-    def _level_count(self, queue: str, priority: int, *, cap: int | None = counts.COUNT_CAP) -> int:
-        """The queue's pending jobs at ``priority``, read along the pending
-        index up to ``cap + 1`` (all of them: ``cap`` None)."""
-        limit = -1 if cap is None else cap + 1
-        return int(
-            self._conn.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_pending"
-                " WHERE status = 'pending' AND queue = ? AND priority = ? LIMIT ?)",
-                (queue, priority, limit),
-            ).fetchone()[0]
-        )
-
-    def _level_exact(self, queue: str, priority: int) -> tuple[int, bool]:
-        # Only when two levels or more are past the cap: then each is read whole.
-        return self._level_count(queue, priority, cap=None), True
 
     def _first_run_at(self, queue: str, levels: Iterable[int] | None = None) -> int | None:
         """The queue's earliest run_at: the least of its levels' first
