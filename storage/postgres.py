@@ -1232,28 +1232,8 @@ class PostgresStorage:
             return self._push_children(jobs)
         out: list[uuid.UUID | str] = []  # an id, or the unique key whose holder it is
         first_of_key: dict[str, uuid.UUID] = {}
-        columns: dict[str, list[Any]] = {
-            name: []
-            for name in (
-                "id",
-                "queue",
-                "name",
-                "args",
-                "run_at",
-                "max_retries",
-                "backoff_kind",
-                "backoff_value",
-                "backoff_max",
-                "heartbeat",
-                "lease",
-                "timeout",
-                "unique_key",
-                "ttl",
-                "priority",
-            )
-        }
-        (c_id, c_queue, c_name, c_args, c_run_at, c_max, c_kind, c_value, c_cap, c_hb, c_lease,
-         c_timeout, c_key, c_ttl, c_priority) = columns.values()  # fmt: skip
+        columns: dict[str, list[Any]] = {name: [] for name in _JOB_COLUMNS}
+        lists = tuple(columns.values())
         for job in jobs:
             key = job.unique_key
             if key is not None:
@@ -1265,22 +1245,8 @@ class PostgresStorage:
                 out.append(job_id)
             else:
                 first_of_key[key] = job_id
-            policy = job.policy
-            c_id.append(job_id)
-            c_queue.append(job.queue)
-            c_name.append(job.name)
-            c_args.append(job.args)
-            c_run_at.append(None if job.run_at is None else round(job.run_at * _US))
-            c_max.append(policy.max_retries.limit)
-            c_kind.append(policy.backoff.kind)
-            c_value.append(float(policy.backoff.value))
-            c_cap.append(float(policy.backoff.max))
-            c_hb.append(float(policy.heartbeat_interval))
-            c_lease.append(round(STALE_HEARTBEATS * policy.heartbeat_interval * _US))
-            c_timeout.append(None if policy.timeout is None else float(policy.timeout))
-            c_key.append(key)
-            c_ttl.append(float(policy.result_ttl))  # float8[]: one type
-            c_priority.append(job.priority)
+            for column, value in zip(lists, _job_values(job, job_id), strict=True):
+                column.append(value)
         params: dict[str, Any] = {"now": self._now_param(), **columns}
         self._notify = True
         if not first_of_key:
@@ -1367,28 +1333,13 @@ class PostgresStorage:
         parents: tuple[uuid.UUID, ...],
         stands: dependencies.Standing,
     ) -> None:
-        policy = job.policy
         values = (
-            job_id,
-            job.queue,
-            job.name,
-            job.args,
-            None if job.run_at is None else round(job.run_at * _US),
-            policy.max_retries.limit,
-            policy.backoff.kind,
-            float(policy.backoff.value),
-            float(policy.backoff.max),
-            float(policy.heartbeat_interval),
-            round(STALE_HEARTBEATS * policy.heartbeat_interval * _US),
-            None if policy.timeout is None else float(policy.timeout),
-            job.unique_key,
-            float(policy.result_ttl),
+            *_job_values(job, job_id),
             status,
             _uuid_array(parents) if parents else None,
             len(stands.waiting_for),
             False,
             stands.cancelled,
-            job.priority,
         )
         for name, value in zip(_CHILD_COLUMNS, values, strict=True):
             columns[name].append(value)
@@ -1814,7 +1765,9 @@ def _claim(row: Row) -> Claim:
     return Claim._make((*row[1:7], tuple(parents) if parents else ()))
 
 
-_CHILD_COLUMNS = (
+# The columns (as insert parameters, one array each) of a pushed job, in the
+# order of _job_values; a child's insert takes a few more.
+_JOB_COLUMNS = (
     "id",
     "queue",
     "name",
@@ -1829,13 +1782,31 @@ _CHILD_COLUMNS = (
     "timeout",
     "unique_key",
     "ttl",
-    "status",
-    "parents",
-    "waiting_on",
-    "has_children",
-    "error",
     "priority",
 )
+_CHILD_COLUMNS = (*_JOB_COLUMNS, "status", "parents", "waiting_on", "has_children", "error")
+
+
+def _job_values(job: NewJob, job_id: uuid.UUID) -> tuple[Any, ...]:
+    """What a push stores of ``job``, in _JOB_COLUMNS' order."""
+    policy = job.policy
+    return (
+        job_id,
+        job.queue,
+        job.name,
+        job.args,
+        None if job.run_at is None else round(job.run_at * _US),
+        policy.max_retries.limit,
+        policy.backoff.kind,
+        float(policy.backoff.value),
+        float(policy.backoff.max),
+        float(policy.heartbeat_interval),
+        round(STALE_HEARTBEATS * policy.heartbeat_interval * _US),
+        None if policy.timeout is None else float(policy.timeout),
+        job.unique_key,
+        float(policy.result_ttl),  # float8[]: one type
+        job.priority,
+    )
 
 
 # Arrays travel as literals: psycopg dumps a list element by element, which on
