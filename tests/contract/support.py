@@ -91,3 +91,7 @@ def kill(storage: Storage, job_id: uuid.UUID, runner: str = "r1", queue: str = Q
     job = pop_one(storage, runner, queue)
     assert job.id == job_id
     assert storage.complete(job_id, runner, JobResult.failure("fatal")) is Disposition.DEAD
+
+
+# The count cap the ``capped`` fixture gives a backend that takes one.
+CAP = 4

@@ -9,8 +9,6 @@ for."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from storage import Backoff, JobResult, ManualClock, QueueStats, Status, Storage
@@ -19,24 +17,9 @@ from storage.model import ESTIMABLE
 from supervisor.storage_ops import StorageOperations
 
 from .backends import analyze, close, reopen
-from .support import kill, new_job, policy
+from .support import CAP, kill, new_job, policy
 
-CAP = 4
 LATER = 3600.0
-
-
-@pytest.fixture
-def capped(storage: Storage, clock: ManualClock) -> Iterator[Storage]:
-    """The fixture's storage, with a count cap of CAP where it takes one."""
-    if type(storage).__name__ != "PostgresStorage":
-        yield storage  # exact counts, no cap
-        return
-    again = reopen(storage, clock, count_cap=CAP)
-    assert again is not None
-    try:
-        yield again
-    finally:
-        close(again)
 
 
 def push(storage: Storage, clock: ManualClock, count: int, queue: str, later: bool = False) -> None:

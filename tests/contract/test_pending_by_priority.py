@@ -6,7 +6,7 @@ PostgreSQL an estimate, flagged "pending_by_priority" in ``estimated``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
@@ -15,10 +15,8 @@ from storage import JobResult, ManualClock, Storage
 from storage.counts import LevelEstimate, by_level
 from storage.model import NO_LEVELS
 
-from .backends import analyze, close, reopen
-from .support import QUEUE, new_job, pop_one
-
-CAP = 4
+from .backends import analyze
+from .support import CAP, QUEUE, new_job, pop_one
 
 
 def levels(storage: Storage, queue: str = QUEUE) -> list[tuple[int, int]]:
@@ -106,20 +104,6 @@ def test_a_released_dependency_child_joins_its_level_the_waiting_do_not(
     assert pop_one(storage).id == parent
     storage.complete(parent, "r1", JobResult.success())
     assert levels(storage) == [(4, 1)]
-
-
-@pytest.fixture
-def capped(storage: Storage, clock: ManualClock) -> Iterator[Storage]:
-    """The fixture's storage, with a count cap of CAP where it takes one."""
-    if type(storage).__name__ != "PostgresStorage":
-        yield storage  # exact counts, no cap
-        return
-    again = reopen(storage, clock, count_cap=CAP)
-    assert again is not None
-    try:
-        yield again
-    finally:
-        close(again)
 
 
 def test_one_level_past_the_cap_is_the_rest_of_an_exact_pending(capped: Storage) -> None:
